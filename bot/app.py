@@ -1,0 +1,93 @@
+"""The FastAPI application: thin routes that verify, parse to a neutral event, dispatch, reply."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from bot.runtime import Runtime
+from bot.settings import Settings, get_settings
+
+log = logging.getLogger("qunzhi.app")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413 before reading them all (pure ASGI)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await PlainTextResponse("请求体过大", status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return msg
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await PlainTextResponse("请求体过大", status_code=413)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               start_scheduler: bool | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        rt: Runtime = app.state.runtime
+        sched = None
+        if start_scheduler if start_scheduler is not None else settings.run_scheduler:
+            try:
+                from scheduler.service import start_in_process
+            except ImportError:  # scheduler package not wired yet
+                start_in_process = None
+            if start_in_process is not None:
+                sched = start_in_process(rt)
+        yield
+        if sched is not None:
+            sched.shutdown()
+
+    app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime or Runtime(settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "local_mode": settings.local_mode}
+
+    from bot.routes import include_routes
+
+    include_routes(app)
+    return app
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,2 @@
+"""Every chat command, one module each. Importing this package registers them all."""
+from handlers.commands import help, mine, register, renew_done  # noqa: F401

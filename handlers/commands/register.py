@@ -1,0 +1,200 @@
+"""报备 / 登记: register a work group, in one message or field by field in a short dialogue."""
+from __future__ import annotations
+
+from datetime import date
+
+from governance.dates import DateParseError, fmt_date, parse_expiry
+from handlers.context import Context
+from handlers.events import Reply
+from handlers.groups import refuse
+from handlers.registry import command, conversation
+from handlers.text import split_fields
+from storage import audit, repo
+from storage.models import Conversation, Group
+
+FIELD_KEYS = {
+    "名称": "name", "群名": "name", "群名称": "name", "名字": "name",
+    "用途": "purpose", "目的": "purpose", "作用": "purpose",
+    "单位": "unit", "部门": "unit",
+    "类别": "category", "类型": "category", "分类": "category",
+    "到期": "expires", "期限": "expires", "截止": "expires", "到期日期": "expires", "到期时间": "expires",
+    "结束": "expires",
+}
+QUESTIONS = {
+    "name": "好的，请告诉我群名称。",
+    "purpose": "这个群做什么用？（一句话即可）",
+    "unit": "这个群属于哪个单位？",
+    "category": "是常设群还是临时群？临时群请说明到期时间，例如“到12月31日”或“30天”。",
+    "expires": "临时群到哪天结束？例如“12月31日”“30天”“月底”。",
+}
+MAX_NAME = 50
+MAX_PURPOSE = 200
+
+
+def _category(ctx: Context, text: str) -> tuple[str | None, str]:
+    """Pick a category out of an answer like “临时群，到月底”; return it and the remaining text."""
+    t = text.strip()
+    known = list(ctx.settings.protected_categories) + list(ctx.settings.temporary_categories) + ["常设群"]
+    for cat in sorted(known, key=len, reverse=True):
+        if t.startswith(cat):
+            return cat, t[len(cat):].strip(" ,:")
+    for word, cat in (("临时", "临时群"), ("常设", "常设群"), ("长期", "常设群")):
+        if t.startswith(word):
+            return cat, t[len(word):].lstrip("群").strip(" ,:")
+    return None, t
+
+
+def _is_temporary(ctx: Context, category: str) -> bool:
+    return category in ctx.settings.temporary_categories or "临时" in category or "专班" in category
+
+
+def _set_expiry(ctx: Context, data: dict, text: str) -> Reply | None:
+    try:
+        data["expires"] = parse_expiry(text, ctx.today).isoformat()
+    except DateParseError as e:
+        return Reply(str(e))
+    return None
+
+
+def _take(ctx: Context, data: dict, field: str, value: str) -> Reply | None:
+    """Validate one answer into ``data``; a reply means the answer was refused (nothing stored)."""
+    value = value.strip()
+    if not value:
+        return Reply(QUESTIONS[field])
+    if field == "name":
+        if len(value) > MAX_NAME:
+            return Reply(f"群名称太长了（最多{MAX_NAME}个字），请再发一次。")
+        data["name"] = value
+    elif field == "purpose":
+        data["purpose"] = value[:MAX_PURPOSE]
+    elif field == "unit":
+        data["unit"] = value[:64]
+    elif field == "category":
+        cat, rest = _category(ctx, value)
+        if cat is None:
+            cat, rest = value.split(" ")[0], " ".join(value.split(" ")[1:])
+            if not cat.endswith("群"):
+                return Reply("没听清类别。" + QUESTIONS["category"])
+        data["category"] = cat
+        if rest and _is_temporary(ctx, cat):
+            return _set_expiry(ctx, data, rest)
+    elif field == "expires":
+        return _set_expiry(ctx, data, value)
+    return None
+
+
+def _missing(ctx: Context, data: dict) -> str | None:
+    for field in ("name", "purpose"):
+        if not data.get(field):
+            return field
+    if not data.get("unit"):
+        if ctx.person.unit:
+            data["unit"] = ctx.person.unit
+        else:
+            return "unit"
+    if not data.get("category"):
+        return "category"
+    if _is_temporary(ctx, data["category"]) and not data.get("expires"):
+        return "expires"
+    return None
+
+
+def _advance(ctx: Context, data: dict) -> Reply:
+    field = _missing(ctx, data)
+    conv = ctx.session.get(Conversation, ctx.person.id)
+    if field is not None:
+        if conv is None:
+            conv = Conversation(person_id=ctx.person.id, intent="register", data={}, updated_at=ctx.now)
+            ctx.session.add(conv)
+        conv.intent, conv.data, conv.updated_at = "register", {**data, "step": field}, ctx.now
+        return Reply(QUESTIONS[field])
+    if conv is not None:
+        ctx.session.delete(conv)
+    return _finish(ctx, data)
+
+
+def _target_group(ctx: Context, data: dict) -> Group | Reply | None:
+    if data.get("group_id"):
+        return repo.ensure_group(ctx.session, group_id=data["group_id"], platform=ctx.event.platform, at=ctx.now,
+                                 name=data["name"], source="chat")
+    for g in repo.find_groups(ctx.session, data["name"]):
+        if g.status in ("dissolved", "purged", "merged"):
+            continue
+        if g.owner_id in (None, ctx.person.id) and (not g.unit or g.unit == data.get("unit")):
+            return g
+        if g.unit == data.get("unit"):
+            return g  # same name in the same unit, owned by someone else: the owner check refuses
+    return None
+
+
+def _finish(ctx: Context, data: dict) -> Reply:
+    g = _target_group(ctx, data)
+    if isinstance(g, Reply):
+        return g
+    if g is not None and g.owner_id and not ctx.may_change(g):
+        return refuse(ctx, g)
+    new = g is None
+    if new:
+        g = repo.ensure_group(ctx.session, group_id=repo.new_group_id(data["name"], ctx.person.id, ctx.now),
+                              platform="ledger", at=ctx.now, name=data["name"], source="chat")
+    category = data["category"]
+    g.name = data["name"]
+    g.purpose = data.get("purpose")
+    g.unit = data.get("unit")
+    g.category = category
+    g.temporary = _is_temporary(ctx, category)
+    g.protected = g.protected or category in ctx.settings.protected_categories
+    g.expires_at = date.fromisoformat(data["expires"]) if g.temporary and data.get("expires") else None
+    g.owner_id = g.owner_id or ctx.person.id
+    g.registered_at = ctx.now
+    g.registered_by = ctx.person.id
+    g.updated_at = ctx.now
+    if ctx.event.group_id == g.id:
+        repo.add_members(ctx.session, g.id, [ctx.person.id], ctx.now)
+    audit.record(ctx.session, actor=ctx.person.id, action="register", at=ctx.now, group_id=g.id,
+                 reason=g.purpose, data={"name": g.name, "unit": g.unit, "category": category,
+                                         "expires_at": g.expires_at, "protected": g.protected})
+    where = f"（{category}，{g.unit}）" if g.unit else f"（{category}）"
+    if g.temporary:
+        return Reply(f"已登记：{g.name}{where}，{fmt_date(g.expires_at, ctx.today)}到期。到期前3天提醒您；"
+                     f"任务提前完成可回复“完成 {g.name}”。")
+    if g.protected:
+        return Reply(f"已登记：{g.name}{where}。常设群受保护，不会被自动解散。")
+    return Reply(f"已登记：{g.name}{where}。如长期没有工作消息，我会先提醒您，不会直接解散。")
+
+
+@command("报备", "登记", summary="登记一个工作群")
+def register(ctx: Context, args: str) -> Reply:
+    positional, fields = split_fields(args, FIELD_KEYS)
+    data: dict = {}
+    if ctx.event.group_id:
+        data["group_id"] = ctx.event.group_id
+        g = ctx.session.get(Group, ctx.event.group_id)
+        if g is not None and g.name and g.name != g.id:
+            data["name"] = g.name
+    if positional and "name" not in fields:
+        fields["name"] = positional.pop(0)
+    for word in positional:  # lenient: “报备 秋粮收购专班 临时群 12月31日”
+        cat, rest = _category(ctx, word)
+        if cat and "category" not in fields:
+            fields["category"] = word
+        elif "expires" not in fields:
+            fields["expires"] = word
+    for field in ("name", "purpose", "unit", "category", "expires"):
+        if fields.get(field):
+            refused = _take(ctx, data, field, fields[field])
+            if refused is not None:
+                return refused
+    return _advance(ctx, data)
+
+
+@conversation("register")
+def register_next(ctx: Context, conv: Conversation) -> Reply:
+    if ctx.text in ("取消", "算了", "退出"):
+        ctx.session.delete(conv)
+        return Reply("好的，已取消登记，什么都没有改。")
+    data = {k: v for k, v in conv.data.items() if k != "step"}
+    refused = _take(ctx, data, conv.data.get("step", "name"), ctx.text)
+    if refused is not None:
+        return refused
+    return _advance(ctx, data)

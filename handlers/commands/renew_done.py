@@ -1,0 +1,65 @@
+"""续期 <群> <期限> and 完成 <群>: the owner extends a temporary group or declares its task done."""
+from __future__ import annotations
+
+from governance.dates import DateParseError, fmt_date, parse_expiry
+from handlers.context import Context
+from handlers.events import Reply
+from handlers.groups import refuse, resolve, split_ref
+from handlers.registry import command
+from storage import audit
+
+
+
+@command("续期", "延期", summary="延长临时群")
+def renew(ctx: Context, args: str) -> Reply:
+    ref, span = split_ref(ctx, args)
+    g = resolve(ctx, ref)
+    if isinstance(g, Reply):
+        return g
+    if not ctx.may_change(g):
+        return refuse(ctx, g)
+    if g.status not in ("active", "warned"):
+        return Reply(f"“{g.name}”已解散，不能续期。如需找回请回复“恢复 {g.name}”。")
+    if not span:
+        return Reply(f"请写上新的期限，例如“续期 {g.name} 30天”或“续期 {g.name} 12月31日”。")
+    today = ctx.today
+    base = g.expires_at if g.expires_at and g.expires_at > today else today
+    try:
+        new = parse_expiry(span, today, base=base)
+    except DateParseError as e:
+        return Reply(str(e))
+    old = g.expires_at
+    g.expires_at, g.temporary, g.done_at = new, True, None
+    vetoed = g.status == "warned"
+    if vetoed:
+        g.status, g.warned_at, g.warning_sent_at, g.status_changed_at = "active", None, None, ctx.now
+        g.status_reason = "群主续期"
+    g.updated_at = ctx.now
+    audit.record(ctx.session, actor=ctx.person.id, action="renew", at=ctx.now, group_id=g.id, reason=span,
+                 data={"old_expires_at": old, "new_expires_at": new, "vetoed_warning": vetoed})
+    extra = "，解散提醒已撤销" if vetoed else ""
+    return Reply(f"已续期：“{g.name}”{fmt_date(new, today)}到期{extra}。")
+
+
+@command("完成", "结束", summary="临时群任务完成")
+def done(ctx: Context, args: str) -> Reply:
+    ref, _ = split_ref(ctx, args)
+    g = resolve(ctx, ref)
+    if isinstance(g, Reply):
+        return g
+    if not ctx.may_change(g):
+        return refuse(ctx, g)
+    if g.protected:
+        return Reply(f"“{g.name}”是常设群，不会因任务完成而解散。")
+    if g.done_at is not None:
+        return Reply(f"“{g.name}”已标记为任务完成。")
+    if g.status not in ("active", "warned"):
+        return Reply(f"“{g.name}”已经不在使用中。")
+    g.done_at = ctx.now
+    g.updated_at = ctx.now
+    audit.record(ctx.session, actor=ctx.person.id, action="done", at=ctx.now, group_id=g.id, reason="群主宣布任务完成")
+    days = ctx.settings.grace_days
+    return Reply(f"好的，“{g.name}”已标记任务完成。成员会先收到解散通知，{days}天内无异议再解散，"
+                 f"解散后{ctx.settings.restore_days}天内可恢复。")
+
+

@@ -1,0 +1,67 @@
+"""What a handler gets: the session, the event, the person, a clock and the services."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Callable
+
+from sqlalchemy.orm import Session
+
+from bot.settings import Settings
+from handlers.events import Event
+from storage.models import Group, Person
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+ADMIN_ROLES = ("admin",)
+
+
+@dataclass
+class Context:
+    session: Session
+    event: Event
+    person: Person
+    services: Services
+    text: str  # normalised text of the message
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def now(self) -> datetime:
+        return self.event.at
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.settings.tz).date()
+
+    def is_admin(self) -> bool:
+        return self.person.role == "admin"
+
+    def is_commission(self) -> bool:
+        return self.person.role in ("commission", "admin")
+
+    def may_change(self, group: Group) -> bool:
+        """Only a group's owner or an administrator (of its unit) may change it."""
+        if self.person.role == "admin" or group.owner_id == self.person.id:
+            return True
+        return self.person.role == "unit_admin" and bool(group.unit) and group.unit == self.person.unit
+
+    def may_administer(self, group: Group | None = None) -> bool:
+        if self.person.role == "admin":
+            return True
+        return self.person.role == "unit_admin" and (group is None or group.unit == self.person.unit)

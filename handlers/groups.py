@@ -1,0 +1,48 @@
+"""Helpers shared by the commands that act on one group (保留、续期、完成、恢复 …)."""
+from __future__ import annotations
+
+from handlers.context import Context
+from handlers.events import Reply
+from storage import repo
+from storage.models import Group
+
+
+def resolve(ctx: Context, ref: str) -> Group | Reply:
+    """The group a cadre means by ``ref`` (or the group the message was sent in), or a reply saying why not."""
+    ref = ref.strip()
+    if not ref and ctx.event.group_id:
+        g = ctx.session.get(Group, ctx.event.group_id)
+        if g is not None:
+            return g
+    if not ref:
+        return Reply("请写上群名称，例如“续期 秋粮收购专班 30天”。")
+    found = repo.find_groups(ctx.session, ref)
+    if not found:
+        return Reply(f"没有找到名为“{ref}”的群。发“我的群”可查看您的群。")
+    if len(found) > 1:
+        mine = [g for g in found if g.owner_id == ctx.person.id]
+        if len(mine) == 1:
+            return mine[0]
+        same_unit = [g for g in found if ctx.person.unit and g.unit == ctx.person.unit]
+        if len(same_unit) == 1:
+            return same_unit[0]
+        lines = "；".join(f"{g.id}（{g.unit or '未填单位'}）" for g in found[:5])
+        return Reply(f"有{len(found)}个群叫“{ref}”，请改用群编号：{lines}")
+    return found[0]
+
+
+def split_ref(ctx: Context, args: str) -> tuple[str, str]:
+    """Split ``<群> <rest>``: the longest leading words that name a known group, else the first word."""
+    words = args.split(" ")
+    for n in range(len(words), 0, -1):
+        candidate = " ".join(words[:n])
+        if repo.find_groups(ctx.session, candidate):
+            return candidate, " ".join(words[n:]).strip()
+    if ctx.event.group_id and words and not repo.find_groups(ctx.session, words[0]):
+        return "", args.strip()
+    return words[0] if words else "", " ".join(words[1:]).strip()
+
+
+def refuse(ctx: Context, g: Group) -> Reply:
+    owner = repo.display_name(ctx.session, g.owner_id) if g.owner_id else "未登记"
+    return Reply(f"只有群主（{owner}）或管理员可以操作这个群。")

@@ -1,0 +1,286 @@
+"""SQLAlchemy 2 models: the ledger (台账), activity, audit trail, outbox and feedback.
+
+Every datetime column is stored as UTC (``UTCDateTime``) and read back as an aware datetime,
+so SQLite and PostgreSQL behave the same.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BigInteger ids that still autoincrement on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass an aware datetime")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Person(Base):
+    """A cadre (干部) known to the bot, by platform user id."""
+
+    __tablename__ = "persons"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    unit: Mapped[str | None] = mapped_column(String(128), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="cadre")  # cadre|unit_admin|admin|commission
+    created_at: Mapped[datetime]
+
+
+class Group(Base):
+    """A work group (工作群) in the ledger, with its registration (报备) and lifecycle state."""
+
+    __tablename__ = "groups"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), default="wecom")
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    unit: Mapped[str | None] = mapped_column(String(128), index=True)
+    category: Mapped[str | None] = mapped_column(String(32))
+    purpose: Mapped[str | None] = mapped_column(String(256))
+    temporary: Mapped[bool] = mapped_column(Boolean, default=False)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    first_seen_at: Mapped[datetime]
+    expires_at: Mapped[date | None] = mapped_column(Date)
+    registered_at: Mapped[datetime | None]
+    registered_by: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="chat")  # chat|ledger|activity|bridge
+    # lifecycle
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    warned_at: Mapped[datetime | None]
+    warning_sent_at: Mapped[datetime | None]
+    dissolved_at: Mapped[datetime | None]
+    dissolve_method: Mapped[str | None] = mapped_column(String(16))
+    dissolve_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    order_deadline: Mapped[datetime | None]
+    kept_until: Mapped[datetime | None]
+    keep_count: Mapped[int] = mapped_column(Integer, default=0)
+    merged_into: Mapped[str | None] = mapped_column(String(128))
+    # maintained activity aggregates (the zombie check reads these, never the messages)
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    ritual_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_message_at: Mapped[datetime | None]
+    last_work_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_groups_status_last_work", "status", "last_work_at"),)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    group_id: Mapped[str] = mapped_column(String(128), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    joined_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """A message seen in a group. Text only when QUNZHI_STORE_MESSAGE_TEXT is on."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    group_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    sender_id: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime]
+    is_ritual: Mapped[bool] = mapped_column(Boolean, default=False)
+    text: Mapped[str | None] = mapped_column(Text)
+
+
+class ProcessedEvent(Base):
+    """Dedupe keys of callbacks already handled (WeCom retries up to three times)."""
+
+    __tablename__ = "processed_events"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime]
+
+
+class Conversation(Base):
+    """State of a multi-turn dialogue (e.g. registration asking field by field)."""
+
+    __tablename__ = "conversations"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    intent: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]
+
+
+class AuditRecord(Base):
+    """Append-only audit trail; each record carries the hash of the previous one."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    group_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class FindingRecord(Base):
+    """Findings persisted by scans, for the sweep, digests and the dashboard."""
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(24), index=True)
+    group_ids: Mapped[list[Any]] = mapped_column(JSON)
+    person_ids: Mapped[list[Any]] = mapped_column(JSON)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    action: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|resolved
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """Every outgoing message, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(16))  # user|appchat|aibot|bridge|card_update
+    recipient: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|sending|sent|dead|merged
+    not_before: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class Notice(Base):
+    """An item due for one person; notices are merged into one digest within the attention budget."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    group_id: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|held|sent|merged
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[datetime | None]
+
+
+class PulseAsk(Base):
+    """When a person was last asked the pulse question (not linked to any answer)."""
+
+    __tablename__ = "pulse_asks"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    asked_at: Mapped[datetime]
+
+
+class PulseResponse(Base):
+    """One anonymous pulse answer: a keyed pseudonym only prevents double voting."""
+
+    __tablename__ = "pulse_responses"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(16))  # e.g. 2026-W47
+    unit: Mapped[str | None] = mapped_column(String(128))
+    value: Mapped[int] = mapped_column(Integer)  # 1 light, 2 moderate, 3 heavy
+    voter_key: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    __table_args__ = (UniqueConstraint("period", "voter_key"),)
+
+
+class UselessVote(Base):
+    """An anonymous "this group is useless" vote (这个群没用)."""
+
+    __tablename__ = "useless_votes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(String(128), index=True)
+    voter_key: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    __table_args__ = (UniqueConstraint("group_id", "voter_key"),)
+
+
+class FormalismReport(Base):
+    """An anonymous formalism report (反映): never stored with the reporter's identity."""
+
+    __tablename__ = "formalism_reports"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date)
+    text: Mapped[str] = mapped_column(Text)
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StatSnapshot(Base):
+    """Daily figures for trend charts and digests."""
+
+    __tablename__ = "stat_snapshots"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LoginToken(Base):
+    """One-time dashboard links and dashboard sessions (only hashes are stored)."""
+
+    __tablename__ = "login_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))  # link|session
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    csrf: Mapped[str | None] = mapped_column(String(64))

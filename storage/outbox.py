@@ -1,0 +1,34 @@
+"""Writing to the outbox (the dispatcher in scheduler/ sends what is written here)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.models import Notice, OutboxMessage
+from storage.repo import insert_ignore
+
+
+def enqueue(session: Session, *, channel: str, recipient: str, kind: str, payload: dict[str, Any],
+            at: datetime, dedupe_key: str | None = None, not_before: datetime | None = None) -> None:
+    """Queue one outgoing message in the caller's transaction (idempotent by ``dedupe_key``)."""
+    row = {"created_at": at, "channel": channel, "recipient": recipient, "kind": kind, "payload": payload,
+           "dedupe_key": dedupe_key, "status": "pending", "attempts": 0, "not_before": not_before,
+           "next_attempt_at": not_before or at}
+    if dedupe_key:
+        insert_ignore(session, OutboxMessage, [row], ["dedupe_key"])
+    else:
+        session.add(OutboxMessage(**row))
+
+
+def notify(session: Session, *, person_id: str, kind: str, text: str, at: datetime, due_at: datetime | None = None,
+           group_id: str | None = None, urgent: bool = False, dedupe_key: str | None = None) -> None:
+    """Queue a notice for one person; the scheduler merges a person's notices into one digest,
+    sends them only in working time and within the weekly attention budget."""
+    row = {"person_id": person_id, "kind": kind, "group_id": group_id, "text": text, "urgent": urgent,
+           "due_at": due_at or at, "created_at": at, "dedupe_key": dedupe_key, "status": "pending"}
+    if dedupe_key:
+        insert_ignore(session, Notice, [row], ["dedupe_key"])
+    else:
+        session.add(Notice(**row))
