@@ -1,0 +1,111 @@
+"""Plain data for the governance rules: facts about a group in, findings out.
+
+Everything here is immutable input (:class:`GroupFacts`, :class:`Params`) or a plain
+result (:class:`Finding`).  No I/O, no clock: callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+#: Statuses in which a group still exists in the chat platform.
+LIVE_STATUSES = frozenset({"active", "warned"})
+
+FINDING_KINDS = (
+    "zombie",
+    "duplicate",
+    "overlap",
+    "expired",
+    "unregistered",
+    "overloaded_member",
+    "rebound",
+)
+ACTIONS = ("warn", "dissolve", "merge", "review", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    """What the bot knows about one work group at scan time."""
+
+    id: str
+    name: str
+    platform: str
+    owner_id: str | None
+    unit: str | None
+    category: str | None
+    purpose: str | None
+    protected: bool
+    registered: bool
+    temporary: bool
+    created_at: datetime  # aware
+    expires_at: date | None  # temporary group's end date (last valid day, inclusive)
+    done_at: datetime | None  # owner said 完成
+    status: str  # "active" | "warned" | "dissolved" | "purged" | "merged"
+    last_work_at: datetime | None  # last substantive (non-ritual) message
+    last_message_at: datetime | None
+    message_count: int
+    ritual_count: int
+    member_ids: frozenset[str]
+    kept_until: datetime | None = None  # owner answered 保留: exempt until then
+    dissolved_at: datetime | None = None
+    first_seen_at: datetime | None = None  # when the bot first saw it
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    def kept(self, now: datetime) -> bool:
+        """True while the owner's 保留 answer still exempts the group from proposals."""
+        return self.kept_until is not None and self.kept_until > now
+
+
+@dataclass(frozen=True)
+class Params:
+    """Tunable thresholds (county policy).  Fractions are compared exactly."""
+
+    zombie_days: int = 30
+    duplicate_jaccard: float = 0.8
+    overlap_containment: float = 0.9
+    max_groups_per_person: int = 20
+    unregistered_grace_days: int = 7
+    rebound_days: int = 90
+    rebound_name_similarity: float = 0.8
+    grace_days: int = 7
+    restore_days: int = 30
+    keep_days: int = 90
+    #: groups with fewer members are ignored by duplicate/overlap/rebound-by-members
+    min_members_for_similarity: int = 3
+
+
+@dataclass
+class Finding:
+    """One observation a rule makes.  ``reasons`` are Chinese, shown to people."""
+
+    kind: str  # zombie|duplicate|overlap|expired|unregistered|overloaded_member|rebound
+    group_ids: list[str]
+    person_ids: list[str]
+    score: float
+    action: str  # warn|dissolve|merge|review|none
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "group_ids": list(self.group_ids),
+            "person_ids": list(self.person_ids),
+            "score": self.score,
+            "action": self.action,
+            "reasons": list(self.reasons),
+        }
+
+    @property
+    def key(self) -> str:
+        """Stable identity across scans: kind + sorted group ids + sorted person ids.
+
+        Group order inside ``group_ids`` carries meaning (merge source first) but the
+        key ignores it, so a pair whose suggested target flips is still the same finding.
+        """
+        groups = ",".join(sorted(self.group_ids))
+        persons = ",".join(sorted(self.person_ids))
+        return f"{self.kind}|{groups}|{persons}"
