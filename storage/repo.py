@@ -23,7 +23,9 @@ def insert_ignore(session: Session, model, rows: list[dict], keys: list[str]) ->
     if not rows:
         return 0
     stmt = _insert(session)(model).values(rows).on_conflict_do_nothing(index_elements=keys)
-    return session.execute(stmt).rowcount or 0
+    # RETURNING counts reliably on both backends (psycopg's rowcount is not trustworthy here).
+    stmt = stmt.returning(*(getattr(model, k) for k in keys))
+    return len(session.execute(stmt).all())
 
 
 def mark_processed(session: Session, key: str, at: datetime) -> bool:

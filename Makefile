@@ -1,0 +1,42 @@
+# Two commands set up a fresh machine: `make run` (the bot on the embedded SQLite default)
+# and `make test` (the whole test suite). Both create their own virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test bench heavy chromium demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/qunzhi serve
+
+# Debian's Chromium drives the dashboard's browser tests (Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "not root: install Debian's chromium package for the browser tests"; fi; }
+
+test: $(STAMP) chromium
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/qunzhi demo
+
+# Speed and memory figures (not run in CI): see README.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/scan.py
+	$(BIN)/python benchmarks/outbox.py
+
+# Heavy load, fault and scale runs (issue 6); they need PostgreSQL for the PostgreSQL figures.
+heavy: $(STAMP)
+	$(BIN)/python benchmarks/run_heavy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache qunzhi.db*

@@ -1,0 +1,77 @@
+"""The ``qunzhi`` command. Sub-commands of later parts register themselves from their own modules."""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from bot.settings import Settings, get_settings
+
+app = typer.Typer(help="群治 Qunzhi：工作群治理助手", no_args_is_help=True, add_completion=False)
+import_app = typer.Typer(help="导入台账或消息记录", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+# Modules that add their own sub-commands with ``register(app)``.
+PLUGINS = [
+    "storage.cli",         # import groups|messages, groups, roles
+    "bot.cli_governance",  # scan, sweep
+    "scheduler.cli",       # scheduler
+    "bot.cli_report",      # report, audit verify, demo
+]
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as e:  # pydantic ValidationError: show the Chinese message, not a traceback
+        typer.secho(f"配置错误：{e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def runtime():
+    from bot.runtime import Runtime
+
+    return Runtime(load_settings())
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="输出调试日志")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
+          port: int = typer.Option(8000, "--port", help="端口"),
+          scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务"),
+          workers: int = typer.Option(1, "--workers", help="(保留) 进程数")) -> None:
+    """启动机器人服务（无企业微信凭据时进入本地模式，提供网页对话）。"""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = load_settings()
+    rt = runtime()
+    if settings.local_mode:
+        typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
+    uvicorn.run(create_app(settings, runtime=rt, start_scheduler=scheduler), host=host, port=port,
+                log_level="info", access_log=False)
+
+
+def _load_plugins() -> None:
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue  # that part is not built yet
+            raise
+        module.register(app)
+
+
+_load_plugins()
+
+if __name__ == "__main__":
+    app()
