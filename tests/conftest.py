@@ -170,3 +170,7 @@ def client(runtime):
     app = create_app(runtime=runtime, start_scheduler=False)
     with TestClient(app) as c:
         yield c
+
+
+# --- fakes (tests/fakes/fixtures.py: fake_wecom) -----------------------------------------------
+pytest_plugins = ["tests.fakes.fixtures"]

@@ -1,0 +1,178 @@
+"""Bridge for platforms without an official API (personal WeChat groups): ``POST /bridge/events``.
+
+A bridge process that sits in the groups posts signed JSON events; see ``bot/adapters/BRIDGE.md``.
+
+Signature (both directions)::
+
+    X-Qunzhi-Timestamp: <unix seconds, decimal>
+    X-Qunzhi-Signature: hex(HMAC-SHA256(key=BRIDGE_SECRET (UTF-8),
+                                        msg=timestamp (ASCII) + b"." + raw request body bytes))
+
+lower-case hex, 64 characters. The raw body bytes are signed exactly as sent (no
+re-serialisation). The timestamp must be within ``wecom_timestamp_tolerance`` seconds of the
+server clock. Comparison is constant time. Replays inside the window are harmless: events are
+deduplicated by their ``id``.
+
+Answers: 200 ``{"ok": true, "replies": [{"text": ...}]}``; 403 bad or stale signature; 400
+``{"ok": false, "error": "<中文说明>"}`` for a body that is not a valid event; 413 too large;
+404 when ``BRIDGE_SECRET`` is not set.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.adapters.common import enqueue_replies
+from handlers.events import Event
+
+log = logging.getLogger("qunzhi.bridge")
+
+router = APIRouter()
+
+TIMESTAMP_HEADER = "X-Qunzhi-Timestamp"
+SIGNATURE_HEADER = "X-Qunzhi-Signature"
+
+EVENT_TYPES = ("message", "member_joined", "member_left", "group_created", "group_renamed", "dissolve_confirmed")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``hex(HMAC-SHA256(secret, timestamp + "." + body))``."""
+    return hmac.new(secret.encode(), timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: str, timestamp: int | str, body: bytes) -> dict[str, str]:
+    ts = str(int(timestamp))
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(secret, ts, body), "Content-Type": "application/json"}
+
+
+def check_signature(secret: str, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
+                    tolerance: int) -> str | None:
+    """None when valid, else the reason (for the log)."""
+    if not secret:
+        return "bridge not configured"
+    if not timestamp or not signature:
+        return "missing signature headers"
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return "timestamp is not a unix time"
+    expected = sign(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("ascii", "replace")):
+        return "bad signature"
+    if abs(now - int(timestamp)) > tolerance:
+        return "timestamp outside the accepted window"
+    return None
+
+
+class BridgeEvent(BaseModel):
+    """One event from the bridge (validated; unknown fields are refused)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    type: Literal["message", "member_joined", "member_left", "group_created", "group_renamed",
+                  "dissolve_confirmed"]
+    platform: str = Field(default="wechat", min_length=1, max_length=16, pattern=r"^[a-z][a-z0-9_]*$")
+    group_id: str | None = Field(default=None, max_length=128)
+    group_name: str | None = Field(default=None, max_length=128)
+    sender_id: str = Field(min_length=1, max_length=64)
+    member_ids: list[str] = Field(default_factory=list, max_length=5000)
+    text: str = Field(default="", max_length=10000)
+    at: AwareDatetime
+    mentioned_bot: bool = False
+    instruction_id: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _group_needed(self):
+        if self.type != "message" and not self.group_id:
+            raise ValueError("group_id is required for group events")
+        if self.type == "group_renamed" and not self.group_name:
+            raise ValueError("group_name is required for group_renamed")
+        return self
+
+    def to_event(self) -> Event:
+        data = {"via": "bridge"}
+        if self.instruction_id:
+            data["instruction_id"] = self.instruction_id
+        return Event(platform=self.platform, kind=self.type, sender_id=self.sender_id, at=self.at, text=self.text,
+                     group_id=self.group_id or None, msg_id=f"bridge:{self.id}", mentioned_bot=self.mentioned_bot,
+                     group_name=self.group_name, member_ids=tuple(self.member_ids), data=data)
+
+
+_FIELD_NAMES = {"id": "事件编号 id", "type": "事件类型 type", "platform": "平台 platform", "group_id": "群编号 group_id",
+                "group_name": "群名 group_name", "sender_id": "发送人 sender_id", "member_ids": "成员列表 member_ids",
+                "text": "消息内容 text", "at": "时间 at", "mentioned_bot": "是否@机器人 mentioned_bot",
+                "instruction_id": "指令编号 instruction_id"}
+
+
+def _chinese_errors(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = err.get("loc") or ()
+        field = _FIELD_NAMES.get(str(loc[0]), str(loc[0])) if loc else "请求体"
+        kind = err.get("type", "")
+        if kind == "missing":
+            parts.append(f"缺少{field}")
+        elif kind == "extra_forbidden":
+            parts.append(f"不认识的字段 {loc[0] if loc else ''}")
+        elif kind == "literal_error":
+            parts.append(f"{field}只能是 " + "、".join(EVENT_TYPES))
+        elif kind in ("timezone_aware", "datetime_parsing", "datetime_from_date_parsing", "datetime_type"):
+            parts.append(f"{field}须为带时区的 ISO 8601 时间，例如 2026-11-23T10:00:00+08:00")
+        elif kind == "value_error":
+            msg = str(err.get("msg", ""))
+            parts.append("群事件必须带群编号 group_id" if "group_id" in msg else
+                         "改名事件必须带新群名 group_name" if "group_name" in msg else "字段取值不合法")
+        else:
+            parts.append(f"{field}格式不正确")
+    return "；".join(parts) or "事件格式不正确"
+
+
+def _bad(message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=400)
+
+
+@router.post("/bridge/events")
+async def bridge_events(request: Request) -> JSONResponse:
+    rt = request.app.state.runtime
+    secret = rt.settings.bridge_secret
+    if not secret:
+        return JSONResponse({"ok": False, "error": "未配置桥接密钥"}, status_code=404)
+    body = await request.body()
+    reason = check_signature(secret, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER),
+                             body, now=rt.clock().timestamp(), tolerance=rt.settings.wecom_timestamp_tolerance)
+    if reason:
+        log.warning("bridge event refused: %s", reason)
+        return JSONResponse({"ok": False, "error": "签名校验失败"}, status_code=403)
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _bad("请求体不是合法的 JSON")
+    if not isinstance(raw, dict):
+        return _bad("请求体必须是 JSON 对象")
+    try:
+        event = BridgeEvent.model_validate(raw).to_event()
+    except ValidationError as e:
+        return _bad(_chinese_errors(e))
+    replies = await rt.process_async(event, reply_channel="bridge")
+    if replies is None:
+        return JSONResponse({"ok": True, "replies": [], "queued": True})
+    texts = [{"text": r.text} for r in replies if r.card is None]
+    cards = [r for r in replies if r.card is not None]
+    if cards:  # the bridge cannot show one-tap cards: they go out through the outbox as text
+        enqueue_replies(rt, event, cards, channel="bridge", recipient=event.group_id or event.sender_id)
+    return JSONResponse({"ok": True, "replies": texts})
+
+
+# --- instructions to the bridge ------------------------------------------------------------------
+def dissolve_instruction(*, group_id: str, instruction_id: str, platform: str = "wechat", reason: str = "",
+                         notice: str = "") -> dict:
+    """The instruction the bridge receives to dissolve a group (the bridge answers later with an
+    event ``type="dissolve_confirmed"`` carrying the same ``group_id`` and ``instruction_id``)."""
+    return {"type": "dissolve", "group_id": group_id, "instruction_id": instruction_id, "platform": platform,
+            "reason": reason, "notice": notice}

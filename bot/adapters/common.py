@@ -1,0 +1,65 @@
+"""Helpers the platform adapters share: safe XML, times, and queueing replies in the outbox."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from bot.adapters.crypto import Malformed
+from handlers.events import Event, Reply
+from storage.outbox import enqueue
+
+log = logging.getLogger("qunzhi.adapters")
+
+
+def parse_xml(data: bytes | str) -> Element:
+    """Parse untrusted XML: DTDs, entity declarations and external references are refused."""
+    try:
+        return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ParseError, ValueError) as e:
+        raise Malformed(f"malformed or unsafe XML: {type(e).__name__}") from None
+
+
+def xml_fields(root: Element) -> dict[str, str]:
+    """The text of the root's direct children (``<xml><A>1</A></xml>`` → ``{"A": "1"}``)."""
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+def from_unix(value: Any, default: datetime) -> datetime:
+    """A unix time as an aware UTC datetime (``default`` when absent or not a number)."""
+    try:
+        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return default
+
+
+def card_kind(task_id: str, event_key: str) -> str:
+    """Cards are issued with a task id (or button key) ``<kind>:<rest>``; the kind picks the handler."""
+    for value in (task_id, event_key):
+        if value:
+            return value.split(":", 1)[0]
+    return ""
+
+
+def reply_payload(reply: Reply) -> dict[str, Any]:
+    return {"text": reply.text, "card": reply.card, "markdown": reply.markdown}
+
+
+def enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: str, recipient: str,
+                    extra: dict[str, Any] | None = None) -> int:
+    """Queue replies that cannot be answered passively (idempotent per event and position)."""
+    if not replies:
+        return 0
+    at = runtime.clock()
+    with runtime.db.session() as s:
+        for i, r in enumerate(replies):
+            payload = reply_payload(r)
+            if extra:
+                payload.update(extra)
+            key = f"reply:{event.dedupe_key}:{i}" if event.dedupe_key else None
+            enqueue(s, channel=channel, recipient=recipient, kind="reply", payload=payload, at=at, dedupe_key=key)
+    return len(replies)

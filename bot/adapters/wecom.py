@@ -1,0 +1,155 @@
+"""WeCom self-built app callback (企业微信自建应用 接收消息与事件): ``GET/POST /wecom/callback``.
+
+Verify (see ``bot.adapters.crypto``), decrypt, parse the XML into a neutral ``Event``, dispatch,
+and answer within WeCom's five seconds:
+
+* exactly one short plain-text reply → an encrypted passive XML reply (``TextReply``, same nonce
+  and timestamp as the request);
+* several replies, a card, markdown or a long text → HTTP 200 with an empty body, and the
+  replies are queued in the outbox (``channel="user"``) for the dispatcher;
+* a handler that misses the deadline → HTTP 200 with an empty body; the runtime queues its
+  replies when it finishes.
+
+Status codes: 403 forged / stale / replayed / receive id not ours, 400 malformed XML (including
+DTDs, entity expansion and external entities) or malformed ciphertext, 413 body too large
+(``BodyLimitMiddleware``), 404 when WeCom is not configured.
+
+Retries: WeCom retries up to three times; messages are deduplicated by ``MsgId`` and events by
+``FromUserName + CreateTime`` (``msg_id = "evt:{from}:{createtime}:{event}"``) in the database
+(``processed_events``), so a retry changes nothing and is answered with an empty 200.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from xml.etree.ElementTree import Element
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+from wechatpy.replies import TextReply
+
+from bot.adapters.common import card_kind, enqueue_replies, from_unix, parse_xml, xml_fields
+from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_nonces
+from handlers.events import Event, Reply
+
+log = logging.getLogger("qunzhi.wecom")
+
+router = APIRouter()
+
+PLATFORM = "wecom"
+PASSIVE_TEXT_MAX_BYTES = 2048  # WeCom text messages are limited to 2048 bytes
+
+
+def _crypto(request: Request) -> CallbackCrypto:
+    rt = request.app.state.runtime
+    s = rt.settings
+    return CallbackCrypto(s.wecom_token, s.wecom_aes_key, s.wecom_corp_id, tolerance=s.wecom_timestamp_tolerance,
+                          clock=rt.clock, nonces=app_state_nonces(request.app, "wecom_nonces"))
+
+
+def _refuse(e: CallbackError) -> PlainTextResponse:
+    log.warning("wecom callback refused (%s): %s", e.status, e.reason)
+    return PlainTextResponse("签名校验失败" if e.status == 403 else "请求格式错误", status_code=e.status)
+
+
+def _not_configured() -> PlainTextResponse:
+    return PlainTextResponse("未配置企业微信应用", status_code=404)
+
+
+@router.get("/wecom/callback")
+async def verify_url(request: Request) -> Response:
+    """URL verification: answer the decrypted echostr as plain text (no quotes, no newline)."""
+    if not request.app.state.runtime.settings.wecom_configured:
+        return _not_configured()
+    q = request.query_params
+    try:
+        echo = _crypto(request).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
+                                                   q.get("echostr"))
+    except CallbackError as e:
+        return _refuse(e)
+    return PlainTextResponse(echo)
+
+
+@router.post("/wecom/callback")
+async def callback(request: Request) -> Response:
+    rt = request.app.state.runtime
+    if not rt.settings.wecom_configured:
+        return _not_configured()
+    q = request.query_params
+    crypto = _crypto(request)
+    try:
+        envelope = parse_xml(await request.body())
+        encrypt = (envelope.findtext("Encrypt") or "").strip()
+        plain = crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"), encrypt)
+        message = parse_xml(plain)
+    except CallbackError as e:
+        return _refuse(e)
+
+    event = to_event(message, rt.clock())
+    if event is None:
+        return Response(status_code=200)
+    replies = await rt.process_async(event, reply_channel="user")
+    if not replies:  # None: missed the deadline, the runtime queues the replies later
+        return Response(status_code=200)
+    if _passive(replies):
+        fields = xml_fields(message)
+        reply = TextReply(source=fields.get("ToUserName", ""), target=event.sender_id,
+                          content=replies[0].text, time=int(rt.clock().timestamp()))
+        body = crypto.encrypt_xml(reply.render(), q.get("nonce", ""), q.get("timestamp", ""))
+        return Response(body, media_type="application/xml")
+    enqueue_replies(rt, event, replies, channel="user", recipient=event.sender_id)
+    return Response(status_code=200)
+
+
+def _passive(replies: list[Reply]) -> bool:
+    if len(replies) != 1:
+        return False
+    r = replies[0]
+    return r.card is None and not r.markdown and 0 < len(r.text.encode()) <= PASSIVE_TEXT_MAX_BYTES
+
+
+# --- XML → Event ----------------------------------------------------------------------------
+def to_event(root: Element, now: datetime) -> Event | None:
+    """Map a decrypted WeCom message to a neutral event (None for what the bot ignores)."""
+    f = xml_fields(root)
+    sender = f.get("FromUserName", "")
+    if not sender:
+        return None
+    created = f.get("CreateTime", "")
+    at = from_unix(created, now)
+    msg_type = f.get("MsgType", "")
+    base = {"agent_id": f.get("AgentID", "")}
+    if msg_type == "text":
+        return Event(platform=PLATFORM, kind="message", sender_id=sender, at=at, text=f.get("Content", ""),
+                     group_id=None, msg_id=f.get("MsgId") or f"msg:{sender}:{created}", data=base)
+    if msg_type != "event":
+        log.info("ignoring wecom message type %r", msg_type)
+        return None
+    name = f.get("Event", "")
+    msg_id = f"evt:{sender}:{created}:{name}"
+    if name == "template_card_event":
+        return Event(platform=PLATFORM, kind="card_click", sender_id=sender, at=at, msg_id=msg_id,
+                     data={**base, **parse_card_event(root)})
+    if name == "enter_agent":
+        return Event(platform=PLATFORM, kind="enter_chat", sender_id=sender, at=at, msg_id=msg_id, data=base)
+    if name == "click" and f.get("EventKey"):
+        # a menu button whose key is a command, e.g. 我的群
+        return Event(platform=PLATFORM, kind="message", sender_id=sender, at=at, text=f["EventKey"], msg_id=msg_id,
+                     data={**base, "menu": True})
+    log.info("ignoring wecom event %r", name)
+    return None
+
+
+def parse_card_event(root: Element) -> dict:
+    """``template_card_event`` (wechatpy leaves it unparsed): key, task, type, response code, choices."""
+    event_key = (root.findtext("EventKey") or "").strip()
+    task_id = (root.findtext("TaskId") or "").strip()
+    selected = []
+    for item in root.iterfind("SelectedItems/SelectedItem"):
+        selected.append({
+            "question_key": (item.findtext("QuestionKey") or "").strip(),
+            "option_ids": [(o.text or "").strip() for o in item.iterfind("OptionIds/OptionId")],
+        })
+    return {"event_key": event_key, "task_id": task_id, "card_type": (root.findtext("CardType") or "").strip(),
+            "response_code": (root.findtext("ResponseCode") or "").strip(), "selected": selected,
+            "card_kind": card_kind(task_id, event_key)}

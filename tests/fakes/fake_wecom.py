@@ -1,0 +1,210 @@
+"""A fake WeCom API server: a real HTTP server on 127.0.0.1 (random free port, own thread).
+
+Implements ``gettoken``, ``message/send``, ``message/update_template_card`` and
+``appchat/create|update|get|send`` under ``/cgi-bin/``, plus ``/bridge/inbox`` (a bridge's
+instruction inbox). Every call is recorded (path, query, JSON body) under a lock. Failures are
+scriptable: ``fail_next(n, errcode)``, ``http_status_next(n, status)``, ``delay_next(n, seconds)``
+and ``expire_token()`` (the next call with the old token answers 42001). Appchat membership is
+tracked so tests can assert the resulting state.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+CORP_ID = "wx5823bf96d3bd56c7"
+SECRET = "secret-for-tests"
+
+
+@dataclass
+class Call:
+    method: str
+    path: str          # without /cgi-bin/, e.g. "message/send"
+    query: dict[str, str]
+    json: Any
+
+
+class FakeWeCom:
+    def __init__(self, corp_id: str = CORP_ID, secret: str = SECRET):
+        self.corp_id = corp_id
+        self.secret = secret
+        self.calls: list[Call] = []
+        self.chats: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+        self.valid_tokens: set[str] = set()
+        self._script: list[tuple[str, Any]] = []  # ("errcode", n) | ("status", n) | ("delay", s)
+        self._msgids = itertools.count(1000)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "FakeWeCom":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                fake._handle(self, "GET")
+
+            def do_POST(self):  # noqa: N802
+                fake._handle(self, "POST")
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-wecom", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What ``settings.wecom_api_base`` should be."""
+        return f"http://127.0.0.1:{self.port}/cgi-bin/"
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bridge/inbox"
+
+    # --- scripting --------------------------------------------------------------------------------
+    def fail_next(self, n: int, errcode: int = 45009, errmsg: str = "api freq out of limit") -> None:
+        with self._lock:
+            self._script += [("errcode", (errcode, errmsg))] * n
+
+    def http_status_next(self, n: int, status: int = 503) -> None:
+        with self._lock:
+            self._script += [("status", status)] * n
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self._script += [("delay", seconds)] * n
+
+    def expire_token(self) -> None:
+        """Every token issued so far becomes invalid: the next call answers 42001."""
+        with self._lock:
+            self.valid_tokens.clear()
+
+    # --- inspection -------------------------------------------------------------------------------
+    def calls_to(self, path: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.path == path]
+
+    def members(self, chat_id: str) -> list[str]:
+        with self._lock:
+            return list(self.chats.get(chat_id, {}).get("userlist", []))
+
+    # --- the server -------------------------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(h.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        path = url.path
+        for prefix in ("/cgi-bin/",):
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+        with self._lock:
+            call = Call(method, path, query, body)
+            call.headers = dict(h.headers.items())  # type: ignore[attr-defined]
+            self.calls.append(call)
+            step = self._script.pop(0) if self._script and path != "gettoken" else None
+        if step and step[0] == "delay":
+            time.sleep(step[1])
+            step = None
+        if step and step[0] == "status":
+            return self._send(h, {"errcode": -1, "errmsg": "server error"}, status=step[1])
+        if step and step[0] == "errcode":
+            code, msg = step[1]
+            return self._send(h, {"errcode": code, "errmsg": msg})
+        return self._send(h, self._route(path, query, body))
+
+    def _send(self, h: BaseHTTPRequestHandler, payload: dict, status: int = 200) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json; charset=utf-8")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            pass
+
+    def _route(self, path: str, query: dict[str, str], body: Any) -> dict:
+        if path == "/bridge/inbox":
+            return {"ok": True}
+        if path == "gettoken":
+            if query.get("corpid") != self.corp_id or query.get("corpsecret") != self.secret:
+                return {"errcode": 40001, "errmsg": "invalid credential"}
+            token = f"token-{next(self._tokens)}"
+            with self._lock:
+                self.valid_tokens.add(token)
+            return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+        with self._lock:
+            if query.get("access_token") not in self.valid_tokens:
+                return {"errcode": 42001, "errmsg": "access_token expired"}
+        body = body or {}
+        if path == "message/send":
+            if not body.get("touser") or "msgtype" not in body or body.get("msgtype") not in body:
+                return {"errcode": 40008, "errmsg": "invalid message type"}
+            return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": f"msg{next(self._msgids)}",
+                    "response_code": f"rc{next(self._msgids)}" if body["msgtype"] == "template_card" else ""}
+        if path == "message/update_template_card":
+            if not body.get("response_code"):
+                return {"errcode": 40003, "errmsg": "invalid response_code"}
+            return {"errcode": 0, "errmsg": "ok", "invaliduser": []}
+        if path == "appchat/create":
+            users = list(body.get("userlist") or [])
+            if len(users) < 2:
+                return {"errcode": 40050, "errmsg": "chat need at least 2 members"}
+            chat_id = body.get("chatid") or f"chat{next(self._msgids)}"
+            with self._lock:
+                if chat_id in self.chats:
+                    return {"errcode": 86215, "errmsg": "chatid exists"}
+                self.chats[chat_id] = {"chatid": chat_id, "name": body.get("name", ""),
+                                       "owner": body.get("owner") or users[0], "userlist": users}
+            return {"errcode": 0, "errmsg": "ok", "chatid": chat_id}
+        if path == "appchat/update":
+            with self._lock:
+                chat = self.chats.get(body.get("chatid"))
+                if chat is None:
+                    return {"errcode": 86003, "errmsg": "chat not found"}
+                if body.get("name") is not None:
+                    chat["name"] = body["name"]
+                if body.get("owner") is not None:
+                    chat["owner"] = body["owner"]
+                drop = set(body.get("del_user_list") or ())
+                chat["userlist"] = [u for u in chat["userlist"] if u not in drop]
+                chat["userlist"] += [u for u in (body.get("add_user_list") or ()) if u not in chat["userlist"]]
+            return {"errcode": 0, "errmsg": "ok"}
+        if path == "appchat/get":
+            with self._lock:
+                chat = self.chats.get(query.get("chatid"))
+                if chat is None:
+                    return {"errcode": 86003, "errmsg": "chat not found"}
+                return {"errcode": 0, "errmsg": "ok", "chat_info": json.loads(json.dumps(chat))}
+        if path == "appchat/send":
+            with self._lock:
+                if body.get("chatid") not in self.chats:
+                    return {"errcode": 86003, "errmsg": "chat not found"}
+            return {"errcode": 0, "errmsg": "ok"}
+        return {"errcode": 404, "errmsg": f"unknown path {path}"}
