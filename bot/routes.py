@@ -26,4 +26,5 @@ def include_routes(app: FastAPI) -> None:
             if e.name == name:
                 continue  # not built yet
             raise
-        app.include_router(module.router)
+        if hasattr(module, "router"):  # TEMP while parts land in parallel; made strict at integration
+            app.include_router(module.router)

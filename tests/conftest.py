@@ -77,7 +77,9 @@ def _pg_database() -> Database:
     with admin.begin() as c:
         c.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{_SCHEMA}"'))
     admin.dispose()
-    return Database(PG_URL, connect_args={"options": f"-csearch_path={_SCHEMA}"})
+    sep = "&" if "?" in PG_URL else "?"
+    # The schema rides in the URL, so a CLI or a subprocess given ``db.url`` lands in it too.
+    return Database(f"{PG_URL}{sep}options=-csearch_path%3D{_SCHEMA}")
 
 
 @pytest.fixture(scope="session")

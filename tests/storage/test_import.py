@@ -1,0 +1,169 @@
+"""The ledger and message importers on good and bad files, through the real CLI."""
+import json
+from datetime import date
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from bot.cli import app
+from storage.models import AuditRecord, Group, Membership, Message, Person
+
+GOOD_CSV = """group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids
+g1,城关镇领导班子群,企业微信,zhang,城关镇,领导班子群,班子议事,2025-01-05,,zhang;li;wang
+g2,秋粮收购专班,wecom,li,城关镇,临时群,秋粮收购调度,2026年10月1日,2026年12月31日,li；wang；zhao
+g3,脱贫攻坚群,微信,zhao,下坪村,脱贫攻坚群,,2024-03-01,,zhao;a;b
+"""
+CHINESE_CSV = """群编号,群名称,平台,群主,单位,类别,用途,建群日期,到期日期,成员
+c1,防汛抗旱群,钉钉,li,容美镇,临时群,防汛,2026-05-01,2026-12-01,li;x
+"""
+BAD_CSV = """group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids
+g1,好群,wecom,zhang,城关镇,机关群,,2025-01-05,,zhang
+,无编号群,wecom,li,城关镇,临时群,,2026-01-01,,li
+g3,坏日期群,wecom,li,城关镇,临时群,,2026-13-01,,li
+g1,重复编号,wecom,li,城关镇,临时群,,2026-01-01,,li
+g5,未知平台,MSN,li,城关镇,临时群,,2026-01-01,2025-01-01,li
+"""
+
+
+@pytest.fixture
+def cli(db, monkeypatch):
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("QUNZHI_DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args))
+    get_settings.cache_clear()
+
+
+def state(db):
+    with db.session() as s:
+        return (
+            [(g.id, g.name, g.platform, g.owner_id, g.unit, g.category, g.protected, g.temporary, g.expires_at,
+              g.member_count, g.registered_at is not None) for g in s.execute(select(Group).order_by(Group.id)).scalars()],
+            sorted(s.execute(select(Membership.group_id, Membership.person_id)).all()),
+            s.execute(select(func.count()).select_from(AuditRecord)).scalar_one(),
+        )
+
+
+def test_import_good_csv_and_reimport_changes_nothing(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text(GOOD_CSV, encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增3" in r.output
+    groups, members, audits = state(db)
+    assert groups[0] == ("g1", "城关镇领导班子群", "wecom", "zhang", "城关镇", "领导班子群", True, False, None, 3, True)
+    assert groups[1][:9] == ("g2", "秋粮收购专班", "wecom", "li", "城关镇", "临时群", False, True, date(2026, 12, 31))
+    assert groups[2][2] == "wechat" and groups[2][6] is True
+    assert ("g2", "zhao") in members and len(members) == 9
+    assert audits == 1
+    before = state(db)
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0 and "新增0，更新0，未变3" in r.output
+    assert state(db) == before
+
+
+def test_import_chinese_headers_gbk_and_update(cli, db, tmp_path):
+    f = tmp_path / "台账.csv"
+    f.write_bytes(CHINESE_CSV.encode("gb18030"))
+    assert cli("import", "groups", str(f)).exit_code == 0
+    f.write_bytes(CHINESE_CSV.replace("li;x", "li;x;y").encode("gb18030"))
+    r = cli("import", "groups", str(f))
+    assert "更新1" in r.output
+    groups, members, _ = state(db)
+    assert groups[0][:3] == ("c1", "防汛抗旱群", "dingtalk") and groups[0][9] == 3
+    with db.session() as s:
+        assert s.get(Person, "li") is not None
+
+
+def test_import_xlsx(cli, db, tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["群编号", "群名称", "平台", "群主", "单位", "类别", "用途", "建群日期", "到期日期", "成员"])
+    ws.append(["x1", "森林防火群", "企业微信", "wu", "容美镇", "临时群", "防火", date(2026, 3, 1), "2027年1月31日", "wu;a;b"])
+    f = tmp_path / "ledger.xlsx"
+    wb.save(f)
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    groups, _, _ = state(db)
+    assert groups == [("x1", "森林防火群", "wecom", "wu", "容美镇", "临时群", False, True, date(2027, 1, 31), 3, True)]
+
+
+def test_invalid_rows_all_reported_and_nothing_imported(cli, db, tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text(BAD_CSV, encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1
+    out = r.output
+    assert "第3行：群编号为空" in out
+    assert "第4行" in out and "建群日期" in out
+    assert "第5行" in out and "重复" in out
+    assert "第6行" in out and "MSN" in out and "到期日期早于建群日期" in out
+    assert "第2行" not in out
+    assert "未导入任何数据" in out
+    assert state(db) == ([], [], 0)
+
+
+def test_skip_invalid_imports_the_good_rows(cli, db, tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text(BAD_CSV, encoding="utf-8")
+    r = cli("import", "groups", str(f), "--skip-invalid")
+    assert r.exit_code == 0 and "跳过无效行4" in r.output
+    assert [g[0] for g in state(db)[0]] == ["g1"]
+
+
+def test_unreadable_files_are_refused_with_chinese_errors(cli, db, tmp_path):
+    f = tmp_path / "x.pdf"
+    f.write_text("x")
+    assert "不支持的文件类型" in cli("import", "groups", str(f)).output
+    g = tmp_path / "noheader.csv"
+    g.write_text("a,b,c\n1,2,3\n")
+    assert "缺少必需的列" in cli("import", "groups", str(g)).output
+    assert "找不到文件" in cli("import", "groups", str(tmp_path / "missing.csv")).output
+    assert state(db) == ([], [], 0)
+
+
+def _jsonl(tmp_path, rows, name="m.jsonl"):
+    f = tmp_path / name
+    f.write_text("\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows),
+                 encoding="utf-8")
+    return f
+
+
+def test_import_messages_idempotent_and_aggregates(cli, db, tmp_path):
+    rows = [
+        {"group_id": "g9", "sender_id": "a", "sent_at": "2026-10-01T09:00:00+08:00", "text": "请各村周五前上报秋粮数据", "msg_id": "1"},
+        {"group_id": "g9", "sender_id": "b", "sent_at": "2026-11-01T09:00:00+08:00", "text": "收到", "msg_id": "2"},
+        {"group_id": "g9", "sender_id": "c", "sent_at": "2026-11-02T09:00:00+08:00", "text": "簽到", "msg_id": "3"},
+    ]
+    f = _jsonl(tmp_path, rows)
+    r = cli("import", "messages", str(f))
+    assert r.exit_code == 0, r.output
+    with db.session() as s:
+        g = s.get(Group, "g9")
+        assert (g.message_count, g.ritual_count, g.member_count) == (3, 2, 3)
+        assert g.last_work_at.isoformat() == "2026-10-01T01:00:00+00:00"
+        assert g.last_message_at.isoformat() == "2026-11-02T01:00:00+00:00"
+        assert s.execute(select(func.count()).where(Message.text.is_not(None))).scalar_one() == 0
+    assert "未变3" in cli("import", "messages", str(f)).output
+    with db.session() as s:
+        assert s.get(Group, "g9").message_count == 3
+        assert s.execute(select(func.count()).select_from(Message)).scalar_one() == 3
+
+
+def test_import_messages_bad_lines(cli, db, tmp_path):
+    f = _jsonl(tmp_path, [
+        {"group_id": "g9", "sender_id": "a", "sent_at": "2026-10-01T09:00:00+08:00", "text": "x", "msg_id": "1"},
+        "{not json",
+        {"group_id": "g9", "sender_id": "a", "sent_at": "2026-10-01T09:00:00", "text": "x", "msg_id": "2"},
+        {"group_id": "g9", "sent_at": "yesterday", "text": 5, "msg_id": "3"},
+    ])
+    r = cli("import", "messages", str(f))
+    assert r.exit_code == 1
+    assert "第2行：不是有效的 JSON" in r.output and "第3行：sent_at 缺少时区" in r.output
+    assert "第4行" in r.output and "sender_id" in r.output
+    with db.session() as s:
+        assert s.execute(select(func.count()).select_from(Message)).scalar_one() == 0
