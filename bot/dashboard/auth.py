@@ -1,0 +1,117 @@
+"""Dashboard access: admin-token login, one-time links (看板), sessions, CSRF and origin checks.
+
+Only sha256 hashes of tokens are stored (``login_tokens``). A session lasts at most
+``SESSION_HOURS`` and ends after ``IDLE_MINUTES`` without a request.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException, Request
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from handlers.commands.dashboard import DASHBOARD_ROLES as ROLES
+from handlers.commands.dashboard import LINK_MINUTES, issue_link, token_hash  # noqa: F401
+from storage.models import LoginToken
+
+SESSION_HOURS = 8
+IDLE_MINUTES = 30
+COOKIE = "qz_session"
+PRE_COOKIE = "qz_pre"  # double-submit token for the forms shown before a session exists
+
+
+def link_valid(session: Session, token: str, now: datetime) -> LoginToken | None:
+    row = session.get(LoginToken, token_hash(token))
+    if row is None or row.kind != "link" or row.used_at is not None or row.expires_at <= now:
+        return None
+    return row
+
+
+def consume_link(session: Session, token: str, now: datetime) -> LoginToken | None:
+    row = link_valid(session, token, now)
+    if row is not None:
+        row.used_at = now
+        session.flush()
+    return row
+
+
+def check_admin_token(settings, given: str) -> bool:
+    expected = settings.admin_token or ""
+    return bool(expected) and hmac.compare_digest(expected.encode(), (given or "").strip().encode())
+
+
+@dataclass
+class DashSession:
+    token: str
+    role: str
+    person_id: str | None
+    csrf: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def start_session(session: Session, *, role: str, person_id: str | None, now: datetime) -> DashSession:
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    session.add(LoginToken(token_hash=token_hash(token), kind="session", person_id=person_id, role=role,
+                           created_at=now, expires_at=now + timedelta(hours=SESSION_HOURS), used_at=now, csrf=csrf))
+    # housekeeping: forget long-expired tokens
+    session.execute(delete(LoginToken).where(LoginToken.expires_at < now - timedelta(days=1)))
+    session.flush()
+    return DashSession(token, role, person_id, csrf)
+
+
+def load_session(session: Session, token: str | None, now: datetime) -> DashSession | None:
+    if not token:
+        return None
+    row = session.get(LoginToken, token_hash(token))
+    if row is None or row.kind != "session" or row.expires_at <= now:
+        return None
+    if row.used_at is not None and now - row.used_at > timedelta(minutes=IDLE_MINUTES):
+        return None
+    row.used_at = now
+    return DashSession(token, row.role, row.person_id, row.csrf or "")
+
+
+def end_session(session: Session, token: str | None) -> None:
+    if token:
+        session.execute(delete(LoginToken).where(LoginToken.token_hash == token_hash(token)))
+
+
+def cookie_kwargs(settings) -> dict:
+    return {"httponly": True, "samesite": "strict", "secure": settings.public_base_url.startswith("https://"),
+            "path": "/dashboard"}
+
+
+def _origin_of(url: str) -> str:
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.netloc}".lower()
+
+
+def check_origin(request: Request, settings) -> None:
+    """Refuse cross-site POSTs: Sec-Fetch-Site, Origin and Referer must point at this server."""
+    allowed = {_origin_of(str(request.base_url)), _origin_of(settings.public_base_url)}
+    site = request.headers.get("sec-fetch-site")
+    if site and site not in ("same-origin", "none"):
+        raise HTTPException(403, "跨站请求被拒绝")
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        if origin.lower() not in allowed:
+            raise HTTPException(403, "跨站请求被拒绝")
+        return
+    referer = request.headers.get("referer")
+    if referer and _origin_of(referer) not in allowed:
+        raise HTTPException(403, "跨站请求被拒绝")
+    # Origin "null"/absent and no Referer (Referrer-Policy: no-referrer): the CSRF token and the
+    # SameSite=Strict cookie still have to match.
+
+
+def check_csrf(expected: str | None, given: str | None) -> None:
+    if not expected or not given or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise HTTPException(403, "表单已失效，请刷新页面后重试")

@@ -1,0 +1,45 @@
+/* 群治看板 charts: data comes from /dashboard/api/charts.json on this server. */
+(function () {
+  "use strict";
+  window.qunzhiCharts = {};
+  function init(id, option) {
+    var el = document.getElementById(id);
+    if (!el || !window.echarts) { return; }
+    var chart = window.echarts.init(el, null, { renderer: "canvas" });
+    chart.setOption(option);
+    window.qunzhiCharts[id] = chart;
+    window.addEventListener("resize", function () { chart.resize(); });
+  }
+  function empty(list) { return !list || list.length === 0; }
+  function line(days, series) {
+    return {
+      tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 40, right: 16, top: 32, bottom: 28 },
+      xAxis: { type: "category", data: days }, yAxis: { type: "value", minInterval: 1 },
+      series: series.map(function (s) { return { name: s[0], type: "line", data: s[1], smooth: true, showSymbol: days.length < 40 }; })
+    };
+  }
+  function draw(d) {
+    init("chart-groups", line(d.days, [["在册群", d.groups_live], ["常设群", d.groups_protected]]));
+    init("chart-cadre", line(d.days, [["中位数", d.per_cadre_median], ["最多", d.per_cadre_max]]));
+    init("chart-findings", {
+      tooltip: {}, grid: { left: 90, right: 16, top: 16, bottom: 24 },
+      xAxis: { type: "value", minInterval: 1 },
+      yAxis: { type: "category", data: d.findings.map(function (f) { return f.name; }) },
+      series: [{ name: "待处理", type: "bar", data: d.findings.map(function (f) { return f.value; }) }],
+      graphic: empty(d.findings) ? [{ type: "text", left: "center", top: "middle", style: { text: "暂无待处理问题" } }] : []
+    });
+    var labels = ["轻", "适中", "重"];
+    init("chart-pulse", {
+      tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 40, right: 16, top: 32, bottom: 28 },
+      xAxis: { type: "category", data: d.pulse_periods }, yAxis: { type: "value", minInterval: 1 },
+      series: labels.map(function (l) { return { name: l, type: "bar", stack: "pulse", data: d.pulse[l] }; }),
+      graphic: empty(d.pulse_periods) ? [{ type: "text", left: "center", top: "middle", style: { text: "回答不足，暂不显示" } }] : []
+    });
+    document.body.setAttribute("data-charts-ready", "1");
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!document.querySelector("[data-chart]")) { return; }
+    fetch("/dashboard/api/charts.json", { credentials: "same-origin" })
+      .then(function (r) { return r.json(); }).then(draw);
+  });
+})();
