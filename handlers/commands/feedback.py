@@ -1,0 +1,134 @@
+"""Anonymous, one-tap feedback: the pulse (本周工作群负担 轻/适中/重), 这个群没用 and 反映.
+
+Nothing here stores who answered: see ``storage.feedback`` for the pseudonyms. The group
+@-mention of 这个群没用 must also be kept out of the ``messages`` table by dispatch
+(``is_anonymous_text`` tells it which texts those are).
+"""
+from __future__ import annotations
+
+import re
+
+from handlers.context import Context
+from handlers.events import Reply
+from handlers.groups import resolve
+from handlers.registry import command, conversation
+from storage import feedback
+from storage.models import Group
+from storage.outbox import enqueue
+
+USELESS_WORDS = ("这个群没用", "这个群没有用", "此群没用", "该群没用")
+REPORT_WORDS = ("反映",)
+PULSE_WORDS = {"1": 1, "2": 2, "3": 3, "轻": 1, "适中": 2, "重": 3}
+RECEIVED_BUTTON = {"replace_name": "已收到，谢谢（匿名）"}
+
+
+def is_anonymous_text(normalized_text: str) -> bool:
+    """True for texts whose sender must not be recorded anywhere (这个群没用…, 反映…)."""
+    return normalized_text.startswith(USELESS_WORDS + REPORT_WORDS)
+
+
+# --- pulse -----------------------------------------------------------------------------------
+def pulse_card(task_id: str) -> dict:
+    """The template card (button_interaction) asking the pulse question."""
+    return {
+        "card_type": "button_interaction",
+        "main_title": {"title": "本周工作群给您带来的负担？", "desc": "匿名，不记名；点一下即可"},
+        "task_id": task_id,
+        "button_list": [{"text": "轻", "style": 2, "key": "pulse:1"},
+                        {"text": "适中", "style": 2, "key": "pulse:2"},
+                        {"text": "重", "style": 1, "key": "pulse:3"}],
+    }
+
+
+PULSE_FALLBACK_TEXT = "本周工作群给您带来的负担？ 回复 1 轻 / 2 适中 / 3 重（匿名，不记名）"
+
+
+def _pulse_value(key: str) -> int | None:
+    m = re.search(r"([123])\s*$", key or "")
+    return int(m.group(1)) if m else None
+
+
+def _record(ctx: Context, value: int) -> bool:
+    return feedback.record_pulse(ctx.session, secret=ctx.settings.pseudonym_secret, person=ctx.person,
+                                 value=value, local_day=ctx.today)
+
+
+@conversation("card:pulse")
+def pulse_clicked(ctx: Context, _conv) -> None:
+    """One tap: record the answer, then update the card so the tap visibly counted."""
+    value = _pulse_value(str(ctx.event.data.get("event_key", "")))
+    if value is None:
+        return None
+    _record(ctx, value)
+    code = ctx.event.data.get("response_code")
+    if code:
+        # No user id and no answer in the update: the outbox must not link a person to a value.
+        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
+                dedupe_key=f"card_update:{code}"[:200])
+    return None
+
+
+@command(*PULSE_WORDS, summary="", in_group=False)
+def pulse_text(ctx: Context, args: str) -> Reply | None:
+    """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked."""
+    if not ctx.event.is_direct or args:
+        return None
+    if not feedback.recently_asked(ctx.session, ctx.person.id, ctx.now):
+        return Reply("没听懂。可以说“帮助”看看我能做什么。")
+    _record(ctx, PULSE_WORDS[ctx.text])
+    return Reply("收到，谢谢。")
+
+
+# --- this group is useless ---------------------------------------------------------------------
+def _vote(ctx: Context, g: Group) -> Reply:
+    if g.status not in ("active", "warned"):
+        return Reply(f"“{g.name}”已不在使用中，不用再反映了。")
+    from storage import repo
+
+    members = repo.member_ids(ctx.session, g.id)
+    if members and ctx.person.id not in members:
+        return Reply(f"只有“{g.name}”的成员可以反映这个群没用。")
+    r = feedback.record_useless_vote(ctx.session, secret=ctx.settings.pseudonym_secret, group=g,
+                                     person_id=ctx.person.id, now=ctx.now, local_day=ctx.today,
+                                     votes_min=ctx.settings.useless_votes_min)
+    if not r.new:
+        return Reply("您已经反映过这个群，不必重复。")
+    tip = "" if ctx.event.is_direct else "（以后可以私聊我发送，更不显眼。）"
+    return Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
+
+
+@command(*USELESS_WORDS, summary="匿名反映某个群没用")
+def useless(ctx: Context, args: str) -> Reply:
+    g = resolve(ctx, args)
+    if isinstance(g, Reply):
+        return g
+    return _vote(ctx, g)
+
+
+@conversation("card:useless")
+def useless_clicked(ctx: Context, _conv) -> None:
+    key = str(ctx.event.data.get("event_key", ""))
+    gid = ctx.event.data.get("group_id") or (key.split(":", 1)[1] if key.startswith("useless:") else None)
+    g = ctx.session.get(Group, gid) if gid else None
+    if g is None:
+        return None
+    _vote(ctx, g)
+    code = ctx.event.data.get("response_code")
+    if code:
+        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
+                dedupe_key=f"card_update:{code}"[:200])
+    return None
+
+
+# --- formalism report --------------------------------------------------------------------------
+@command(*REPORT_WORDS, summary="匿名反映形式主义要求", in_group=False)
+def report(ctx: Context, args: str) -> Reply:
+    if not ctx.event.is_direct:
+        return Reply("请私聊我发送“反映 内容”，在群里说会暴露身份。")
+    text = args.strip()
+    if len(text) < 4:
+        return Reply("请写上具体情况，例如“反映 村里要求每天在群里上传入户走访照片”。")
+    feedback.record_formalism_report(ctx.session, text=text[:2000], now=ctx.now, local_day=ctx.today)
+    return Reply("已匿名转给纪委监委，不记录您的身份。")

@@ -1,0 +1,226 @@
+"""The scheduled jobs. Every job is the module-level ``run_job(name, key)`` (a picklable reference
+stored in the jobstore) that finds the runtime in ``scheduler.registry``, as python-telegram-bot's
+JobQueue does; the job bodies below take the runtime.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from governance.dates import fmt_date
+from governance.worktime import WorkTime, is_working_time
+from scheduler import registry
+from storage import audit
+from storage.models import AuditRecord, Group, Membership, Notice, OutboxMessage, Person, PulseAsk
+
+log = logging.getLogger("qunzhi.jobs")
+
+REMINDER_DAYS = (1, 3, 7)
+LOOKBACK_DAYS = 30
+
+
+def run_job(name: str, key: str = registry.DEFAULT_KEY):
+    """The one entry point stored in the jobstore."""
+    rt = registry.get(key)
+    fn = JOBS[name]
+    try:
+        return fn(rt)
+    except Exception:
+        log.exception("job %s failed", name)
+        raise
+
+
+def _wt(rt) -> WorkTime:
+    return WorkTime.from_settings(rt.settings)
+
+
+def sender_for(rt):
+    """The runtime's sender (``rt.sender``), else a WeCom sender when configured, else None."""
+    s = getattr(rt, "sender", None)
+    if s is not None:
+        return s
+    if rt.settings.wecom_configured:
+        from bot.senders.wecom import WeComSender
+
+        rt.sender = WeComSender(rt.settings)
+        return rt.sender
+    return None
+
+
+# --- lifecycle (owned by storage.lifecycle; imported lazily) ----------------------------------
+def sweep(rt):
+    from storage.lifecycle import sweep as lifecycle_sweep
+
+    report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
+    log.info("sweep: %s", getattr(report, "counts", lambda: report)())
+    return report
+
+
+def deadlines(rt):
+    """Grace and restore deadlines between daily sweeps: dissolve/purge what is due now.
+
+    Warnings are written by the sweep as urgent notices; their grace starts when the outbox
+    delivered them (``mark_warning_sent``), so a warning held by working time or the budget
+    delays the dissolution instead of shortening the grace."""
+    now = rt.now()
+    s_grace = timedelta(days=rt.settings.grace_days)
+    s_restore = timedelta(days=rt.settings.restore_days)
+    with rt.db.session() as s:
+        due = s.execute(select(Group.id).where(
+            ((Group.status == "warned") & Group.warning_sent_at.is_not(None) & (Group.warning_sent_at <= now - s_grace))
+            | ((Group.status == "dissolved") & Group.dissolved_at.is_not(None) & (Group.dissolved_at <= now - s_restore))
+        ).limit(1)).first()
+    if due is not None:
+        return sweep(rt)
+    return None
+
+
+# --- reminders -------------------------------------------------------------------------------
+def expiry_reminders(rt) -> int:
+    """Remind owners 7, 3 and 1 days before a temporary group ends (one reminder per milestone;
+    after downtime only the nearest milestone is sent)."""
+    from storage.outbox import notify
+
+    now = rt.now()
+    today = now.astimezone(rt.settings.tz).date()
+    queued = 0
+    with rt.db.session() as s:
+        rows = s.execute(select(Group).where(Group.temporary.is_(True), Group.protected.is_(False),
+                                             Group.status == "active", Group.owner_id.is_not(None),
+                                             Group.expires_at.is_not(None), Group.done_at.is_(None),
+                                             Group.expires_at > today,
+                                             Group.expires_at <= today + timedelta(days=max(REMINDER_DAYS)))
+                         ).scalars().all()
+        for g in rows:
+            left = (g.expires_at - today).days
+            milestone = min(d for d in REMINDER_DAYS if d >= left)
+            notify(s, person_id=g.owner_id, kind="expiry", group_id=g.id, at=now,
+                   text=f"“{g.name}”将于{fmt_date(g.expires_at, today)}到期（还有{left}天）。"
+                        f"任务完成请回复“完成 {g.name}”，需要延长请回复“续期 {g.name} 30天”。",
+                   dedupe_key=f"expiry:{g.id}:{g.expires_at.isoformat()}:{milestone}")
+            queued += 1
+    return queued
+
+
+def deliver_notices(rt):
+    """Turn due notices into digests within working time and the weekly budget."""
+    from storage.notices import deliver_due_notices
+
+    with rt.db.session() as s:
+        return deliver_due_notices(s, now=rt.now(), budget=rt.settings.weekly_message_budget, wt=_wt(rt))
+
+
+# --- feedback --------------------------------------------------------------------------------
+def weekly_pulse(rt) -> int:
+    """Ask the one-tap pulse to people not asked for two weeks who have budget left this week."""
+    from handlers.commands.feedback import PULSE_FALLBACK_TEXT, pulse_card
+    from storage.feedback import PULSE_EVERY
+    from storage.notices import used_budget
+    import secrets
+
+    now = rt.now()
+    wt = _wt(rt)
+    if not is_working_time(now, wt):
+        return 0
+    asked = 0
+    with rt.db.session() as s:
+        people = s.execute(select(Person.id).where(Person.role.in_(("cadre", "unit_admin")))
+                           .where(Person.id.in_(select(Membership.person_id))).order_by(Person.id)).scalars().all()
+        for pid in people:
+            last = s.get(PulseAsk, pid)
+            if last is not None and now - last.asked_at < PULSE_EVERY:
+                continue
+            if used_budget(s, pid, now, wt) >= rt.settings.weekly_message_budget:
+                continue
+            task_id = "pulse:" + secrets.token_hex(8)
+            msg = OutboxMessage(created_at=now, channel="user", recipient=pid, kind="pulse",
+                                payload={"card": pulse_card(task_id), "text": PULSE_FALLBACK_TEXT},
+                                status="pending", attempts=0, next_attempt_at=now)
+            s.add(msg)
+            s.flush()
+            s.add(Notice(person_id=pid, kind="pulse", text=PULSE_FALLBACK_TEXT, due_at=now, created_at=now,
+                         status="sent", decided_at=now, outbox_id=msg.id))
+            if last is None:
+                s.add(PulseAsk(person_id=pid, asked_at=now))
+            else:
+                last.asked_at = now
+            asked += 1
+    return asked
+
+
+def lookback(rt) -> int:
+    """回头看: 30 days after a dissolution, look for the group coming back (same name or most of
+    the same members in a group first seen after the dissolution). Only a rebound is reported."""
+    from storage.outbox import notify
+
+    now = rt.now()
+    found = 0
+    with rt.db.session() as s:
+        done = set(s.execute(select(AuditRecord.group_id).where(AuditRecord.action == "lookback")).scalars())
+        olds = s.execute(select(Group).where(Group.status.in_(("dissolved", "purged")),
+                                             Group.dissolved_at.is_not(None),
+                                             Group.dissolved_at <= now - timedelta(days=LOOKBACK_DAYS))).scalars().all()
+        commission = s.execute(select(Person.id).where(Person.role == "commission")).scalars().all()
+        for old in olds:
+            if old.id in done:
+                continue
+            members = set((old.dissolve_state or {}).get("members") or []) | set(
+                s.execute(select(Membership.person_id).where(Membership.group_id == old.id)).scalars())
+            rebound = []
+            for g in s.execute(select(Group).where(Group.status.in_(("active", "warned")),
+                                                   Group.first_seen_at > old.dissolved_at)).scalars():
+                if g.name == old.name:
+                    rebound.append(g)
+                    continue
+                if members:
+                    theirs = set(s.execute(select(Membership.person_id).where(Membership.group_id == g.id)).scalars())
+                    if theirs and len(members & theirs) / len(members | theirs) >= rt.settings.duplicate_jaccard:
+                        rebound.append(g)
+            names = "、".join(f"“{g.name}”" for g in rebound)
+            audit.record(s, actor="system:lookback", action="lookback", at=now, group_id=old.id,
+                         reason=f"回头看：发现反弹 {names}" if rebound else "回头看：未发现反弹",
+                         data={"rebound": [g.id for g in rebound]})
+            if rebound:
+                found += 1
+                for pid in commission:
+                    notify(s, person_id=pid, kind="lookback", group_id=old.id, at=now,
+                           text=f"回头看：已解散的“{old.name}”可能以{names}重新出现，请核查。",
+                           dedupe_key=f"lookback:{old.id}:{pid}")
+    return found
+
+
+def commission_digest(rt) -> int:
+    from storage.reports import enqueue_commission_digest
+
+    with rt.db.session() as s:
+        return enqueue_commission_digest(s, rt.now(), rt.settings)
+
+
+# --- outbox ----------------------------------------------------------------------------------
+_dispatchers: dict[int, object] = {}
+
+
+def dispatch_outbox(rt) -> int:
+    from scheduler.outbox import Dispatcher
+
+    sender = sender_for(rt)
+    if sender is None:
+        return 0  # local mode: nothing to send to
+    d = _dispatchers.get(id(rt))
+    if d is None or d.sender is not sender:
+        d = _dispatchers[id(rt)] = Dispatcher(rt.db, sender, clock=rt.now)
+    return d.drain(max_rounds=50)
+
+
+JOBS = {
+    "sweep": sweep,
+    "deadlines": deadlines,
+    "expiry_reminders": expiry_reminders,
+    "deliver_notices": deliver_notices,
+    "weekly_pulse": weekly_pulse,
+    "lookback": lookback,
+    "commission_digest": commission_digest,
+    "dispatch_outbox": dispatch_outbox,
+}
