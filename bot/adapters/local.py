@@ -1,0 +1,120 @@
+"""Local mode (no WeCom credentials): a small chat page at /local to try the bot in a browser.
+
+A newcomer picks a cadre from a list and talks to the bot exactly as on WeCom: every message
+becomes an ``Event(platform="local")`` and goes through ``Runtime.process`` (the same handlers).
+The page exists only in local mode (404 otherwise). A few demo persons and groups are seeded
+on first use when the database is empty.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import func, select
+
+from bot.dashboard.auth import check_origin
+from bot.dashboard.routes import SecureRoute, env
+from handlers.events import Event
+from storage import repo
+from storage.models import Group, OutboxMessage, Person
+
+router = APIRouter(prefix="/local", route_class=SecureRoute)
+
+SEED_PERSONS = [  # id, name, unit, role
+    ("zhang.zz", "张镇长", "城关镇", "cadre"), ("li.zr", "李主任", "城关镇", "cadre"),
+    ("wang.gs", "王干事", "城关镇", "cadre"), ("chen.sj", "陈书记", "容美镇", "unit_admin"),
+    ("zhao.jw", "赵纪委", "县纪委监委", "commission"), ("admin", "管理员", "县委办", "admin"),
+]
+SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, members, idle days
+    ("local-g1", "城关镇领导班子群", "城关镇", "领导班子群", True, False, "zhang.zz", ["zhang.zz", "li.zr", "wang.gs"], 1),
+    ("local-g2", "城关镇机关群", "城关镇", "机关群", True, False, "li.zr", ["zhang.zz", "li.zr", "wang.gs"], 2),
+    ("local-g3", "秋粮收购专班", "城关镇", "临时群", False, True, "zhang.zz", ["zhang.zz", "wang.gs"], 5),
+    ("local-g4", "防汛抗旱群", "城关镇", None, False, False, "li.zr", ["zhang.zz", "li.zr", "wang.gs"], 60),
+    ("local-g5", "森林防火工作群", "容美镇", None, False, False, "chen.sj", ["chen.sj", "zhang.zz", "wang.gs"], 45),
+]
+
+
+def _runtime(request: Request):
+    rt = request.app.state.runtime
+    if not rt.settings.local_mode:
+        raise HTTPException(404, "Not Found")
+    return rt
+
+
+def seed_if_empty(rt) -> bool:
+    """Create a few demo cadres and groups when the database has nobody yet."""
+    now = rt.now()
+    with rt.db.session() as s:
+        if s.execute(select(func.count()).select_from(Person)).scalar_one():
+            return False
+        for pid, name, unit, role in SEED_PERSONS:
+            s.add(Person(id=pid, name=name, unit=unit, role=role, created_at=now))
+        s.flush()
+        for gid, name, unit, cat, protected, temporary, owner, members, idle in SEED_GROUPS:
+            g = repo.ensure_group(s, group_id=gid, platform="local", at=now - timedelta(days=120), name=name,
+                                  source="ledger")
+            g.unit, g.category, g.protected, g.temporary, g.owner_id = unit, cat, protected, temporary, owner
+            g.registered_at = now - timedelta(days=100) if protected or temporary else None
+            g.expires_at = (now + timedelta(days=20)).date() if temporary else None
+            g.last_work_at = g.last_message_at = now - timedelta(days=idle)
+            repo.add_members(s, gid, members, now - timedelta(days=120))
+    return True
+
+
+@router.get("")
+def page(request: Request) -> HTMLResponse:
+    rt = _runtime(request)
+    seed_if_empty(rt)
+    return HTMLResponse(env.get_template("local.html").render(sess=None, path="/local"))
+
+
+@router.get("/persons")
+def persons(request: Request) -> JSONResponse:
+    rt = _runtime(request)
+    seed_if_empty(rt)
+    with rt.db.session() as s:
+        rows = s.execute(select(Person).order_by(Person.unit, Person.id)).scalars().all()
+        groups = s.execute(select(Group).where(Group.status.in_(("active", "warned"))).order_by(Group.name)).scalars().all()
+        return JSONResponse({"persons": [{"id": p.id, "name": p.name or p.id, "unit": p.unit or "", "role": p.role}
+                                         for p in rows],
+                             "groups": [{"id": g.id, "name": g.name} for g in groups]})
+
+
+@router.post("/send")
+async def send(request: Request) -> JSONResponse:
+    rt = _runtime(request)
+    check_origin(request, rt.settings)
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise HTTPException(415, "请用 JSON 发送")
+    body = await request.json()
+    person_id, text = str(body.get("person_id", "")).strip(), str(body.get("text", "")).strip()
+    group_id = (str(body.get("group_id") or "").strip()) or None
+    if not person_id or not text or len(text) > 2000:
+        raise HTTPException(400, "请选择身份并输入内容")
+    with rt.db.session() as s:
+        if s.get(Person, person_id) is None:
+            raise HTTPException(400, "没有这个人")
+        name = s.get(Group, group_id).name if group_id and s.get(Group, group_id) else None
+    event = Event(platform="local", kind="message", sender_id=person_id, at=rt.now(), text=text, group_id=group_id,
+                  msg_id=uuid.uuid4().hex, mentioned_bot=bool(group_id), group_name=name)
+    replies = await _process(rt, event)
+    return JSONResponse({"replies": [{"text": r.text, "markdown": r.markdown} for r in replies]})
+
+
+async def _process(rt, event):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(rt.process, event)
+
+
+@router.get("/inbox")
+def inbox(request: Request, person_id: str) -> JSONResponse:
+    """Messages the bot queued for this person (warnings, digests…), as they would arrive on WeCom."""
+    rt = _runtime(request)
+    with rt.db.session() as s:
+        rows = s.execute(select(OutboxMessage).where(OutboxMessage.recipient == person_id)
+                         .order_by(OutboxMessage.id.desc()).limit(20)).scalars().all()
+        return JSONResponse({"messages": [{"kind": m.kind, "status": m.status,
+                                           "text": (m.payload or {}).get("text") or str(m.payload)} for m in rows]})
