@@ -151,6 +151,19 @@ def _pulse(session: Session, start: date, end: date) -> tuple[int, float | None]
     return total, round(heavy / total, 3)
 
 
+def _rebounds(session: Session, t0: datetime, t1: datetime) -> int:
+    """Groups found to be a comeback of a dissolved one in the period: rebound findings first seen
+    then, and the look-back job's (回头看) audit records; each new group counted once."""
+    ids: set[str] = set()
+    for gids in session.execute(select(FindingRecord.group_ids).where(
+            FindingRecord.kind == "rebound", FindingRecord.first_seen >= t0, FindingRecord.first_seen < t1)).scalars():
+        ids.update(map(str, (gids or [])[:1]))
+    for data in session.execute(select(AuditRecord.data).where(
+            AuditRecord.action == "lookback", AuditRecord.at >= t0, AuditRecord.at < t1)).scalars():
+        ids.update(map(str, (data or {}).get("rebound") or []))
+    return len(ids)
+
+
 def build_report(session: Session, *, period: str = "week", now: datetime, settings) -> Report:
     tz = settings.tz
     start, end, key = period_bounds(period, now, tz)
@@ -165,8 +178,7 @@ def build_report(session: Session, *, period: str = "week", now: datetime, setti
         .group_by(AuditRecord.action)).all())
     findings = dict(session.execute(select(FindingRecord.kind, func.count())
                                     .where(FindingRecord.status == "open").group_by(FindingRecord.kind)).all())
-    rebounds = session.execute(select(func.count()).select_from(FindingRecord).where(
-        FindingRecord.kind == "rebound", FindingRecord.first_seen >= t0, FindingRecord.first_seen < t1)).scalar_one()
+    rebounds = _rebounds(session, t0, t1)
     counts = groups_per_person(session)
     units = unit_burden(session, counts)
     person_unit = dict(session.execute(select(Person.id, Person.unit)).all())
@@ -235,37 +247,10 @@ def render_text(report: Report) -> str:
 
 # --- digest to the commission ------------------------------------------------------------------
 def _next_working_time(now: datetime, settings) -> datetime:
-    """The first moment in working time at or after ``now`` (governance.worktime when present)."""
-    try:
-        from governance import worktime
-    except ImportError:
-        worktime = None
-    for name in ("next_working_time", "next_work_time", "next_working_moment"):
-        fn = getattr(worktime, name, None) if worktime else None
-        if fn is not None:
-            try:
-                return fn(now, settings=settings)
-            except TypeError:
-                pass
-    tz = settings.tz
-    h1, m1 = map(int, settings.work_start.split(":"))
-    h2, m2 = map(int, settings.work_end.split(":"))
-    local = now.astimezone(tz)
-    try:
-        from chinese_calendar import is_workday
-    except ImportError:  # pragma: no cover
-        def is_workday(d):
-            return d.weekday() < 5
-    for i in range(30):
-        d = local.date() + timedelta(days=i)
-        if not is_workday(d):
-            continue
-        s = datetime.combine(d, time(h1, m1), tzinfo=tz)
-        e = datetime.combine(d, time(h2, m2), tzinfo=tz)
-        if i == 0 and local >= e:
-            continue
-        return max(s, local).astimezone(timezone.utc)
-    return now
+    """The first moment in working time at or after ``now`` (governance.worktime)."""
+    from governance.worktime import WorkTime, next_window_start
+
+    return next_window_start(now, WorkTime.from_settings(settings)).astimezone(timezone.utc)
 
 
 def enqueue_commission_digest(session: Session, now: datetime, settings, *, period: str | None = None) -> int:

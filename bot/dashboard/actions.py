@@ -1,12 +1,11 @@
 """What an administrator can do from the dashboard: protect, merge, restore.
 
-The same functions the chat commands call are used when ``storage.lifecycle`` provides them;
-``protect_group`` is the small shared function used until then (and by the 保护 command if it
-wants it). Every change goes through the hash-chained audit log.
+The same functions the chat commands call (``storage.lifecycle``: ``set_protected``,
+``restore_group``, ``merge_group``), so the rules and the audit are the same as in chat.
+``protect_group`` is only a fallback for a tree without ``storage.lifecycle``. Every change goes through the hash-chained audit log.
 """
 from __future__ import annotations
 
-import inspect
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -19,29 +18,13 @@ class ActionError(ValueError):
     """A refusal, with a Chinese message to show."""
 
 
-def _lifecycle(name: str):
+def _lifecycle_module():
+    """storage.lifecycle: the functions the chat commands 保护/恢复/合并 call."""
     try:
         from storage import lifecycle
     except ImportError:
         return None
-    return getattr(lifecycle, name, None)
-
-
-def _call(fn, **kw):
-    """Call a lifecycle function with the keyword arguments it accepts."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return fn(**kw)
-    return fn(**{k: v for k, v in kw.items() if k in params})
-
-
-def _result_text(result, default: str) -> str:
-    if result is None:
-        return default
-    for attr in ("text", "message"):
-        if isinstance(getattr(result, attr, None), str):
-            return getattr(result, attr)
-    return result if isinstance(result, str) else default
+    return lifecycle
 
 
 def protect_group(session: Session, group: Group, *, actor: str, now: datetime, reason: str | None = None,
@@ -63,27 +46,39 @@ def protect_group(session: Session, group: Group, *, actor: str, now: datetime, 
 
 
 def protect(session: Session, group: Group, *, actor: str, now: datetime, settings, reason: str | None = None) -> str:
-    fn = _lifecycle("protect") or _lifecycle("protect_group")
-    if fn is None:
+    lifecycle = _lifecycle_module()
+    if lifecycle is None or not hasattr(lifecycle, "set_protected"):
         return protect_group(session, group, actor=actor, now=now, reason=reason)
-    return _result_text(_call(fn, session=session, group=group, actor=actor, now=now, at=now, settings=settings,
-                              reason=reason), f"已将“{group.name}”设为常设群。")
+    try:
+        changed = lifecycle.set_protected(session, group, True, now, actor=actor)
+    except ValueError as e:  # LifecycleError
+        raise ActionError(str(e)) from e
+    if not changed:
+        return f"“{group.name}”已经是常设群。"
+    return f"已将“{group.name}”设为常设群，不会被自动解散。"
 
 
 def restore(session: Session, group: Group, *, actor: str, now: datetime, settings) -> str:
-    fn = _lifecycle("restore") or _lifecycle("restore_group")
-    if fn is None:
+    lifecycle = _lifecycle_module()
+    if lifecycle is None:
         raise ActionError("恢复功能需要生命周期模块（storage/lifecycle.py），尚未安装。")
-    return _result_text(_call(fn, session=session, group=group, actor=actor, now=now, at=now, settings=settings),
-                        f"已恢复“{group.name}”。")
+    try:
+        result = lifecycle.restore_group(session, group, now, settings, actor=actor)
+    except ValueError as e:
+        raise ActionError(str(e)) from e
+    if result == "pending":
+        return f"正在恢复“{group.name}”，成员将陆续重新加入。"
+    return f"已恢复“{group.name}”。"
 
 
 def merge(session: Session, group: Group, target: Group, *, actor: str, now: datetime, settings) -> str:
     if group.id == target.id:
         raise ActionError("不能把群合并到它自己。")
-    fn = _lifecycle("merge") or _lifecycle("merge_groups")
-    if fn is None:
+    lifecycle = _lifecycle_module()
+    if lifecycle is None:
         raise ActionError("合并功能需要生命周期模块（storage/lifecycle.py），尚未安装。")
-    return _result_text(_call(fn, session=session, group=group, source=group, target=target, into=target,
-                              actor=actor, now=now, at=now, settings=settings),
-                        f"已将“{group.name}”合并到“{target.name}”。")
+    try:
+        lifecycle.merge_group(session, group, target, now, settings, actor=actor)
+    except ValueError as e:
+        raise ActionError(str(e)) from e
+    return f"已将“{group.name}”合并到“{target.name}”，成员已收到通知。"
