@@ -25,7 +25,7 @@ def handle_event(session: Session, event: Event, services: Services) -> list[Rep
         log.info("duplicate event %s ignored", key)
         return []
     person = repo.get_or_create_person(session, event.sender_id, event.at)
-    if event.group_id:
+    if event.group_id and not _is_anonymous(event):
         _record_group_activity(session, event, services)
     if event.kind == "message" and event.addressed_to_bot:
         return _run_command(session, event, person, services)
@@ -52,6 +52,16 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
             is_ritual=is_ritual(text), text=text if services.settings.store_message_text else None)
     elif event.kind == "dissolve_confirmed":
         services.extra.setdefault("confirmations", []).append(g.id)
+
+
+def _is_anonymous(event: Event) -> bool:
+    """An anonymous command said in a group (这个群没用) must leave no trace of who said it."""
+    if not (event.kind == "message" and event.addressed_to_bot):
+        return False
+    from handlers.text import normalize
+
+    found = registry.match(normalize(event.text))
+    return found is not None and found[0].anonymous
 
 
 def _as_list(result) -> list[Reply]:

@@ -19,15 +19,16 @@ class Command:
     callback: Callback
     summary: str
     in_group: bool = True  # may be used by @-mentioning the bot in a group
+    anonymous: bool = False  # the message is never recorded with its sender (feedback, reports)
 
 
 _COMMANDS: list[Command] = []
 _CONVERSATIONS: dict[str, Callback] = {}
 
 
-def command(*keywords: str, summary: str = "", in_group: bool = True):
+def command(*keywords: str, summary: str = "", in_group: bool = True, anonymous: bool = False):
     def deco(fn: Callback) -> Callback:
-        _COMMANDS.append(Command(tuple(keywords), fn, summary, in_group))
+        _COMMANDS.append(Command(tuple(keywords), fn, summary, in_group, anonymous))
         # longest keyword first so 这个群没用 wins over shorter prefixes
         _COMMANDS.sort(key=lambda c: -max(len(k) for k in c.keywords))
         return fn
