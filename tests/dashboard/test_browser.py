@@ -1,0 +1,91 @@
+"""The dashboard in headless Chromium against a real uvicorn server: login, every page, charts
+drawn, and not one request leaving the server."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"chromium not installed at {CHROMIUM} "
+                                 "(apt-get install -y chromium)")]
+
+
+@pytest.fixture
+def server(runtime, known, clock):
+    import uvicorn
+
+    from bot.app import create_app
+    from tests.dashboard.conftest import NOW
+
+    clock.set(NOW)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    runtime.settings = runtime.settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
+    srv = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime, start_scheduler=False), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    t.join(5)
+
+
+def test_dashboard_in_chromium(server):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import ADMIN_TOKEN
+
+    requests, problems = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(server + "/dashboard")
+        assert page.url.endswith("/dashboard/login")
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#login-button")
+        page.wait_for_url(server + "/dashboard")
+        page.wait_for_selector("body[data-charts-ready='1']", timeout=15000)
+        charts = page.evaluate("""() => Object.entries(window.qunzhiCharts).map(([id, c]) => {
+            const canvas = document.querySelector('#' + id + ' canvas');
+            return {id, series: c.getOption().series.length, w: canvas ? canvas.width : 0, h: canvas ? canvas.height : 0};
+        })""")
+        assert {c["id"] for c in charts} == {"chart-groups", "chart-cadre", "chart-findings", "chart-pulse"}
+        assert all(c["series"] > 0 and c["w"] > 0 and c["h"] > 0 for c in charts), charts
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+        for path, selector in [("/dashboard/findings", "#findings-table"), ("/dashboard/groups", "#groups-table"),
+                               ("/dashboard/units", "#units-table"), ("/dashboard/audit", "#verify-ok"),
+                               ("/dashboard/feedback", "#pulse-table"), ("/dashboard/downloads", "#dl-xlsx-week")]:
+            page.goto(server + path)
+            assert page.locator(selector).count() == 1, path
+        # an administrator action through the real form (CSRF token, browser's own Origin header)
+        page.goto(server + "/dashboard/groups?q=g4")
+        page.click("button.protect")
+        page.wait_for_selector("#action-msg")
+        assert "常设群" in page.inner_text("#action-msg")
+        with page.expect_download() as dl:
+            page.goto(server + "/dashboard/downloads")
+            page.click("#dl-xlsx-week")
+        assert dl.value.suggested_filename.endswith(".xlsx")
+        browser.close()
+    assert requests and all(u.startswith(server + "/") for u in requests), [u for u in requests if not u.startswith(server)]
+    assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m], problems
