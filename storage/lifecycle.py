@@ -601,7 +601,7 @@ def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None) -> S
             except Exception as e:  # one group's failure must not stop the others
                 log.exception("sweep step failed for %s", step.group_id)
                 step.result, step.detail = "error", repr(e)
-        report.steps = steps
+        report.steps = [st for st in steps if st.action != "resume"]  # replaced by what really ran:
         for st in advance_pending(db, now, settings, sender):
             report.steps.append(st)
         return report
