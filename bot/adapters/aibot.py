@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from bot.adapters.common import card_kind, enqueue_replies, from_unix
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_nonces
-from handlers.events import Event, Reply
+from handlers.events import Event
 
 log = logging.getLogger("qunzhi.aibot")
 
