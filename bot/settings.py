@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     aibot_token: str = ""
     aibot_aes_key: str = ""
     bridge_secret: str = ""
+    bridge_url: str = ""  # where signed instructions to the bridge are POSTed (dissolve, restore)
     admin_token: str = ""
 
     timezone: str = "Asia/Shanghai"
