@@ -64,8 +64,8 @@ def audit_verify() -> None:
 
 def demo(seed: int = typer.Option(7, "--seed", help="随机数种子"),
          weeks: int = typer.Option(12, "--weeks", help="模拟周数"),
-         towns: int = typer.Option(8, "--towns", help="乡镇数"),
-         villages: int = typer.Option(6, "--villages", help="每个乡镇的村数"),
+         towns: int = typer.Option(3, "--towns", help="乡镇数"),
+         villages: int = typer.Option(3, "--villages", help="每个乡镇的村数"),
          database_url: str | None = typer.Option(None, "--database-url", help="默认使用临时 SQLite 数据库"),
          as_json: bool = typer.Option(False, "--json", help="只输出一个 JSON 对象"),
          progress: bool = typer.Option(True, "--progress/--no-progress", help="在标准错误输出显示进度条")) -> None:
