@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     admin_token: str = ""
 
     timezone: str = "Asia/Shanghai"
+    county_name: str = "本县"  # shown in digest titles, e.g. 鹤峰县
     store_message_text: bool = False
     max_body_bytes: int = 64 * 1024
     pseudonym_key: str = ""  # keyed pseudonyms for anonymous feedback; derived from admin_token when empty
