@@ -92,7 +92,7 @@ class RateLimiter:
                 now = self.monotonic()
                 self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
                 self.last = now
-                if self.tokens >= 1:
+                if self.tokens >= 1 - 1e-9:
                     self.tokens -= 1
                     return
                 wait = (1 - self.tokens) / self.rate
@@ -280,7 +280,7 @@ class Dispatcher:
                         self.stats.token_expired += 1
                     if getattr(detail, "rate_limited", False):  # 45009: everyone waits
                         self.stats.rate_limited += 1
-                        self.paused_until = now + self.rate_limit_pause
+                        self.paused_until = now + min(self.max_delay, self.rate_limit_pause * 2 ** max(0, r.attempts - 1))
                         r.next_attempt_at = max(r.next_attempt_at, self.paused_until)
             for r in sent_rows:
                 _after_delivery(s, r, now)
