@@ -604,6 +604,10 @@ def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None) -> S
         report.steps = [st for st in steps if st.action != "resume"]  # replaced by what really ran:
         for st in advance_pending(db, now, settings, sender):
             report.steps.append(st)
+        if any(st.result in ("done", "pending") for st in report.steps):
+            # persist findings as they stand after the changes, so a second run is a no-op
+            with db.session() as s:
+                refresh_findings(s, now, settings)
         return report
     finally:
         if lock:
