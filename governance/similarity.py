@@ -14,7 +14,9 @@ Algorithm (an "AllPairs"-style join, vectorised with numpy):
 * **prefix filter** (pigeonhole): at most ``|s| - need`` members of ``s`` are missing
   from ``l``, so among the first ``|s| - need + k`` members of ``s`` at least ``k`` are
   in ``l``.  We probe the inverted index of *all* members of larger sets with that
-  extended prefix and keep pairs hit at least ``k`` times (``k = 2`` by default);
+  extended prefix and keep pairs hit at least ``k`` times (by default
+  ``k = clamp(need // 3, 2, 16)``: bigger sets pay a longer probe for far fewer
+  pairs to verify);
 * **length filter**: only ``l`` ordered after ``s``; for a Jaccard-only join also
   ``|l| <= |s| / t``;
 * verification counts the rest of ``s`` in ``l`` by binary search in the sorted
@@ -35,8 +37,8 @@ from fractions import Fraction
 
 import numpy as np
 
-EXTRA_PREFIX = 2  # k: extend the prefix by k-1 and demand k hits
-_CHUNK = 8_000_000  # max candidate entries expanded at once (memory bound)
+EXTRA_PREFIX = None  # k: extend the prefix by k-1 and demand k hits (None: adaptive)
+_CHUNK = 4_000_000  # max candidate entries expanded at once (memory bound)
 
 
 def as_fraction(value: float | Fraction) -> Fraction:
@@ -108,7 +110,7 @@ def join_csr(
     csr: CSR,
     jaccard: Fraction | float | None = None,
     containment: Fraction | float | None = None,
-    extra: int = EXTRA_PREFIX,
+    extra: int | None = EXTRA_PREFIX,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ``(s, l, inter)`` of pairs with Jaccard >= ``jaccard`` OR containment of the
     smaller set ``s`` in ``l`` >= ``containment``.  ``s`` precedes ``l`` in (size, row)."""
@@ -133,32 +135,46 @@ def join_csr(
     np.cumsum(sizes, out=indptr[1:])
     freq = np.bincount(csr.tokens, minlength=T)
     rank_of = np.empty(T, dtype=np.int64)
-    rank_of[np.lexsort((np.arange(T), freq))] = np.arange(T)
-    keys = np.repeat(o_of, sizes0) * T + rank_of[csr.tokens]
+    if freq.max() < 65536:  # numpy's stable sort is a radix sort for 16-bit ints
+        freq = freq.astype(np.uint16)
+    rank_of[np.argsort(freq, kind="stable")] = np.arange(T)  # rarest first, ties by id
     del freq
-    keys.sort()
+    keys = np.repeat(o_of, sizes0) * T + rank_of[csr.tokens]
+    del rank_of
+    keys.sort()  # rows in (size, row) order, members rarest first
     g = keys // T
     r = keys - g * T
-    pos = np.arange(len(keys), dtype=np.int64) - indptr[g]
     need = (c0.numerator * sizes + c0.denominator - 1) // c0.denominator
-    k = np.minimum(extra, need)
+    if extra is None:  # longer prefixes for larger sets: fewer survivors to verify
+        k = np.clip(need // 3, 2, 16)
+    else:
+        k = np.full(n, extra, dtype=np.int64)
+    k = np.minimum(k, need)
     m = sizes - need + k  # extended prefix length per set
-    # inverted index over all members, postings ordered by set (i.e. by size)
-    post = np.sort(r * n + g)
-    post_g = post % n
-    start = np.zeros(T + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r, minlength=T), out=start[1:])
-    probe = pos < m[g]
+    # inverted index over all members: postings in (token, set) order, i.e. by size
+    post_key = np.sort(r * n + g)
+    post_g = (post_key % n).astype(np.int32)
+    probe = _expand(indptr[:-1], m)  # the extended prefix entries of every set
     ps, pr = g[probe], r[probe]
-    lo = np.searchsorted(post, pr * n + ps, side="right")
+    del probe, g
+    # postings after s itself (larger sets, or same size and later row); sorted needles
+    # make searchsorted cache friendly
+    needle = pr * n + ps
+    by_key = np.argsort(needle)
+    lo = np.empty(len(needle), dtype=np.int64)
+    lo[by_key] = np.searchsorted(post_key, needle[by_key], side="right")
+    del needle, by_key
     if con is None:  # Jaccard only: |l| <= |s| * den / num
         max_size = (sizes * jac.denominator) // jac.numerator
         o_max = np.searchsorted(sizes, max_size, side="right") - 1
-        hi = np.searchsorted(post, pr * n + o_max[ps], side="right")
+        hi = np.searchsorted(post_key, pr * n + o_max[ps], side="right")
     else:
+        start = np.zeros(T + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=T), out=start[1:])
         hi = start[pr + 1]
+        del start
     cnt = np.maximum(hi - lo, 0)
-    del pos, probe, r
+    del post_key, pr, hi, r
     # expand candidates in chunks aligned on set boundaries (ps is sorted)
     per_set = np.bincount(ps, weights=cnt, minlength=n).cumsum()
     cuts = np.searchsorted(ps, np.searchsorted(per_set, np.arange(_CHUNK, per_set[-1] + _CHUNK, _CHUNK)))
@@ -168,7 +184,7 @@ def join_csr(
         idx = _expand(lo[a:b], cnt[a:b])
         if len(idx) == 0:
             continue
-        pair = np.repeat(ps[a:b], cnt[a:b]) * n + post_g[idx]
+        pair = np.repeat(ps[a:b], cnt[a:b]) * n + post_g[idx].astype(np.int64)
         del idx
         uniq, hits = np.unique(pair, return_counts=True)
         del pair
@@ -180,6 +196,8 @@ def join_csr(
     if not out_s:
         return empty, empty, empty
     s, l, pref = np.concatenate(out_s), np.concatenate(out_l), np.concatenate(out_c)
+    by_l = np.lexsort((s, l))  # queries into the same row l together: cache friendly
+    s, l, pref = s[by_l], l[by_l], pref[by_l]
     # verify: count the members of s after its extended prefix that are also in l
     rest = sizes[s] - m[s]
     qidx = _expand(indptr[s] + m[s], rest)

@@ -99,3 +99,16 @@ def test_prefix_join_with_planted_near_duplicates(sets, data):
     for t in (0.8, 0.9):
         assert jaccard_pairs(sets, t) == naive_jaccard_pairs(sets, t)
         assert containment_pairs(sets, t) == naive_containment_pairs(sets, t)
+
+
+@settings(max_examples=60, deadline=None)
+@given(family, st.sampled_from([1, 2, 3, 5, 16]), st.sampled_from([0.6, 0.8, 0.9]))
+def test_any_prefix_extension_is_exact(sets, extra, t):
+    from governance.similarity import csr_from_sets
+
+    csr = csr_from_sets(sets)
+    s, l, _ = join_csr(csr, jaccard=t, containment=t, extra=extra)
+    got = {tuple(sorted((csr.ids[a], csr.ids[b]))) for a, b in zip(s.tolist(), l.tolist())}
+    want = {(a, b) for a, b, _ in naive_jaccard_pairs(sets, t)}
+    want |= {tuple(sorted((a, b))) for a, b, _ in naive_containment_pairs(sets, t)}
+    assert got == want
