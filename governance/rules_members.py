@@ -126,7 +126,17 @@ def rebounds(
     }
     if not old:
         return []
-    new = {g.id: g for g in groups if g.live and not g.protected and g.id not in old}
+    earliest = min(d.dissolved_at for d in old.values())
+
+    def born_after(g: GroupFacts, t: datetime) -> bool:
+        return g.created_at > t or (g.first_seen_at is not None and g.first_seen_at > t)
+
+    # only groups that appeared after the earliest dissolution can be rebounds
+    new = {
+        g.id: g
+        for g in groups
+        if g.live and not g.protected and g.id not in old and born_after(g, earliest)
+    }
     # member matches: one join over new + old sets, keep the cross pairs
     sets = {("n", gid): g.member_ids for gid, g in new.items() if len(g.member_ids) >= params.min_members_for_similarity}
     sets.update({("o", did): d.member_ids for did, d in old.items() if len(d.member_ids) >= params.min_members_for_similarity})
@@ -161,9 +171,9 @@ def rebounds(
     out = []
     for (gid, did), items in sorted(evidence.items()):
         g, d = new[gid], old[did]
-        born = g.created_at if g.first_seen_at is None else min(g.created_at, g.first_seen_at)
-        if not (g.created_at > d.dissolved_at or (g.first_seen_at and g.first_seen_at > d.dissolved_at)):
+        if not born_after(g, d.dissolved_at):
             continue
+        born = g.created_at if g.created_at > d.dissolved_at else g.first_seen_at
         reasons = [
             f"「{g.name}」出现于{born.date().isoformat()}，「{d.name}」已于"
             f"{d.dissolved_at.date().isoformat()}解散（{params.rebound_days}天内）",

@@ -170,3 +170,25 @@ def test_different_name_and_members_no_rebound():
     old = old_group(name="防汛群", member_ids=members("a", 10))
     new = group("new", name="党建学习", created_at=NOW - 2 * D, member_ids=members("b", 10))
     assert rebounds([new], [old], NOW, P) == []
+
+
+def test_pair_rules_agree_with_naive_on_random_groups():
+    import random
+
+    from governance.similarity import naive_containment_pairs, naive_jaccard_pairs
+
+    rnd = random.Random(5)
+    gs = []
+    for i in range(300):
+        base = rnd.randrange(40)
+        ms = frozenset(f"p{base + rnd.randrange(12)}" for _ in range(rnd.randint(3, 12)))
+        gs.append(group(f"g{i:03}", member_ids=ms))
+    sets = {g.id: g.member_ids for g in gs if len(g.member_ids) >= 3}
+    dup = {(a, b) for a, b, _ in naive_jaccard_pairs(sets, 0.8)}
+    ovl = {(a, b) for a, b, _ in naive_containment_pairs(sets, 0.9)} - {
+        p for p in {(a, b) for a, b, _ in naive_containment_pairs(sets, 0.9)} if tuple(sorted(p)) in dup
+    }
+    found = duplicates_and_overlaps(gs, NOW, P)
+    assert {tuple(sorted(f.group_ids)) for f in found if f.kind == "duplicate"} == dup
+    assert {tuple(f.group_ids) for f in found if f.kind == "overlap"} == ovl
+    assert len(dup) > 5 and len(ovl) > 5
