@@ -51,7 +51,10 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
             platform=event.platform, group_id=g.id, sender_id=event.sender_id, sent_at=event.at,
             is_ritual=is_ritual(text), text=text if services.settings.store_message_text else None)
     elif event.kind == "dissolve_confirmed":
-        services.extra.setdefault("confirmations", []).append(g.id)
+        from storage.lifecycle import confirm_bridge_dissolution
+
+        if not confirm_bridge_dissolution(session, g.id, event.at, services.settings):
+            log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
 
 
 def _is_anonymous(event: Event) -> bool:

@@ -69,7 +69,7 @@ def pulse_clicked(ctx: Context, _conv) -> None:
     return None
 
 
-@command(*PULSE_WORDS, summary="", in_group=False)
+@command(*PULSE_WORDS, summary="", in_group=False, anonymous=True)
 def pulse_text(ctx: Context, args: str) -> Reply | None:
     """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked."""
     if not ctx.event.is_direct or args:
@@ -98,7 +98,7 @@ def _vote(ctx: Context, g: Group) -> Reply:
     return Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
 
 
-@command(*USELESS_WORDS, summary="匿名反映某个群没用")
+@command(*USELESS_WORDS, summary="匿名反映某个群没用", anonymous=True)
 def useless(ctx: Context, args: str) -> Reply:
     g = resolve(ctx, args)
     if isinstance(g, Reply):
@@ -123,7 +123,7 @@ def useless_clicked(ctx: Context, _conv) -> None:
 
 
 # --- formalism report --------------------------------------------------------------------------
-@command(*REPORT_WORDS, summary="匿名反映形式主义要求", in_group=False)
+@command(*REPORT_WORDS, summary="匿名反映形式主义要求", in_group=False, anonymous=True)
 def report(ctx: Context, args: str) -> Reply:
     if not ctx.event.is_direct:
         return Reply("请私聊我发送“反映 内容”，在群里说会暴露身份。")

@@ -152,6 +152,36 @@ def test_bridge_instruction_and_confirmation_via_event(runtime):
         assert len(s.execute(select(OutboxMessage).where(OutboxMessage.channel == "bridge")).all()) == 1
 
 
+def _bridge_post(client, runtime, body: dict):
+    import json
+
+    from bot.adapters.bridge import signed_headers
+
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    return client.post("/bridge/events", content=raw,
+                       headers=signed_headers(runtime.settings.bridge_secret, runtime.clock().timestamp(), raw))
+
+
+def test_bridge_confirmation_through_the_endpoint_finishes_dissolution(runtime, client, clock):
+    db, settings = runtime.db, runtime.settings
+    _warned(db, settings, platform="wechat")
+    sweep(db, DUE, settings, apply=True)
+    with db.session() as s:
+        instruction = s.get(Group, "g1").dissolve_state["instruction_id"]
+        assert s.get(Group, "g1").status == "dissolving"
+    clock.set(DUE + timedelta(hours=1))
+    body = {"id": "confirm-1", "type": "dissolve_confirmed", "platform": "wechat", "group_id": "g1",
+            "sender_id": "bridge", "instruction_id": instruction, "at": clock().isoformat()}
+    assert _bridge_post(client, runtime, body).status_code == 200
+    assert _bridge_post(client, runtime, body).status_code == 200  # a retry changes nothing more
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert g.status == "dissolved" and g.dissolved_at is not None
+        actions = [a[0] for a in trail(s, "g1")]
+        assert actions.count("dissolve") == 1
+        assert audit.verify(s).ok
+
+
 def test_order_path_deadline_escalation_and_confirmation(runtime):
     db, settings = runtime.db, runtime.settings
     _warned(db, settings, platform="ledger", source="ledger")

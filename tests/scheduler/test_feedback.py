@@ -128,11 +128,7 @@ def test_no_person_id_next_to_a_response_anywhere(runtime, clock):
         assert s.execute(select(UselessVote)).scalar_one().group_id == "g1"
 
 
-import pytest  # noqa: E402
 
-
-@pytest.mark.xfail(strict=True, reason="handlers/dispatch.py still records the group @-mention with its sender "
-                                       "(change described in the scheduler report)")
 def test_group_mention_of_useless_is_not_stored_with_sender(runtime, clock):
     _group(runtime, clock, members=("a", "b", "voter9"))
     runtime.process(ev(clock, "voter9", "@群治 这个群没用", group="g1", msg="m-77"))
