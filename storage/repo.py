@@ -22,8 +22,15 @@ def insert_ignore(session: Session, model, rows: list[dict], keys: list[str]) ->
     """INSERT … ON CONFLICT DO NOTHING; returns how many rows were new."""
     if not rows:
         return 0
-    stmt = _insert(session)(model).values(rows).on_conflict_do_nothing(index_elements=keys)
+    table = model.__table__
     # RETURNING counts reliably on both backends (psycopg's rowcount is not trustworthy here).
+    if len(rows) == 1:
+        # Bound parameters on the Core table: the compiled statement is cached, not rebuilt per call
+        # (the ingest benchmark showed compiling a literal VALUES list cost a quarter of a callback).
+        stmt = (_insert(session)(table).on_conflict_do_nothing(index_elements=keys)
+                .returning(*(table.c[k] for k in keys)))
+        return len(session.execute(stmt, rows[0]).all())
+    stmt = _insert(session)(model).values(rows).on_conflict_do_nothing(index_elements=keys)
     stmt = stmt.returning(*(getattr(model, k) for k in keys))
     return len(session.execute(stmt).all())
 

@@ -77,7 +77,7 @@ async def verify_url(request: Request) -> Response:
 def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise Malformed("body is not JSON") from None
     if not isinstance(value, dict):
         raise Malformed("body is not a JSON object")

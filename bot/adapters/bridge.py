@@ -151,7 +151,7 @@ async def bridge_events(request: Request) -> JSONResponse:
         return JSONResponse({"ok": False, "error": "签名校验失败"}, status_code=403)
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return _bad("请求体不是合法的 JSON")
     if not isinstance(raw, dict):
         return _bad("请求体必须是 JSON 对象")
