@@ -40,6 +40,8 @@ def runtime():
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="输出调试日志")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()

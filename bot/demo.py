@@ -240,6 +240,8 @@ def run_demo(cfg: DemoConfig) -> dict:
             snapshot_stats(s, day)
             warned = s.execute(select(Group.id).where(Group.status == "warned", Group.warning_sent_at.is_not(None))).scalars().all()
             dissolved = s.execute(select(Group.id).where(Group.status == "dissolved")).scalars().all()
+            ordered = s.execute(select(Group.id).where(Group.status == "dissolving",
+                                                       Group.dissolve_method == "order")).scalars().all()
         # owners answer some of the time (in the afternoon)
         for gid in warned:
             if gid in answered or not weekday:
@@ -252,11 +254,16 @@ def run_demo(cfg: DemoConfig) -> dict:
                 say(owner, f"续期 {names[gid]} 30天", at=at_local(day, 15, 20))
             elif kind in ("zombie", "duplicate") and rng.random() < 0.1:
                 say(owner, f"保留 {names[gid]} 领导要求保留", at=at_local(day, 15, 30))
+        # owners carry out most dissolution orders within a few days and confirm them
+        for gid in ordered:
+            if weekday and rng.random() < 0.6:
+                say(owners.get(gid), f"已解散 {names[gid]}", at=at_local(day, 11, 0))
+        # some dissolved groups were seasonal (防汛 before the flood season): the owner takes them back
         for gid in dissolved:
             if gid in restored_once or not weekday:
                 continue
             restored_once.add(gid)
-            if kinds.get(gid) == "needed" or rng.random() < 0.04:
+            if kinds.get(gid) == "needed" or rng.random() < 0.12:
                 say(owners.get(gid), f"恢复 {names[gid]}", at=at_local(day, 16, 0))
         if bar:
             bar.update(1)
