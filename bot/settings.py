@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "test", "todo"}
 
-DEFAULT_PROTECTED_CATEGORIES = ("领导班子群", "机关群", "脱贫攻坚群", "常设群")
+DEFAULT_PROTECTED_CATEGORIES = ("领导班子群", "机关群", "脱贫攻坚群")
 
 
 class Settings(BaseSettings):
@@ -39,8 +40,9 @@ class Settings(BaseSettings):
     pseudonym_key: str = ""  # keyed pseudonyms for anonymous feedback; derived from admin_token when empty
     public_base_url: str = "http://127.0.0.1:8000"
 
-    protected_categories: tuple[str, ...] = DEFAULT_PROTECTED_CATEGORIES
-    temporary_categories: tuple[str, ...] = ("临时群", "专班群", "临时专班")
+    # comma-separated in the environment: QUNZHI_PROTECTED_CATEGORIES=领导班子群,机关群
+    protected_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PROTECTED_CATEGORIES
+    temporary_categories: Annotated[tuple[str, ...], NoDecode] = ("临时群", "专班群", "临时专班")
 
     # governance parameters (see governance.model.Params)
     zombie_days: int = 30
