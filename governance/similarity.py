@@ -31,6 +31,8 @@ ignored.  Skipping tiny groups (< 3 members) is a rule decision, see ``rules_mem
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -81,20 +83,31 @@ def csr_from_sets(sets: Mapping[str, Collection[str]]) -> CSR:
 
 def csr_from_rows(group_ids: Iterable[str], person_ids: Iterable[str]) -> CSR:
     """Build from parallel membership columns (e.g. rows read from a database)."""
-    gmap: dict = {}
-    pmap: dict = {}
-    g = np.fromiter((gmap.setdefault(x, len(gmap)) for x in group_ids), dtype=np.int64)
-    p = np.fromiter((pmap.setdefault(x, len(pmap)) for x in person_ids), dtype=np.int64)
+    gmap: dict = defaultdict(itertools.count().__next__)
+    pmap: dict = defaultdict(itertools.count().__next__)
+    g = np.fromiter(map(gmap.__getitem__, group_ids), dtype=np.int64)
+    p = np.fromiter(map(pmap.__getitem__, person_ids), dtype=np.int64)
     return csr_from_arrays(list(gmap), g, p, len(pmap))
 
 
 def csr_from_arrays(ids: list, g: np.ndarray, p: np.ndarray, n_tokens: int) -> CSR:
     """Build from integer membership arrays (row index, token id); deduplicates."""
-    key = np.unique(g.astype(np.int64) * max(n_tokens, 1) + p)
+    key, _ = _unique_counts(g.astype(np.int64) * max(n_tokens, 1) + p)
     g_sorted = key // max(n_tokens, 1)
     indptr = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(np.bincount(g_sorted, minlength=len(ids)), out=indptr[1:])
     return CSR(list(ids), indptr, key % max(n_tokens, 1), n_tokens)
+
+
+def _unique_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_counts=True)`` for int arrays via a plain sort (numpy 2.3's
+    ``np.unique`` is far slower than ``np.sort`` on large int64 arrays)."""
+    x = np.sort(x)
+    if len(x) == 0:
+        return x, np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))
+    counts = np.diff(np.append(first, len(x)))
+    return x[first], counts
 
 
 def _expand(lo: np.ndarray, cnt: np.ndarray) -> np.ndarray:
@@ -178,7 +191,7 @@ def join_csr(
     # expand candidates in chunks aligned on set boundaries (ps is sorted)
     per_set = np.bincount(ps, weights=cnt, minlength=n).cumsum()
     cuts = np.searchsorted(ps, np.searchsorted(per_set, np.arange(_CHUNK, per_set[-1] + _CHUNK, _CHUNK)))
-    bounds = np.unique(np.concatenate(([0], cuts, [len(ps)])))
+    bounds, _ = _unique_counts(np.concatenate(([0], cuts, [len(ps)])))
     out_s, out_l, out_c = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
         idx = _expand(lo[a:b], cnt[a:b])
@@ -186,7 +199,7 @@ def join_csr(
             continue
         pair = np.repeat(ps[a:b], cnt[a:b]) * n + post_g[idx].astype(np.int64)
         del idx
-        uniq, hits = np.unique(pair, return_counts=True)
+        uniq, hits = _unique_counts(pair)
         del pair
         s, l = uniq // n, uniq % n
         keep = hits >= k[s]
