@@ -5,9 +5,10 @@ JobQueue does; the job bodies below take the runtime.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from governance.dates import fmt_date
 from governance.worktime import WorkTime, is_working_time
@@ -19,6 +20,7 @@ log = logging.getLogger("qunzhi.jobs")
 
 REMINDER_DAYS = (1, 3, 7)
 LOOKBACK_DAYS = 30
+_lifecycle_lock = threading.Lock()  # sweep and advance_pending, never together in one process
 
 
 def run_job(name: str, key: str = registry.DEFAULT_KEY):
@@ -53,9 +55,44 @@ def sender_for(rt):
 def sweep(rt):
     from storage.lifecycle import sweep as lifecycle_sweep
 
-    report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
+    with _lifecycle_lock:  # not alongside advance_pending (see there)
+        report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
     log.info("sweep: %s", getattr(report, "counts", lambda: report)())
     return report
+
+
+def advance_pending(rt) -> list:
+    """Every minute: carry out the appchat steps of dissolutions and restores still waiting
+    (``dissolving``/``restoring``), so a 恢复 takes effect within a minute instead of at the
+    next daily sweep. Without a sender (local mode) there is nothing to carry out.
+
+    Never runs alongside a sweep (which advances the same groups): in this process the two
+    share ``_lifecycle_lock``; across processes the sweep's PostgreSQL advisory lock is taken
+    too, and a minute when it is busy is simply skipped."""
+    from storage.lifecycle import _SWEEP_LOCK as _SWEEP_LOCK_KEY
+    from storage.lifecycle import _sweep_lock
+    from storage.lifecycle import advance_pending as lifecycle_advance
+
+    sender = sender_for(rt)
+    if sender is None:
+        return []
+    if not _lifecycle_lock.acquire(blocking=False):
+        return []  # a sweep is running in this process; it advances these groups itself
+    try:
+        lock = _sweep_lock(rt.db)
+        if lock is False:
+            return []
+        try:
+            steps = lifecycle_advance(rt.db, rt.now(), rt.settings, sender)
+        finally:
+            if lock:
+                lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK_KEY})
+                lock.close()
+    finally:
+        _lifecycle_lock.release()
+    if steps:
+        log.info("advance_pending: %s", [(st.group_id, st.result) for st in steps])
+    return steps
 
 
 def deadlines(rt):
@@ -198,6 +235,17 @@ def commission_digest(rt) -> int:
         return enqueue_commission_digest(s, rt.now(), rt.settings)
 
 
+def daily_stats(rt) -> dict:
+    """Store today's figures (``stat_snapshots``) so the trend charts get one point a day.
+    Scheduled late in the local day; a run delayed past midnight (downtime) stores the figures
+    under the day it actually runs, which is what they describe."""
+    from storage.reports import snapshot_stats
+
+    local_today = rt.now().astimezone(rt.settings.tz).date()
+    with rt.db.session() as s:
+        return snapshot_stats(s, local_today)
+
+
 # --- outbox ----------------------------------------------------------------------------------
 _dispatchers: dict[int, object] = {}
 
@@ -216,11 +264,13 @@ def dispatch_outbox(rt) -> int:
 
 JOBS = {
     "sweep": sweep,
+    "advance_pending": advance_pending,
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,
     "weekly_pulse": weekly_pulse,
     "lookback": lookback,
     "commission_digest": commission_digest,
+    "daily_stats": daily_stats,
     "dispatch_outbox": dispatch_outbox,
 }

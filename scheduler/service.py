@@ -26,7 +26,7 @@ from scheduler import registry
 
 log = logging.getLogger("qunzhi.scheduler")
 
-LEADER_LOCK_KEY = 727276
+LEADER_LOCK_KEY = 727279  # distinct from storage.lifecycle._SWEEP_LOCK (727276): the leader holds its lock while sweeping
 MISFIRE_GRACE = int(timedelta(hours=12).total_seconds())
 JOB_REF = "scheduler.jobs:run_job"
 
@@ -39,10 +39,12 @@ def job_specs(settings) -> list[tuple[str, object]]:
         ("deliver_notices", IntervalTrigger(minutes=10, timezone=tz)),
         ("sweep", CronTrigger(hour=8, minute=30, timezone=tz)),
         ("expiry_reminders", CronTrigger(hour=8, minute=40, timezone=tz)),
+        ("advance_pending", IntervalTrigger(minutes=1, timezone=tz)),
         ("deadlines", IntervalTrigger(hours=1, timezone=tz)),
         ("lookback", CronTrigger(hour=8, minute=50, timezone=tz)),
         ("weekly_pulse", CronTrigger(day_of_week="tue", hour=10, minute=0, timezone=tz)),
         ("commission_digest", CronTrigger(day_of_week="mon", hour=9, minute=30, timezone=tz)),
+        ("daily_stats", CronTrigger(hour=23, minute=50, timezone=tz)),
     ]
 
 
