@@ -61,12 +61,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt: Runtime = app.state.runtime
         sched = None
         if start_scheduler if start_scheduler is not None else settings.run_scheduler:
-            try:
-                from scheduler.service import start_in_process
-            except ImportError:  # scheduler package not wired yet
-                start_in_process = None
-            if start_in_process is not None:
-                sched = start_in_process(rt)
+            from scheduler.service import start_in_process
+
+            sched = start_in_process(rt)
         yield
         if sched is not None:
             sched.shutdown()

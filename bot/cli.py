@@ -64,13 +64,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
 
 def _load_plugins() -> None:
     for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue  # that part is not built yet
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _load_plugins()

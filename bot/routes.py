@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 from fastapi import FastAPI
-
-log = logging.getLogger("qunzhi.routes")
 
 ROUTERS = [
     "bot.api",                 # /api/groups
@@ -20,11 +17,4 @@ ROUTERS = [
 
 def include_routes(app: FastAPI) -> None:
     for name in ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue  # not built yet
-            raise
-        if hasattr(module, "router"):  # TEMP while parts land in parallel; made strict at integration
-            app.include_router(module.router)
+        app.include_router(importlib.import_module(name).router)
