@@ -25,6 +25,7 @@ import concurrent.futures
 import logging
 import os
 import queue
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Callable
@@ -39,6 +40,33 @@ from storage.db import Database
 from storage.outbox import enqueue
 
 log = logging.getLogger("qunzhi.runtime")
+
+_SECRET_QUERY = re.compile(r"((?:access_token|corpsecret|secret|key)=)[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Blank ``access_token=``, ``corpsecret=`` … in log records: urllib3 logs every request URL at
+    DEBUG (``qunzhi -v``), and WeCom puts the secret and access token in the query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a broken record is logging's problem, not ours
+            return True
+        if "=" in msg and _SECRET_QUERY.search(msg):
+            record.msg, record.args = _SECRET_QUERY.sub(r"\1***", msg), None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Filter the loggers of the HTTP libraries the senders use (idempotent)."""
+    for name in ("urllib3.connectionpool", "urllib3", "requests", "httpx", "httpcore", "wechatpy"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in lg.filters):
+            lg.addFilter(RedactSecrets())
+
+
+install_log_redaction()
 
 REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
 GROUP_COMMIT_MAX = 128  # events per transaction
