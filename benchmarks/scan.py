@@ -23,6 +23,7 @@ Parts, run side by side:
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import math
@@ -172,7 +173,20 @@ def _cursor(target):
 
 
 def read_memberships(target) -> tuple[list, np.ndarray, np.ndarray, int]:
-    """Stream rows and intern ids to integers: (group ids, g, p, n_persons)."""
+    """Stream rows and intern ids to integers: (group ids, g, p, n_persons).
+
+    The cyclic GC is paused while loading (millions of short-lived row tuples), as a
+    bulk loader should; this makes the read faster, i.e. the search/read ratio stricter."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_memberships(target)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_memberships(target) -> tuple[list, np.ndarray, np.ndarray, int]:
     con, cur = _cursor(target)
     gmap: dict = defaultdict(itertools.count().__next__)
     pmap: dict = defaultdict(itertools.count().__next__)
@@ -186,6 +200,7 @@ def read_memberships(target) -> tuple[list, np.ndarray, np.ndarray, int]:
 
 
 def fetch_only(target) -> int:
+    """Just pull the rows through the driver (no ids kept): the floor for any loader."""
     con, cur = _cursor(target)
     n = 0
     while batch := cur.fetchmany(100_000):

@@ -131,9 +131,10 @@ def join_csr(
     con = as_fraction(containment) if containment is not None else None
     if jac is None and con is None:
         raise ValueError("need a jaccard or a containment threshold")
-    c0 = min(x for x in (jac, con) if x is not None)
-    if not 0 < c0 <= 1:
+    given = [x for x in (jac, con) if x is not None]
+    if not all(0 < x <= 1 for x in given):
         raise ValueError("thresholds must be in (0, 1]")
+    c0 = min(given)
     empty = np.zeros(0, dtype=np.int64)
     n, T = len(csr.ids), max(csr.n_tokens, 1)
     sizes0 = csr.sizes
