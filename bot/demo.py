@@ -74,7 +74,7 @@ def _ritual_share(session, since) -> float:
 def build_county(session, rng: random.Random, cfg: DemoConfig, now: datetime) -> dict:
     """Persons and groups; returns the simulation's view (group kinds and owners)."""
     from storage import repo
-    from storage.models import Group, Person
+    from storage.models import Person
 
     kinds: dict[str, str] = {}
     persons: list[str] = []
@@ -107,7 +107,6 @@ def build_county(session, rng: random.Random, cfg: DemoConfig, now: datetime) ->
         staff = [person(f"t{t}s{i}", f"{town}干部{i}", town) for i in range(8)]
         village_cadres = [person(f"t{t}v{v}c{i}", f"{town}{v}村干部{i}", f"{town}{v}村")
                           for v in range(cfg.villages) for i in range(3)]
-        everyone = [head, *staff, *village_cadres]
         group(f"g{gid}", f"{town}领导班子群", town, head, [head, *staff[:4]], "standing", protected=True, registered=True,
               category="领导班子群"); gid += 1
         group(f"g{gid}", f"{town}机关群", town, head, [head, *staff], "standing", protected=True, registered=True,

@@ -43,7 +43,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
@@ -357,25 +357,14 @@ def _finish(session: Session, g: Group, at: datetime, settings, *, actor: str) -
                    dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200])
 
 
-def confirm_bridge_dissolution(session: Session, group_id: str, at: datetime, settings=None) -> bool:
-    """The bridge confirmed a dissolve instruction (wire into handlers/dispatch.py for the
-    ``dissolve_confirmed`` event).  Idempotent; False if nothing was waiting."""
-    from bot.settings import get_settings
-
+def confirm_bridge_dissolution(session: Session, group_id: str, at: datetime, settings) -> bool:
+    """The bridge confirmed a dissolve instruction (a ``dissolve_confirmed`` event).
+    Idempotent; False if nothing was waiting."""
     g = _locked(session, group_id)
     if g is None or g.status != DISSOLVING or g.dissolve_method != "bridge":
         return False
-    _finish(session, g, at, settings or _settings_or(get_settings), actor="system:bridge")
+    _finish(session, g, at, settings, actor="system:bridge")
     return True
-
-
-def _settings_or(factory: Callable):
-    try:
-        return factory()
-    except Exception:  # pragma: no cover - fall back to defaults when the environment is incomplete
-        from bot.settings import Settings
-
-        return Settings(_env_file=None)
 
 
 def confirm_order(session: Session, g: Group, at: datetime, settings, *, actor: str) -> None:
@@ -676,7 +665,8 @@ def _send_errors():
 def _chat_members(sender, chat_id: str, fallback: list[str]) -> set[str] | None:
     try:
         info = sender.appchat_get(chat_id)
-    except Exception:
+    except Exception as e:  # unknown membership: the caller falls back to what it recorded
+        log.warning("appchat_get(%s) failed, using the recorded member list: %r", chat_id, e)
         return None
     info = info.get("chat_info", info) if isinstance(info, dict) else {}
     users = info.get("userlist") if isinstance(info, dict) else None
