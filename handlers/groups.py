@@ -46,3 +46,15 @@ def split_ref(ctx: Context, args: str) -> tuple[str, str]:
 def refuse(ctx: Context, g: Group) -> Reply:
     owner = repo.display_name(ctx.session, g.owner_id) if g.owner_id else "未登记"
     return Reply(f"只有群主（{owner}）或管理员可以操作这个群。")
+
+
+def owned_target(ctx: Context, args: str) -> tuple[Group, str] | Reply:
+    """``<群> <rest>`` for a command only the owner or an administrator may use:
+    the group and the rest of the arguments, or the reply that refuses (changing nothing)."""
+    ref, rest = split_ref(ctx, args)
+    g = resolve(ctx, ref)
+    if isinstance(g, Reply):
+        return g
+    if not ctx.may_change(g):
+        return refuse(ctx, g)
+    return g, rest

@@ -9,7 +9,7 @@ from governance.dates import fmt_date
 from governance.lifecycle import LifecycleError
 from handlers.context import Context
 from handlers.events import Reply
-from handlers.groups import refuse, resolve, split_ref
+from handlers.groups import owned_target, resolve, split_ref
 from handlers.registry import command
 from storage import lifecycle, repo
 from storage.models import Group
@@ -24,12 +24,10 @@ def _admin_refusal(g: Group | None = None) -> Reply:
 
 @command("保留", summary="保留群（撤销解散提醒）")
 def keep(ctx: Context, args: str) -> Reply:
-    ref, reason = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
+    found = owned_target(ctx, args)
+    if isinstance(found, Reply):
+        return found
+    g, reason = found
     if not reason:
         return Reply(f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
     if g.status not in ("active", "warned"):
@@ -50,12 +48,10 @@ def keep(ctx: Context, args: str) -> Reply:
 
 @command("恢复", summary="恢复已解散的群")
 def restore(ctx: Context, args: str) -> Reply:
-    ref, _ = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
+    found = owned_target(ctx, args)
+    if isinstance(found, Reply):
+        return found
+    g, _ = found
     if g.status in ("active", "warned"):
         return Reply(f"“{g.name}”没有解散，无需恢复。")
     if g.status == "restoring":
@@ -75,12 +71,10 @@ def restore(ctx: Context, args: str) -> Reply:
 
 @command("已解散", summary="告知已按通知手动解散")
 def confirm_order(ctx: Context, args: str) -> Reply:
-    ref, _ = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
+    found = owned_target(ctx, args)
+    if isinstance(found, Reply):
+        return found
+    g, _ = found
     try:
         lifecycle.confirm_order(ctx.session, g, ctx.now, ctx.settings, actor=ctx.person.id)
     except LifecycleError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from governance.dates import DateParseError, fmt_date, parse_expiry
 from handlers.context import Context
 from handlers.events import Reply
-from handlers.groups import refuse, resolve, split_ref
+from handlers.groups import owned_target
 from handlers.registry import command
 from storage import audit
 
@@ -12,12 +12,10 @@ from storage import audit
 
 @command("续期", "延期", summary="延长临时群")
 def renew(ctx: Context, args: str) -> Reply:
-    ref, span = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
+    found = owned_target(ctx, args)
+    if isinstance(found, Reply):
+        return found
+    g, span = found
     if g.status not in ("active", "warned"):
         return Reply(f"“{g.name}”已解散，不能续期。如需找回请回复“恢复 {g.name}”。")
     if not span:
@@ -43,12 +41,10 @@ def renew(ctx: Context, args: str) -> Reply:
 
 @command("完成", "结束", summary="临时群任务完成")
 def done(ctx: Context, args: str) -> Reply:
-    ref, _ = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
+    found = owned_target(ctx, args)
+    if isinstance(found, Reply):
+        return found
+    g, _ = found
     if g.protected:
         return Reply(f"“{g.name}”是常设群，不会因任务完成而解散。")
     if g.done_at is not None:
