@@ -3,22 +3,35 @@
 Row states: ``pending`` → ``claimed`` → ``sending`` → ``sent`` | back to ``pending`` (retry)
 | ``dead`` (permanent error or too many attempts) | ``uncertain`` (outcome unknown, see below).
 
-Exactly-once reasoning (WeCom has no idempotency key):
+Exactly-once reasoning:
 
-1. Claim: one UPDATE moves due rows to ``claimed`` and stores a client-side idempotency id
-   ``idem:<batch token>`` in ``provider_id`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
+1. Claim: one UPDATE moves due rows to ``claimed`` and stores a client-side batch token
+   ``idem:<token>`` in ``provider_id`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
    dispatchers never claim the same row; on SQLite the single UPDATE is atomic).
-2. Right before its HTTP call, a row is committed as ``sending`` (one short UPDATE).
-3. After WeCom answers, the row is committed as ``sent`` with WeCom's msgid in ``provider_id``.
+2. Before any HTTP call, the rows of the batch that the per-recipient limits let through are
+   committed as ``sending`` in **one** UPDATE (``sent_at`` is set to the start of the first
+   attempt that WeCom may have accepted, and kept across retries of such attempts).
+3. The calls run in parallel; afterwards **one** transaction records every outcome
+   (``sent`` with WeCom's msgid in ``provider_id``, retry, dead, uncertain) with executemany.
 
 On restart, a row left ``claimed`` was never sent: it goes back to ``pending``. A row left in
-``sending`` (or a send that timed out) may or may not have been accepted. Such a row is resent
-only when resending cannot double it: a card update (a response code works once) or a sender
-that declares ``duplicate_check = True`` (WeCom's ``enable_duplicate_check`` drops an identical
-message within ``duplicate_check_interval``, at most 4 hours). Otherwise it becomes
-``uncertain`` and is listed by ``qunzhi scheduler outbox``; an operator requeues it by hand.
-The residual window is the few milliseconds between WeCom's answer and step 3's commit (or
-a timeout): there we choose "park and tell" over "maybe send twice".
+``sending`` (or a send that timed out) may or may not have been accepted. It is resent only when
+resending cannot double it:
+
+* a card update (``card_update``: a response code works once), or
+* a ``message/send`` row (channel ``user``) through a sender that declares
+  ``duplicate_check`` (``WeComSender``: ``enable_duplicate_check=1``), **while still inside its
+  ``duplicate_check_interval``** measured from ``sent_at`` (minus ``DUPLICATE_MARGIN`` for clock
+  skew and the HTTP timeout). WeCom then answers the resend with the first msgid and does not
+  deliver it again.
+
+Otherwise it becomes ``uncertain`` and is listed by ``qunzhi scheduler outbox``; an operator
+requeues it by hand. The residual case is therefore: an uncertain ``message/send`` whose
+dispatcher stays down (or keeps failing) past the interval, and every uncertain row of a sender
+without duplicate check (appchat, bridge): there we choose "park and tell" over "maybe send
+twice". Because step 2 covers the whole batch, a crash can leave up to ``batch`` rows in
+``sending`` (not only the ones in flight); with duplicate check they are resent, without it
+they all become ``uncertain``.
 """
 from __future__ import annotations
 
@@ -33,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 
 from storage.db import Database
 from storage.models import OutboxMessage
@@ -52,6 +65,8 @@ except ImportError:  # pragma: no cover
 # WeCom limits (wecom.md; per-member figure from WeCom's "发送应用消息" page, unverified here).
 PER_RECIPIENT = {"user": (30, 60.0), "aibot": (20, 60.0), "bridge": (20, 60.0), "appchat": (20, 60.0)}
 IDEMPOTENT_CHANNELS = {"card_update"}
+DUPLICATE_CHECKED_CHANNELS = {"user"}  # message/send (cards, text, markdown)
+DUPLICATE_MARGIN = timedelta(minutes=2)  # clock skew + an HTTP timeout, kept off the interval
 
 
 class RateLimiter:
@@ -150,9 +165,22 @@ class Dispatcher:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    @property
-    def resend_safe(self) -> bool:
-        return bool(getattr(self.sender, "duplicate_check", False))
+    def resend_safe(self, row: OutboxMessage, now: datetime) -> bool:
+        """May a row whose last attempt has an unknown outcome be sent again without doubling it?"""
+        if row.channel in IDEMPOTENT_CHANNELS:
+            return True
+        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(self.sender, "duplicate_check", False):
+            return False
+        interval = timedelta(seconds=int(getattr(self.sender, "duplicate_check_interval", 0) or 0))
+        first = row.sent_at or row.claimed_at
+        return first is not None and now - _aware(first) < interval - DUPLICATE_MARGIN
+
+    def _resend_deadline(self, row: OutboxMessage) -> datetime | None:
+        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(self.sender, "duplicate_check", False):
+            return None
+        interval = timedelta(seconds=int(getattr(self.sender, "duplicate_check_interval", 0) or 0))
+        first = row.sent_at or row.claimed_at
+        return None if first is None else _aware(first) + interval - DUPLICATE_MARGIN
 
     # --- claiming and recovery ---------------------------------------------------------------
     def recover(self) -> int:
@@ -167,7 +195,7 @@ class Dispatcher:
             stuck = s.execute(select(OutboxMessage).where(OutboxMessage.status == "sending",
                                                           OutboxMessage.claimed_at < cutoff)).scalars().all()
             for row in stuck:
-                if row.channel in IDEMPOTENT_CHANNELS or self.resend_safe:
+                if self.resend_safe(row, now):
                     row.status, row.next_attempt_at = "pending", now
                     row.last_error = "resent after a crash (duplicate-safe)"
                     back += 1
@@ -179,25 +207,23 @@ class Dispatcher:
         self.stats.recovered += back
         return back
 
-    def claim(self) -> list[OutboxMessage]:
+    def claim(self) -> list["Claimed"]:
+        """One statement: move due rows to ``claimed`` and return them (``RETURNING``, Core rows:
+        no ORM objects to build for a batch that is only read)."""
         now = self.clock()
         token = "idem:" + secrets.token_hex(8)
-        with self.db.session() as s:
-            due = (select(OutboxMessage.id).where(OutboxMessage.status == "pending",
-                                                  OutboxMessage.next_attempt_at <= now)
-                   .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(self.batch))
-            if s.get_bind().dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due.scalar_subquery()))
-                      .values(status="claimed", claimed_at=now, provider_id=token,
-                              attempts=OutboxMessage.attempts + 1)
-                      .execution_options(synchronize_session=False))
-            rows = s.execute(select(OutboxMessage).where(OutboxMessage.provider_id == token,
-                                                         OutboxMessage.status == "claimed")
-                             .order_by(OutboxMessage.id)).scalars().all()
-            for r in rows:
-                s.expunge(r)
-            return list(rows)
+        t = OutboxMessage.__table__
+        due = (select(t.c.id).where(t.c.status == "pending", t.c.next_attempt_at <= now)
+               .order_by(t.c.next_attempt_at, t.c.id).limit(self.batch))
+        if self.db.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (update(t).where(t.c.id.in_(due.scalar_subquery()))
+                .values(status="claimed", claimed_at=now, provider_id=token, attempts=t.c.attempts + 1)
+                .returning(*[t.c[name] for name in Claimed.__slots__]))
+        with self.db.engine.begin() as c:
+            rows = [Claimed(*r) for r in c.execute(stmt)]
+        rows.sort(key=lambda r: r.id)
+        return rows
 
     # --- one pass ----------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -209,7 +235,15 @@ class Dispatcher:
         rows = self.claim()
         if not rows:
             return 0
-        results = list(self._pool.map(self._send_one, rows))
+        # A row whose earlier attempt may have been accepted (``sent_at`` kept) and that can no
+        # longer be resent without doubling it is parked, never sent.
+        parked = {r.id for r in rows if r.sent_at is not None and not self.resend_safe(r, now)}
+        waits = {r.id: (0.0 if r.id in parked else self.limiter.recipient_wait(r.channel, r.recipient)) for r in rows}
+        go = [r for r in rows if waits[r.id] <= 0 and r.id not in parked]
+        self._mark_sending(go, now)
+        sent = dict(zip((r.id for r in go), self._pool.map(self._send_one, go)))
+        results = [("uncertain", None) if r.id in parked else ("defer", waits[r.id]) if waits[r.id] > 0
+                   else sent[r.id] for r in rows]
         self._record(rows, results)
         return len(rows)
 
@@ -222,14 +256,20 @@ class Dispatcher:
             total += n
         return total
 
+    def _mark_sending(self, rows: list[OutboxMessage], now: datetime) -> None:
+        """One committed UPDATE for the batch, before any of its calls (see the docstring)."""
+        if not rows:
+            return
+        with self.db.engine.begin() as c:
+            c.execute(update(OutboxMessage)
+                      .where(OutboxMessage.id.in_([r.id for r in rows]), OutboxMessage.status == "claimed")
+                      .values(status="sending", sent_at=func.coalesce(OutboxMessage.sent_at, now)))
+        for r in rows:
+            r.status = "sending"
+            r.sent_at = r.sent_at or now
+
     def _send_one(self, row: OutboxMessage):
-        wait = self.limiter.recipient_wait(row.channel, row.recipient)
-        if wait > 0:
-            return ("defer", wait)
         self.limiter.acquire()
-        with self.db.engine.begin() as c:  # commit "sending" before the call (see docstring)
-            c.execute(update(OutboxMessage).where(OutboxMessage.id == row.id, OutboxMessage.status == "claimed")
-                      .values(status="sending"))
         try:
             result = deliver(self.sender, row)
         except TransientSendError as e:
@@ -248,42 +288,88 @@ class Dispatcher:
         return d * (0.8 + 0.4 * random.random())
 
     def _record(self, rows: list[OutboxMessage], results) -> None:
+        """All outcomes of a batch in one transaction (executemany by primary key)."""
         now = self.clock()
-        sent_rows: list[OutboxMessage] = []
-        with self.db.session() as s:
-            for row, (outcome, detail) in zip(rows, results):
-                r = s.get(OutboxMessage, row.id)
-                if outcome == "sent":
-                    r.status, r.sent_at, r.last_error = "sent", now, None
-                    r.provider_id = str(getattr(detail, "msgid", None) or f"{row.provider_id}:{row.id}")[:128]
-                    self.stats.sent += 1
-                    sent_rows.append(r)
-                elif outcome == "defer":
-                    r.status, r.attempts = "pending", r.attempts - 1
-                    r.next_attempt_at = now + timedelta(seconds=detail)
-                    self.stats.deferred += 1
-                elif outcome == "permanent" or r.attempts >= self.max_attempts:
-                    r.status, r.last_error = "dead", f"{type(detail).__name__}: {detail}"[:2000]
-                    self.stats.dead += 1
-                    log.error("outbox %s dead after %s attempts: %s", r.id, r.attempts, detail)
-                elif getattr(detail, "timeout", False) and not (row.channel in IDEMPOTENT_CHANNELS
-                                                                 or self.resend_safe):
-                    r.status = "uncertain"
-                    r.last_error = f"timed out: WeCom may have accepted it; requeue by hand ({detail})"[:2000]
-                    self.stats.uncertain += 1
+        updates: list[dict] = []
+        delivered: list[OutboxMessage] = []
+        for row, (outcome, detail) in zip(rows, results):
+            u: dict = {"id": row.id}
+            if outcome == "sent":
+                u.update(status="sent", sent_at=now, last_error=None,
+                         provider_id=str(getattr(detail, "msgid", None) or f"{row.provider_id}:{row.id}")[:128])
+                self.stats.sent += 1
+                if (row.payload or {}).get("warning_groups"):
+                    delivered.append(row)
+            elif outcome == "uncertain":
+                u.update(status="uncertain", attempts=row.attempts - 1,
+                         last_error="an earlier attempt may have been accepted and the duplicate-check window "
+                                    "has passed: not resent; requeue by hand")
+                self.stats.uncertain += 1
+            elif outcome == "defer":
+                u.update(status="pending", attempts=row.attempts - 1, next_attempt_at=now + timedelta(seconds=detail))
+                self.stats.deferred += 1
+            elif outcome == "permanent" or row.attempts >= self.max_attempts:
+                u.update(status="dead", last_error=f"{type(detail).__name__}: {detail}"[:2000])
+                self.stats.dead += 1
+                log.error("outbox %s dead after %s attempts: %s", row.id, row.attempts, detail)
+            elif getattr(detail, "timeout", False) and not self.resend_safe(row, now):
+                u.update(status="uncertain",
+                         last_error=f"timed out: WeCom may have accepted it; requeue by hand ({detail})"[:2000])
+                self.stats.uncertain += 1
+            else:
+                self.stats.retried += 1
+                nxt = now + self._backoff(row.attempts)
+                u.update(status="pending", last_error=f"{type(detail).__name__}: {detail}"[:2000])
+                if getattr(detail, "timeout", False):
+                    # maybe accepted: keep sent_at, and retry while WeCom's duplicate check still covers it
+                    deadline = self._resend_deadline(row)
+                    if deadline is not None:
+                        nxt = max(now, min(nxt, deadline - timedelta(seconds=30)))
                 else:
-                    self.stats.retried += 1
-                    r.last_error = f"{type(detail).__name__}: {detail}"[:2000]
-                    r.status = "pending"
-                    r.next_attempt_at = now + self._backoff(r.attempts)
-                    if getattr(detail, "token_expired", False):
-                        self.stats.token_expired += 1
-                    if getattr(detail, "rate_limited", False):  # 45009: everyone waits
-                        self.stats.rate_limited += 1
-                        self.paused_until = now + min(self.max_delay, self.rate_limit_pause * 2 ** max(0, r.attempts - 1))
-                        r.next_attempt_at = max(r.next_attempt_at, self.paused_until)
-            for r in sent_rows:
+                    u["sent_at"] = None  # an answer (errcode, HTTP 5xx) or no connection: not accepted
+                if getattr(detail, "token_expired", False):
+                    self.stats.token_expired += 1
+                if getattr(detail, "rate_limited", False):  # 45009: everyone waits
+                    self.stats.rate_limited += 1
+                    self.paused_until = now + min(self.max_delay, self.rate_limit_pause * 2 ** max(0, row.attempts - 1))
+                    nxt = max(nxt, self.paused_until)
+                u["next_attempt_at"] = nxt
+            updates.append(u)
+        t = OutboxMessage.__table__
+        with self.db.session() as s:
+            for cols, params in _group_by_keys(updates).items():
+                stmt = (update(t).where(t.c.id == bindparam("_id"))
+                        .values({c: bindparam(c) for c in cols if c != "_id"}))
+                s.execute(stmt, params)
+            for r in delivered:
                 _after_delivery(s, r, now)
+
+
+class Claimed:
+    """A claimed outbox row as the dispatcher needs it (a plain object, not an ORM instance)."""
+
+    __slots__ = ("id", "channel", "recipient", "kind", "payload", "attempts", "provider_id",
+                 "claimed_at", "sent_at", "status")
+
+    def __init__(self, *values):
+        for name, v in zip(self.__slots__, values):
+            setattr(self, name, v)
+
+    def __repr__(self) -> str:
+        return f"<Claimed #{self.id} {self.channel}:{self.recipient} {self.status}>"
+
+
+def _group_by_keys(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """executemany needs the same columns in every parameter set (``_id`` is the row's id)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        r["_id"] = r.pop("id")
+        groups.setdefault(tuple(sorted(r)), []).append(r)
+    return groups
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 def _after_delivery(session, row: OutboxMessage, now: datetime) -> None:

@@ -6,17 +6,30 @@
   ``fetch_access_token`` hard-codes the real host and has no timeout); on 40014/42001 it is
   refreshed once and the call retried once.
 * Errors are mapped to ``TransientSendError`` / ``PermanentSendError`` (``bot.senders.base``).
-* Blocking (``requests``): call from a worker thread, never on the event loop.
+* Blocking (``requests``): call from a worker thread, never on the event loop. One
+  ``requests.Session`` per sender with a connection pool of ``pool_size`` (≥ the dispatcher's
+  workers) and keep-alive, shared by all threads; the token is fetched once and refreshed once
+  per expiry (threads that saw the same stale token wait for one refresh).
+* ``message/send`` carries ``enable_duplicate_check=1`` and ``duplicate_check_interval``
+  (``duplicate_check_interval`` seconds, default 1800, WeCom's maximum 14400): WeCom drops the same
+  message to the same people within the interval. The sender declares it (``duplicate_check``),
+  so the outbox may resend a ``message/send`` whose outcome is unknown (timeout, crash) while
+  still inside the interval. Consequence to know: two *different* outbox rows with identical
+  content for the same person within the interval are delivered once. Pass
+  ``duplicate_check_interval=0`` to switch it off (the dispatcher then parks such rows as
+  ``uncertain``).
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
 from typing import Any, Callable
 
 import requests
+from requests.adapters import HTTPAdapter
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
@@ -25,6 +38,8 @@ from bot.senders.base import TOKEN_ERRCODES, PermanentSendError, SendError, Send
 log = logging.getLogger("qunzhi.senders.wecom")
 
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP call
+DEFAULT_POOL_SIZE = 64  # keep-alive connections kept per host (≥ the outbox dispatcher's workers)
+DUPLICATE_CHECK_INTERVAL = 1800  # seconds (WeCom's default; at most 14400)
 
 
 class _Client(WeChatClient):
@@ -39,7 +54,9 @@ class _Client(WeChatClient):
 
 
 class WeComSender:
-    def __init__(self, settings, *, timeout: float = DEFAULT_TIMEOUT, session: requests.Session | None = None):
+    def __init__(self, settings, *, timeout: float = DEFAULT_TIMEOUT, session: requests.Session | None = None,
+                 pool_size: int = DEFAULT_POOL_SIZE, duplicate_check_interval: int = DUPLICATE_CHECK_INTERVAL):
+        self.duplicate_check_interval = max(0, min(14400, int(duplicate_check_interval)))
         self.corp_id = settings.wecom_corp_id
         self.secret = settings.wecom_secret
         self.agent_id = int(settings.wecom_agent_id or 0)
@@ -47,15 +64,36 @@ class WeComSender:
         self.timeout = timeout
         self._lock = threading.Lock()
         self.client = _Client(self.corp_id, self.secret, timeout=timeout, auto_retry=False,
-                              token_fetcher=self.refresh_token)
+                              token_fetcher=self._expiring)
         self.client.API_BASE_URL = self.api_base
-        if session is not None:
-            self.client._http = session
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            # Proxy settings from the environment are read once here, not on every request
+            # (requests re-reads os.environ per call: a measurable cost at hundreds of calls/s).
+            session.proxies.update(requests.utils.get_environ_proxies(self.api_base))
+            session.trust_env = False
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.client._http = session
+
+    @property
+    def duplicate_check(self) -> bool:
+        """Declared to the outbox dispatcher: ``message/send`` is deduplicated by WeCom within
+        ``duplicate_check_interval`` seconds, so resending an uncertain one inside it is safe."""
+        return self.duplicate_check_interval > 0
 
     # --- access token ------------------------------------------------------------------------
-    def refresh_token(self) -> str:
-        """Fetch a new access token from ``{api_base}gettoken`` and store it in the client."""
+    def refresh_token(self, stale: str | None = None) -> str:
+        """Fetch a new access token from ``{api_base}gettoken`` and store it in the client.
+
+        With ``stale`` (the token a call was rejected with): if another thread has already
+        replaced it, use that one instead of fetching again."""
         with self._lock:
+            current = self.client.session.get(self.client.access_token_key)
+            if stale is not None and current and current != stale:
+                return current
             try:
                 res = self.client._http.get(self.api_base + "gettoken",
                                             params={"corpid": self.corp_id, "corpsecret": self.secret},
@@ -81,15 +119,22 @@ class WeComSender:
             self.client.expires_at = int(time.time()) + expires_in
             return token
 
-    def _ensure_token(self) -> None:
-        if not self.client.session.get(self.client.access_token_key):
-            self.refresh_token()
+    def _expiring(self) -> str:
+        """wechatpy asks for a token when ours is about to expire: one refresh for all threads."""
+        return self.refresh_token(stale=self.client.session.get(self.client.access_token_key) or "")
+
+    def _ensure_token(self) -> str:
+        token = self.client.session.get(self.client.access_token_key)
+        if not token:
+            token = self.refresh_token(stale="")  # threads racing here share one fetch
+        return token
 
     # --- one call with error mapping and one token retry -------------------------------------
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
+        token = None
         for attempt in (1, 2):
             try:
-                self._ensure_token()
+                token = self._ensure_token()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)  # wechatpy's own _post/_get
                     result = fn()
@@ -103,7 +148,7 @@ class WeComSender:
                 errcode = int(e.errcode)
                 if errcode in TOKEN_ERRCODES and attempt == 1:
                     log.info("%s: access token rejected (%s), refreshing once", what, errcode)
-                    self.refresh_token()
+                    self.refresh_token(stale=token)
                     continue
                 raise error_for(errcode, f"{what}: {e.errmsg}") from None
             except SendError:
@@ -122,6 +167,8 @@ class WeComSender:
 
     # --- application messages ------------------------------------------------------------------
     def _send(self, user_ids: list[str], msg: dict) -> SendResult:
+        if self.duplicate_check_interval:
+            msg = {**msg, "enable_duplicate_check": 1, "duplicate_check_interval": self.duplicate_check_interval}
         return self._result(self._call("message/send",
                                        lambda: self.client.message.send(self.agent_id, list(user_ids), msg=msg)))
 

@@ -6,6 +6,19 @@ instruction inbox). Every call is recorded (path, query, JSON body) under a lock
 scriptable: ``fail_next(n, errcode)``, ``http_status_next(n, status)``, ``delay_next(n, seconds)``
 and ``expire_token()`` (the next call with the old token answers 42001). Appchat membership is
 tracked so tests can assert the resulting state.
+
+Deliveries: ``deliveries`` lists what the fake really delivered (one ``Delivery`` per accepted
+``message/send``, ``message/update_template_card`` or ``appchat/send``); ``delivered(path)``
+filters them. ``message/send`` honours ``enable_duplicate_check=1`` with
+``duplicate_check_interval`` (seconds, default 1800, at most 14400) like WeCom: the same message
+(same recipients and content) again within the interval is answered ``errcode 0`` with the first
+msgid and is not delivered twice; the call is marked ``duplicate=True`` and counted in
+``duplicates``. The fake's clock for that window is ``fake.clock`` (``time.monotonic``; tests may
+replace it). A delayed call (``delay_next``) still delivers after the delay, as WeCom would
+after the client gave up: that is the "timed out but accepted" case.
+
+Threaded (``ThreadingHTTPServer``), HTTP/1.1 keep-alive, a deep listen backlog: it serves the
+outbox benchmark's parallel workers without becoming the bottleneck.
 """
 from __future__ import annotations
 
@@ -28,6 +41,20 @@ class Call:
     path: str          # without /cgi-bin/, e.g. "message/send"
     query: dict[str, str]
     json: Any
+    duplicate: bool = False  # message/send dropped by the duplicate check (answered ok, not delivered)
+
+
+@dataclass
+class Delivery:
+    path: str
+    msgid: str
+    json: Any
+
+
+def _content_key(body: dict) -> str:
+    """What WeCom compares for the duplicate check: recipients, agent and the message itself."""
+    drop = {"enable_duplicate_check", "duplicate_check_interval", "enable_id_trans"}
+    return json.dumps({k: v for k, v in body.items() if k not in drop}, sort_keys=True, ensure_ascii=False)
 
 
 class FakeWeCom:
@@ -41,6 +68,10 @@ class FakeWeCom:
         self.valid_tokens: set[str] = set()
         self._script: list[tuple[str, Any]] = []  # ("errcode", n) | ("status", n) | ("delay", s)
         self._msgids = itertools.count(1000)
+        self.deliveries: list[Delivery] = []
+        self.duplicates = 0
+        self._recent: dict[str, tuple[float, str]] = {}  # content key -> (delivered at, msgid)
+        self.clock = time.monotonic
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -49,6 +80,11 @@ class FakeWeCom:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the client's
+            # delayed ACK hold every answer ~40 ms on a kept-alive connection.
+            disable_nagle_algorithm = True
+
             def do_GET(self):  # noqa: N802
                 fake._handle(self, "GET")
 
@@ -58,8 +94,11 @@ class FakeWeCom:
             def log_message(self, *args):  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # many parallel clients connecting at once
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-wecom", daemon=True)
         self._thread.start()
         return self
@@ -68,6 +107,16 @@ class FakeWeCom:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def serve_in_child(self):
+        """Start this fake in a child process (its own GIL); returns ``(process, base_url)``."""
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(self.corp_id, self.secret, q), daemon=True)
+        proc.start()
+        return proc, q.get(timeout=30)
 
     @property
     def port(self) -> int:
@@ -105,6 +154,21 @@ class FakeWeCom:
         with self._lock:
             return [c for c in self.calls if c.path == path]
 
+    def delivered(self, path: str = "message/send") -> list[Delivery]:
+        with self._lock:
+            return [d for d in self.deliveries if d.path == path]
+
+    def delivered_counts(self, path: str = "message/send", key=None) -> dict[Any, int]:
+        """How often each message was delivered, by ``key(json)`` (default: the text or card task id)."""
+        def default(j):
+            return ((j.get("text") or {}).get("content") or (j.get("markdown") or {}).get("content")
+                    or (j.get("template_card") or {}).get("task_id") or j.get("response_code"))
+        out: dict[Any, int] = {}
+        for d in self.delivered(path):
+            k = (key or default)(d.json)
+            out[k] = out.get(k, 0) + 1
+        return out
+
     def members(self, chat_id: str) -> list[str]:
         with self._lock:
             return list(self.chats.get(chat_id, {}).get("userlist", []))
@@ -136,7 +200,7 @@ class FakeWeCom:
         if step and step[0] == "errcode":
             code, msg = step[1]
             return self._send(h, {"errcode": code, "errmsg": msg})
-        return self._send(h, self._route(path, query, body))
+        return self._send(h, self._route(path, query, body, call))
 
     def _send(self, h: BaseHTTPRequestHandler, payload: dict, status: int = 200) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()
@@ -149,7 +213,19 @@ class FakeWeCom:
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
             pass
 
-    def _route(self, path: str, query: dict[str, str], body: Any) -> dict:
+    def _deliver(self, path: str, body: Any, msgid: str = "") -> None:
+        with self._lock:
+            self.deliveries.append(Delivery(path, msgid, body))
+
+    def _route(self, path: str, query: dict[str, str], body: Any, call: Call | None = None) -> dict:
+        if path == "/_fake/stats":  # for a fake running in another process (benchmarks/outbox.py)
+            with self._lock:
+                calls: dict[str, int] = {}
+                for c in self.calls:
+                    calls[c.path] = calls.get(c.path, 0) + 1
+                dups = self.duplicates
+            return {"errcode": 0, "calls": calls, "duplicates": dups,
+                    "delivered": list(self.delivered_counts(query.get("path") or "message/send").values())}
         if path == "/bridge/inbox":
             return {"ok": True}
         if path == "gettoken":
@@ -166,11 +242,30 @@ class FakeWeCom:
         if path == "message/send":
             if not body.get("touser") or "msgtype" not in body or body.get("msgtype") not in body:
                 return {"errcode": 40008, "errmsg": "invalid message type"}
-            return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": f"msg{next(self._msgids)}",
+            key = _content_key(body) if int(body.get("enable_duplicate_check") or 0) == 1 else None
+            interval = min(14400, int(body.get("duplicate_check_interval") or 1800))
+            with self._lock:
+                now = self.clock()
+                seen = self._recent.get(key) if key else None
+                if seen is not None and now - seen[0] < interval:
+                    self.duplicates += 1
+                    if call is not None:
+                        call.duplicate = True
+                    return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": seen[1]}
+                msgid = f"msg{next(self._msgids)}"
+                if key:
+                    self._recent[key] = (now, msgid)
+                self.deliveries.append(Delivery(path, msgid, body))
+            return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msgid,
                     "response_code": f"rc{next(self._msgids)}" if body["msgtype"] == "template_card" else ""}
         if path == "message/update_template_card":
             if not body.get("response_code"):
                 return {"errcode": 40003, "errmsg": "invalid response_code"}
+            with self._lock:  # a response code works once (WeCom: usable once, 72 hours)
+                if any(d.path == path and d.json.get("response_code") == body["response_code"]
+                       for d in self.deliveries):
+                    return {"errcode": 40003, "errmsg": "response_code already used"}
+            self._deliver(path, body)
             return {"errcode": 0, "errmsg": "ok", "invaliduser": []}
         if path == "appchat/create":
             users = list(body.get("userlist") or [])
@@ -206,5 +301,12 @@ class FakeWeCom:
             with self._lock:
                 if body.get("chatid") not in self.chats:
                     return {"errcode": 86003, "errmsg": "chat not found"}
+            self._deliver(path, body)
             return {"errcode": 0, "errmsg": "ok"}
         return {"errcode": 404, "errmsg": f"unknown path {path}"}
+
+
+def _child(corp_id: str, secret: str, q) -> None:
+    fake = FakeWeCom(corp_id, secret).start()
+    q.put(f"http://127.0.0.1:{fake.port}/")
+    threading.Event().wait()

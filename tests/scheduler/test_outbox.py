@@ -93,14 +93,26 @@ def test_timeout_is_not_resent_unless_duplicate_safe(db, clock):
     clock.advance(hours=2)
     d.run_once()
     assert _rows(db)[0].status == "uncertain" and len(sender.calls) == 1
-    # a sender using WeCom's enable_duplicate_check may resend safely
+    # a sender using WeCom's enable_duplicate_check may resend safely, within its interval
     _queue(db, clock, recipient="li")
-    sender.duplicate_check = True
+    sender.duplicate_check, sender.duplicate_check_interval = True, 1800
     sender.fail_next(1, TransientSendError("timed out", timeout=True))
     d.run_once()
-    clock.advance(hours=2)
+    row = _rows(db)[1]
+    assert row.status == "pending" and row.next_attempt_at < clock() + timedelta(seconds=1800)
+    clock.set(row.next_attempt_at)
     d.run_once()
     assert _rows(db)[1].status == "sent"
+    # ... but not once the interval has passed (WeCom would deliver it again)
+    _queue(db, clock, recipient="wu")
+    sender.fail_next(1, TransientSendError("timed out", timeout=True))
+    d.run_once()
+    d.paused_until = None
+    clock.advance(minutes=29)
+    d.run_once()
+    row = _rows(db)[2]
+    assert row.status == "uncertain" and "window" in row.last_error
+    assert len(sender.calls) == 1 + 2 + 1  # never resent
 
 
 def test_crash_between_send_and_commit_never_sends_twice(db, clock):
