@@ -6,6 +6,7 @@ result (:class:`Finding`).  No I/O, no clock: callers pass ``now``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -23,6 +24,9 @@ FINDING_KINDS = (
 )
 ACTIONS = ("warn", "dissolve", "merge", "review", "none")
 
+
+
+KEY_MAX = 200  # findings.key is VARCHAR(300); leave room
 
 @dataclass(frozen=True, slots=True)
 class GroupFacts:
@@ -108,4 +112,9 @@ class Finding:
         """
         groups = ",".join(sorted(self.group_ids))
         persons = ",".join(sorted(self.person_ids))
-        return f"{self.kind}|{groups}|{persons}"
+        key = f"{self.kind}|{groups}|{persons}"
+        if len(key) > KEY_MAX:
+            # a person in many groups or a large duplicate cluster: findings.key is VARCHAR(300)
+            # and PostgreSQL refuses longer values, so long keys become a stable digest
+            key = f"{self.kind}|sha1:{hashlib.sha1(key.encode()).hexdigest()}"
+        return key
