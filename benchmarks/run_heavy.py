@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ingest" in only:
         summary += step_ingest(pg, a.quick) + [""]
     if "faults" in only:
-        summary += step_pytest(["tests/faults"], {"QUNZHI_FAULT_MESSAGES": "1000" if a.quick else "5000"}, pg,
+        summary += step_pytest(["tests/faults"], {"QUNZHI_FAULT_MESSAGES": "1000" if a.quick else "5000",
+                                                 "QUNZHI_FAULT_GROUPS": "3000" if a.quick else "20000",
+                                                 "QUNZHI_FAULT_OUTBOX": "500" if a.quick else "2000"}, pg,
                                "faults (tests/faults)")
     if "fuzz" in only:
         summary += step_pytest(["tests/fuzz", "tests/security"],
