@@ -127,13 +127,15 @@ def qunzhi_cmd() -> list[str]:
 class Server:
     """A server subprocess (``qunzhi serve`` or the bare app); stderr kept in a log file."""
 
-    def __init__(self, kind: str, env: dict[str, str], workdir: Path, port: int | None = None):
+    def __init__(self, kind: str, env: dict[str, str], workdir: Path, port: int | None = None,
+                 scheduler: bool = False):
         self.kind, self.port, self.workdir = kind, port or free_port(), workdir
         self.log = workdir / f"{kind}-{self.port}.log"
         if kind == "bare":
             cmd = [sys.executable, str(Path(__file__).resolve()), "_bare", "--port", str(self.port)]
         else:
-            cmd = qunzhi_cmd() + ["serve", "--no-scheduler", "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd = qunzhi_cmd() + ["serve", "--scheduler" if scheduler else "--no-scheduler", "--host", "127.0.0.1",
+                                  "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, cwd=str(workdir), stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "ab"), start_new_session=True)
         wait_ready(self.port, self.proc)
