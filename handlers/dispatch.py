@@ -1,6 +1,8 @@
 """From a neutral event to replies: dedupe, record activity, run the matching command."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 
 from sqlalchemy.orm import Session
@@ -11,7 +13,7 @@ from handlers import registry
 from handlers.context import Context, Services
 from handlers.events import Event, Reply
 from storage import repo
-from storage.models import Conversation, Group
+from storage.models import Conversation, Group, Person
 
 log = logging.getLogger("qunzhi.handlers")
 
@@ -20,11 +22,15 @@ HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备
 
 def handle_event(session: Session, event: Event, services: Services) -> list[Reply]:
     """Process one event exactly once (in the caller's transaction) and return the replies."""
-    key = event.dedupe_key
+    key = _stored_key(event, services)
     if key and not repo.mark_processed(session, key, event.at):
         log.info("duplicate event %s ignored", key)
         return []
-    person = repo.get_or_create_person(session, event.sender_id, event.at)
+    if _is_anonymous(event):
+        # Creating the person here would write a row naming the voter in the answer's transaction.
+        person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
+    else:
+        person = repo.get_or_create_person(session, event.sender_id, event.at)
     if event.group_id and not _is_anonymous(event):
         _record_group_activity(session, event, services)
     if event.kind == "message" and event.addressed_to_bot:
@@ -32,6 +38,21 @@ def handle_event(session: Session, event: Event, services: Services) -> list[Rep
     if event.kind == "card_click":
         return _run_card(session, event, person, services)
     return []
+
+
+def _stored_key(event: Event, services: Services) -> str | None:
+    """The dedupe key as stored in ``processed_events``.
+
+    A card click's key is built from the sender and the time (WeCom: ``FromUserName +
+    CreateTime``), and its row is written in the same transaction as the anonymous answer (on
+    PostgreSQL they share ``xmin``). For card clicks and anonymous commands the key is therefore
+    stored as a keyed hash (``pseudonym_secret``, like the answers' own pseudonyms): still
+    deterministic, so a retry is recognised, but it names nobody."""
+    key = event.dedupe_key
+    if key and (event.kind == "card_click" or _is_anonymous(event)):
+        digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
+        return "anon:" + digest.hexdigest()
+    return key
 
 
 def _record_group_activity(session: Session, event: Event, services: Services) -> None:
@@ -57,8 +78,14 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
             log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
 
 
+ANONYMOUS_CARDS = ("pulse", "useless")
+
+
 def _is_anonymous(event: Event) -> bool:
-    """An anonymous command said in a group (这个群没用) must leave no trace of who said it."""
+    """An anonymous command (这个群没用, 反映, a pulse answer) or a click on an anonymous card must
+    leave no trace of who said it."""
+    if event.kind == "card_click":
+        return str(event.data.get("card_kind", "")) in ANONYMOUS_CARDS
     if not (event.kind == "message" and event.addressed_to_bot):
         return False
     from handlers.text import normalize
