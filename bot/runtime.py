@@ -29,6 +29,7 @@ import os
 import queue
 import re
 import threading
+import zlib
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -166,34 +167,38 @@ class _GroupWriter:
 
     def __init__(self, runtime: Runtime):
         self.rt = runtime
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self._run, name=f"qunzhi-group-commit-{i}", daemon=True)
-                        for i in range(max(1, runtime.group_commit_writers))]
+        n = max(1, runtime.group_commit_writers)
+        # One queue per writer; a group's events always go to the same writer, so two writers'
+        # open batches never wait on (or deadlock over) the same group row.
+        self.queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n)]
+        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"qunzhi-group-commit-{i}", daemon=True)
+                        for i, q in enumerate(self.queues)]
         self.alive = True
         for t in self.threads:
             t.start()
 
     def submit(self, event: Event) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self.queue.put((event, fut))
+        shard = zlib.crc32((event.group_id or event.sender_id or "").encode()) % len(self.queues)
+        self.queues[shard].put((event, fut))
         return fut
 
     def stop(self, timeout: float = 30.0) -> None:
-        for _ in self.threads:
-            self.queue.put(_STOP)
+        for q in self.queues:
+            q.put(_STOP)
         for t in self.threads:
             t.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, q: queue.SimpleQueue) -> None:
         while True:
-            item = self.queue.get()
+            item = q.get()
             if item is _STOP:
                 break
             batch = [item]
             stop = False
             while len(batch) < self.rt.group_commit_max:
                 try:
-                    nxt = self.queue.get_nowait()
+                    nxt = q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:
