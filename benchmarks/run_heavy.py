@@ -62,19 +62,21 @@ def step_scan(pg: str | None, quick: bool) -> list[str]:
     for name, extra in [("sqlite", [])] + ([("postgresql", ["--database-url", pg])] if pg else []):
         rc, out, dt = run([PY, "benchmarks/scan.py", "--json"] + (["--quick"] if quick else []) + extra)
         js = None
-        for ln in reversed(out.splitlines()):
+        lines = out.splitlines()
+        for i, ln in enumerate(lines):  # scan.py --json prints one (indented) JSON document
             if ln.startswith("{"):
                 try:
-                    js = json.loads(ln)
+                    js = json.loads("\n".join(lines[i:]))
                     break
                 except ValueError:
-                    pass
+                    continue
         res[name] = (rc, js, dt)
     lines = ["Scan (benchmarks/scan.py): wall seconds" + ("; PostgreSQL/SQLite ratio" if pg else "")]
     for name, (rc, js, dt) in res.items():
         lines.append(f"  {name:<11} exit {rc}  {dt:8.1f} s")
         if js:
-            lines.append("    " + json.dumps(js, ensure_ascii=False)[:600])
+            lines.append("    goals: " + json.dumps(js.get("goals") or {k: v.get("goals") for k, v in js.items()
+                                                                   if isinstance(v, dict)}, ensure_ascii=False)[:400])
     if pg and len(res) == 2:
         lines.append(f"  ratio postgresql/sqlite: {res['postgresql'][2] / res['sqlite'][2]:.2f}")
     return lines
