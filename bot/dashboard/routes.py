@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -370,6 +371,15 @@ async def act(request: Request, action: str) -> Response:
     rt = _rt(request)
     auth.check_origin(request, rt.settings)
     form = await _form(request)
+    # the database work is blocking: keep it off the event loop
+    return await run_in_threadpool(_act, request, action, form)
+
+
+def _act(request: Request, action: str, form: dict) -> Response:
+    from urllib.parse import urlencode
+
+    rt = _rt(request)
+    group_id = form.get("group_id", "")
     with rt.db.session() as s:
         sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
         if sess is None:
@@ -377,14 +387,13 @@ async def act(request: Request, action: str) -> Response:
         auth.check_csrf(sess.csrf, form.get("csrf"))
         if not sess.is_admin:
             raise HTTPException(403, "只有管理员可以执行这个操作")
-        group = s.get(Group, form.get("group_id", ""))
+        group = s.get(Group, group_id)
         if group is None:
             raise HTTPException(404, "没有找到这个群")
         actor = sess.person_id or "admin:dashboard"
         try:
             if action == "protect":
-                msg = actions.protect(s, group, actor=actor, now=rt.now(), settings=rt.settings,
-                                      reason=form.get("reason") or "看板操作")
+                msg = actions.protect(s, group, actor=actor, now=rt.now(), settings=rt.settings)
             elif action == "restore":
                 msg = actions.restore(s, group, actor=actor, now=rt.now(), settings=rt.settings)
             elif action == "merge":
@@ -395,11 +404,9 @@ async def act(request: Request, action: str) -> Response:
             else:
                 raise HTTPException(404, "没有这个操作")
         except (actions.ActionError, ValueError) as e:
-            s.rollback()
+            s.rollback()  # a refusal changes nothing
             msg = str(e)
-    from urllib.parse import urlencode
-
-    return RedirectResponse("/dashboard/groups?" + urlencode({"q": group.id, "msg": msg}), status_code=303)
+    return RedirectResponse("/dashboard/groups?" + urlencode({"q": group_id, "msg": msg}), status_code=303)
 
 
 def idle_limit() -> timedelta:

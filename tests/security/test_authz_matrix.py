@@ -143,3 +143,74 @@ def test_http_matrix(client, db, clock, method, path, headers, allowed):
         assert r.status_code in (302, 303, 307, 400, 401, 403, 404, 405, 422), (path, r.status_code)
         assert "测试专班群" not in r.text and "防汛" not in r.text
     assert _snapshot(db)[0:2] == before[0:2]
+
+
+# --- logged-in dashboard sessions ---------------------------------------------------------------------
+ORIGIN = "http://testserver"
+PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/api/charts.json"]
+ACTIONS = {  # path: (form, setup)
+    "/dashboard/actions/protect": ({"group_id": "g1"}, None),
+    "/dashboard/actions/restore": ({"group_id": "g1"}, _dissolved),
+    "/dashboard/actions/merge": ({"group_id": "g1", "target_id": "g2"}, None),
+}
+SESSIONS = {"admin_token": True, "admin_link": True, "commission_link": False}  # session: may act?
+
+
+def _csrf(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _login(client, runtime, kind: str) -> str:
+    """Log in as the session kind; returns the session's CSRF token."""
+    import re
+
+    if kind == "admin_token":
+        page = client.get("/dashboard/login")
+        r = client.post("/dashboard/login", data={"csrf": _csrf(page.text), "token": ADMIN_TOKEN},
+                        headers={"Origin": ORIGIN})
+    else:
+        who = "admin" if kind == "admin_link" else "commission"
+        ev = Event(platform="wecom", kind="message", sender_id=who, at=runtime.now(), text="看板", msg_id=f"link-{kind}")
+        path = re.search(r"/dashboard/login/\S+", runtime.process(ev)[0].text).group(0)
+        r = client.post(path, data={"csrf": _csrf(client.get(path).text)}, headers={"Origin": ORIGIN})
+    assert r.status_code == 200 and r.url.path == "/dashboard", (kind, r.status_code)
+    return _csrf(r.text)
+
+
+@pytest.mark.parametrize("kind", list(SESSIONS))
+def test_dashboard_session_may_read_every_page(client, runtime, db, clock, kind):
+    _seed(db, clock(), None)
+    _login(client, runtime, kind)
+    for page in PAGES:
+        r = client.get(page)
+        assert r.status_code == 200, (kind, page, r.status_code)
+    assert "测试专班群" in client.get("/dashboard/groups").text
+
+
+@pytest.mark.parametrize("kind", list(SESSIONS))
+@pytest.mark.parametrize("path", list(ACTIONS))
+def test_dashboard_session_actions(client, runtime, db, clock, kind, path):
+    form, setup = ACTIONS[path]
+    _seed(db, clock(), setup)
+    csrf = _login(client, runtime, kind)
+    before = _snapshot(db)
+    r = client.post(path, data={**form, "csrf": csrf}, headers={"Origin": ORIGIN}, follow_redirects=False)
+    changed = _snapshot(db)[::2] != before[::2]  # audit count and groups (login tokens change on login)
+    assert changed == SESSIONS[kind], (kind, path, r.status_code)
+    if not SESSIONS[kind]:
+        assert r.status_code == 403
+
+
+def test_dashboard_refused_action_changes_nothing_and_says_why(client, runtime, db, clock):
+    _seed(db, clock(), None)
+    csrf = _login(client, runtime, "admin_token")
+    before = _snapshot(db)
+    r = client.post("/dashboard/actions/merge", data={"group_id": "g1", "target_id": "", "csrf": csrf},
+                    headers={"Origin": ORIGIN}, follow_redirects=False)
+    assert r.status_code == 303 and "msg=" in r.headers["location"]
+    assert _snapshot(db)[::2] == before[::2]
+    page = client.get(r.headers["location"])
+    assert "请填写要合并到的群ID" in page.text
