@@ -9,13 +9,15 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from governance.dates import DateParseError, parse_date
@@ -35,7 +37,7 @@ PLATFORMS = {"wecom": "wecom", "企业微信": "wecom", "企微": "wecom", "wech
              "个人微信": "wechat", "aibot": "aibot", "智能机器人": "aibot", "bridge": "bridge", "qq": "qq",
              "QQ": "qq", "dingtalk": "dingtalk", "钉钉": "dingtalk", "feishu": "feishu", "飞书": "feishu",
              "ledger": "ledger", "台账": "ledger", "": "ledger"}
-CHUNK = 1000
+CHUNK = 2000  # ledger rows per round of bulk statements
 MAX_MEMBERS = 5000
 
 
@@ -69,17 +71,63 @@ class ImportResult:
 
 
 # --- reading files ---------------------------------------------------------------------------
-def _decode(raw: bytes) -> str:
-    for enc in ("utf-8-sig", "gb18030"):
+class _HashingReader(io.RawIOBase):
+    """A binary file that hashes what is read through it (one pass: decode, parse and hash)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.fh.readinto(b)
+        if n:
+            self.sha.update(memoryview(b)[:n])
+        return n
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _stream_csv(path: Path, encoding: str, sink: dict) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
+    """The CSV decoded as it is read (never the whole file as one string); the file's sha256 lands in
+    ``sink["sha256"]`` once the rows are exhausted."""
+    fh = path.open("rb")
+    raw = _HashingReader(fh)
+    text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding=encoding, newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+    except BaseException:
+        fh.close()
+        raise
+    if header is None:
+        fh.close()
+        raise ImportFormatError("文件是空的。")
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
         try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
-            continue
-    raise ImportFormatError("文件编码无法识别，请另存为 UTF-8 编码的 CSV。")
+            yield from enumerate(reader, start=2)
+            sink["sha256"] = raw.sha.hexdigest()
+        finally:
+            fh.close()
+
+    return [h.strip() for h in header], rows()
 
 
-def read_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
-    """Header and (row number, cells) of a CSV or XLSX file; row numbers as a spreadsheet shows them."""
+def read_table(path: Path, sink: dict | None = None, encoding: str = "utf-8-sig"
+               ) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
+    """Header and (row number, cells) of a CSV or XLSX file; row numbers as a spreadsheet shows them.
+
+    A CSV is streamed as ``encoding``; iterating may raise UnicodeDecodeError, upon which the caller
+    reads again as GB18030 (``read_ledger`` does)."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
@@ -94,11 +142,7 @@ def read_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
             raise ImportFormatError("文件是空的。")
         return [str(h or "").strip() for h in header], ((i, list(r)) for i, r in enumerate(rows, start=2))
     if suffix in (".csv", ".txt", ""):
-        reader = csv.reader(io.StringIO(_decode(path.read_bytes()), newline=""))
-        header = next(reader, None)
-        if header is None:
-            raise ImportFormatError("文件是空的。")
-        return [h.strip() for h in header], ((i, r) for i, r in enumerate(reader, start=2))
+        return _stream_csv(path, encoding, sink if sink is not None else {})
     raise ImportFormatError(f"不支持的文件类型“{suffix}”，请使用 CSV 或 XLSX。")
 
 
@@ -128,17 +172,29 @@ def _to_date(v: Any, what: str) -> date | None:
     if isinstance(v, date):
         return v
     try:
-        return parse_date(_cell(v))
+        return _parse_date_cached(_cell(v))
     except DateParseError as e:
         raise ValueError(f"{what}{e}") from None
 
 
+@lru_cache(maxsize=4096)
+def _parse_date_cached(text: str) -> date:
+    # parse_date normalises (NFKC, zhconv) on every call; a ledger repeats a few hundred dates.
+    return parse_date(text)
+
+
+_SEPARATORS = str.maketrans({"；": ";", ",": ";", "，": ";"})
+_SPACE = re.compile(r"\s")
+
+
 def parse_members(v: Any) -> list[str]:
-    text = _cell(v).replace("；", ";").replace(",", ";").replace("，", ";")
+    text = _cell(v).translate(_SEPARATORS)
+    if _SPACE.search(text) is None:  # the usual case: nothing to strip
+        return [m for m in text.split(";") if m]
     return [m.strip() for m in text.split(";") if m.strip()]
 
 
-@dataclass
+@dataclass(slots=True)
 class LedgerRow:
     row: int
     group_id: str
@@ -153,7 +209,7 @@ class LedgerRow:
     member_ids: list[str]
 
 
-def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
+def validate_row(n: int, values: dict[str, Any], seen: set[str], pool: dict[str, str] | None = None) -> LedgerRow:
     gid, name = _cell(values.get("group_id")), _cell(values.get("name"))
     problems = []
     if not gid:
@@ -184,7 +240,7 @@ def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
     members = parse_members(values.get("member_ids"))
     if len(members) > MAX_MEMBERS:
         problems.append(f"成员超过{MAX_MEMBERS}人")
-    if any(len(m) > 64 for m in members):
+    if members and max(map(len, members)) > 64:
         problems.append("成员编号超过64个字符")
     owner = _cell(values.get("owner_id")) or None
     if owner and len(owner) > 64:
@@ -192,23 +248,45 @@ def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
     if problems:
         raise ValueError("；".join(problems))
     seen.add(gid)
+    members = sorted(set(members))
+    if pool is not None:  # one string object per person across the file (a person is in many groups)
+        members = [pool.setdefault(m, m) for m in members]
+        owner = pool.setdefault(owner, owner) if owner else owner
     return LedgerRow(n, gid, name, platform, owner, _cell(values.get("unit")) or None,
                      _cell(values.get("category")) or None, _cell(values.get("purpose")) or None, created, expires,
-                     sorted(set(members)))
+                     members)
 
 
-def read_ledger(path: Path) -> tuple[list[LedgerRow], list[RowError]]:
-    header, rows = read_table(path)
+def read_ledger(path: Path, sink: dict | None = None) -> tuple[list[LedgerRow], list[RowError]]:
+    """Every valid row and every invalid one (with its row number), in one pass over the file.
+    A CSV that is not UTF-8 is read again as GB18030; ``sink["sha256"]`` gets the file's hash."""
+    sink = sink if sink is not None else {}
+    try:
+        return _read_ledger(path, sink, "utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return _read_ledger(path, sink, "gb18030")
+    except UnicodeDecodeError:
+        raise ImportFormatError("文件编码无法识别，请另存为 UTF-8 编码的 CSV。") from None
+
+
+def _read_ledger(path: Path, sink: dict, encoding: str) -> tuple[list[LedgerRow], list[RowError]]:
+    header, rows = read_table(path, sink, encoding)
     mapped = map_header(header)
-    good, errors, seen = [], [], set()
+    cols = [(i, col) for i, col in enumerate(mapped) if col]
+    good, errors, seen, pool = [], [], set(), {}
     for n, cells in rows:
         if not any(_cell(c) for c in cells):
             continue  # blank line
-        values = {col: cells[i] if i < len(cells) else None for i, col in enumerate(mapped) if col}
+        k = len(cells)
+        values = {col: cells[i] if i < k else None for i, col in cols}
         try:
-            good.append(validate_row(n, values, seen))
+            good.append(validate_row(n, values, seen, pool))
         except ValueError as e:
             errors.append(RowError(n, str(e)))
+    if "sha256" not in sink:
+        sink["sha256"] = file_sha256(path)
     return good, errors
 
 
@@ -217,69 +295,234 @@ def _midnight(d: date | None, tz: ZoneInfo, fallback: datetime) -> datetime:
     return datetime.combine(d, time(0), tz).astimezone(timezone.utc) if d else fallback
 
 
+# Columns compared and written per group; ``created_at`` is only compared when the row gives a date.
+_FIELDS = ("name", "platform", "owner_id", "unit", "category", "purpose", "expires_at", "temporary", "created_at")
+# Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535; stay well below both.
+MAX_PARAMS = 30_000
+
+
+def _existing_groups(session: Session, ids: list[str]) -> dict[str, Any]:
+    t = Group.__table__
+    cols = [t.c.id, *(t.c[k] for k in _FIELDS), t.c.protected, t.c.registered_at]
+    return {r.id: r for r in session.execute(select(*cols).where(t.c.id.in_(ids)))}
+
+
+def _dbapi(session: Session):
+    """The DBAPI connection under the session's transaction: plain tuples, no per-row ORM or Core work."""
+    return session.connection().connection.dbapi_connection
+
+
+def _existing_members(session: Session, pg: bool, ids: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    if not ids:
+        return out
+    cur = _dbapi(session).cursor()
+    try:
+        if pg:
+            cur.execute("SELECT group_id, person_id FROM memberships WHERE group_id = ANY(%s)", (ids,))
+        else:
+            cur.execute(f"SELECT group_id, person_id FROM memberships WHERE group_id IN ({','.join('?' * len(ids))})",
+                        ids)
+        for gid, pid in cur.fetchall():
+            s = out.get(gid)
+            if s is None:
+                out[gid] = s = set()
+            s.add(pid)
+    finally:
+        cur.close()
+    return out
+
+
+def _copy_members(session: Session, pairs: list[tuple[str, str]]) -> None:
+    """PostgreSQL: COPY memberships of groups this import has just created (no row can conflict)."""
+    cur = _dbapi(session).cursor()
+    try:
+        with cur.copy("COPY memberships (group_id, person_id) FROM STDIN") as cp:
+            for pair in pairs:
+                cp.write_row(pair)
+    finally:
+        cur.close()
+
+
+def _add_members(session: Session, pg: bool, pairs: list[tuple[str, str]]) -> None:
+    if not pairs:
+        return
+    cur = _dbapi(session).cursor()
+    try:
+        if pg:
+            gs, ps = [g for g, _ in pairs], [p for _, p in pairs]
+            cur.execute("INSERT INTO memberships (group_id, person_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+                        "ON CONFLICT DO NOTHING", (gs, ps))
+        else:
+            cur.executemany("INSERT INTO memberships (group_id, person_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            pairs)
+    finally:
+        cur.close()
+
+
+def _remove_members(session: Session, pg: bool, pairs: list[tuple[str, str]]) -> None:
+    if not pairs:
+        return
+    cur = _dbapi(session).cursor()
+    try:
+        if pg:
+            gs, ps = [g for g, _ in pairs], [p for _, p in pairs]
+            cur.execute("DELETE FROM memberships m USING unnest(%s::text[], %s::text[]) AS d(g, p) "
+                        "WHERE m.group_id = d.g AND m.person_id = d.p", (gs, ps))
+        else:
+            cur.executemany("DELETE FROM memberships WHERE group_id = ? AND person_id = ?", pairs)
+    finally:
+        cur.close()
+
+
+def _insert_groups(session: Session, rows: list[dict]) -> set[str]:
+    """Multi-row INSERT … ON CONFLICT DO NOTHING; the ids actually inserted."""
+    if not rows:
+        return set()
+    t = Group.__table__
+    per = max(1, MAX_PARAMS // len(rows[0]))
+    made: set[str] = set()
+    for i in range(0, len(rows), per):
+        stmt = _insert(session)(t).values(rows[i:i + per]).on_conflict_do_nothing(index_elements=["id"])
+        made.update(session.execute(stmt.returning(t.c.id)).scalars())
+    return made
+
+
+def _ensure_persons(session: Session, ids: list[str], now: datetime) -> None:
+    if not ids:
+        return
+    t = Person.__table__
+    per = MAX_PARAMS // 4
+    for i in range(0, len(ids), per):
+        session.execute(_insert(session)(t).values([{"id": p, "role": "cadre", "created_at": now, "unit": None}
+                                                    for p in ids[i:i + per]])
+                        .on_conflict_do_nothing(index_elements=["id"]))
+
+
+def _update_groups(session: Session, changes: list[tuple[str, dict]]) -> None:
+    """executemany UPDATEs, one statement per set of changed columns."""
+    t = Group.__table__
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for gid, diff in changes:
+        keys = tuple(sorted(diff))
+        shapes.setdefault(keys, []).append({"b_id": gid, **{f"b_{k}": diff[k] for k in keys}})
+    for keys, params in shapes.items():
+        stmt = update(t).where(t.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in keys})
+        session.execute(stmt.execution_options(synchronize_session=False), params)
+
+
+def _insert(session: Session):
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+class _Plan:
+    """What one chunk of ledger rows changes, computed in Python from what is stored."""
+
+    def __init__(self, now: datetime, actor: str, tz: ZoneInfo, protected_cats: set[str], temp_cats: set[str]):
+        self.now, self.actor, self.tz = now, actor, tz
+        self.protected_cats, self.temp_cats = protected_cats, temp_cats
+        self.created = self.updated = self.unchanged = 0
+        self.new_groups: list[dict] = []
+        self.new_members: dict[str, list[str]] = {}
+        self.changes: list[tuple[str, dict]] = []
+        self.added: list[tuple[str, str]] = []
+        self.removed: list[tuple[str, str]] = []
+
+    def add(self, rows: list[LedgerRow], existing: dict[str, Any], members_now: dict[str, set[str]]) -> None:
+        now, actor, protected_cats, temp_cats = self.now, self.actor, self.protected_cats, self.temp_cats
+        for r in rows:
+            cat = r.category
+            temporary = bool(cat and (cat in temp_cats or "临时" in cat)) or (
+                r.expires_at is not None and not (cat and cat in protected_cats))
+            created_at = _midnight(r.created_at, self.tz, now)
+            g = existing.get(r.group_id)
+            if g is None:
+                self.new_groups.append({
+                    "id": r.group_id, "name": r.name, "platform": r.platform, "owner_id": r.owner_id,
+                    "unit": r.unit, "category": cat, "purpose": r.purpose, "expires_at": r.expires_at,
+                    "temporary": temporary, "created_at": created_at, "first_seen_at": now, "source": "ledger",
+                    "status": "active", "keep_count": 0, "message_count": 0, "ritual_count": 0,
+                    "member_count": len(r.member_ids), "updated_at": now,
+                    "protected": bool(cat in protected_cats) if cat else False,
+                    "registered_at": now if r.owner_id else None, "registered_by": actor if r.owner_id else None,
+                })
+                if r.member_ids:
+                    self.new_members[r.group_id] = r.member_ids
+                self.created += 1
+                continue
+            want = (r.name, r.platform, r.owner_id, r.unit, cat, r.purpose, r.expires_at, temporary, created_at)
+            diff = {k: v for k, v, old in zip(_FIELDS, want, tuple(g)[1:]) if old != v}
+            if r.created_at is None:
+                diff.pop("created_at", None)
+            if cat in protected_cats and not g.protected:
+                diff["protected"] = True
+            if r.owner_id and g.registered_at is None:
+                diff["registered_at"], diff["registered_by"] = now, actor
+            if r.member_ids:  # an empty member cell leaves the stored members alone
+                have = members_now.get(r.group_id, set())
+                want_m = set(r.member_ids)
+                if want_m != have:
+                    gid = r.group_id
+                    self.added.extend((gid, p) for p in r.member_ids if p not in have)
+                    self.removed.extend((gid, p) for p in have - want_m)
+                    diff["member_count"] = len(r.member_ids)
+            if not diff:
+                self.unchanged += 1
+                continue
+            diff["updated_at"] = now
+            self.changes.append((r.group_id, diff))
+            self.updated += 1
+
+
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
                   skip_invalid: bool = False) -> ImportResult:
-    rows, errors = read_ledger(path)
+    """Validate the whole file, then write it in chunks of ``CHUNK`` rows with a few bulk statements each:
+    one SELECT of the chunk's groups and one of their memberships, the diff in Python, then
+    INSERT … ON CONFLICT DO NOTHING of new groups, executemany UPDATEs of changed ones, one DELETE of
+    removed memberships and one bulk insert of added ones (COPY on PostgreSQL for new groups)."""
+    sink: dict = {}
+    rows, errors = read_ledger(path, sink)
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result
     tz = settings.tz
     protected_cats = set(settings.protected_categories)
     temp_cats = set(settings.temporary_categories)
+    pg = session.get_bind().dialect.name == "postgresql"
+    session.flush()
+    owners_done: set[str] = set()
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        ids = [r.group_id for r in chunk]
-        existing = {g.id: g for g in session.execute(select(Group).where(Group.id.in_(ids))).scalars()}
-        members_now: dict[str, set[str]] = {}
-        for gid, pid in session.execute(select(Membership.group_id, Membership.person_id)
-                                        .where(Membership.group_id.in_(ids))):
-            members_now.setdefault(gid, set()).add(pid)
-        persons = {r.owner_id for r in chunk if r.owner_id}
-        insert_ignore(session, Person, [{"id": p, "role": "cadre", "created_at": now, "unit": None} for p in persons],
-                      ["id"])
-        for r in chunk:
-            temporary = bool(r.category and (r.category in temp_cats or "临时" in r.category)) or (
-                r.expires_at is not None and not (r.category and r.category in protected_cats))
-            want = {
-                "name": r.name, "platform": r.platform, "owner_id": r.owner_id, "unit": r.unit,
-                "category": r.category, "purpose": r.purpose, "expires_at": r.expires_at, "temporary": temporary,
-                "created_at": _midnight(r.created_at, tz, now),
-            }
-            g = existing.get(r.group_id)
-            changed_members = r.member_ids and set(r.member_ids) != members_now.get(r.group_id, set())
-            if g is None:
-                g = Group(id=r.group_id, first_seen_at=now, source="ledger", status="active", keep_count=0,
-                          message_count=0, ritual_count=0, member_count=0, updated_at=now,
-                          protected=bool(r.category in protected_cats) if r.category else False,
-                          registered_at=now if r.owner_id else None, registered_by=actor if r.owner_id else None,
-                          **want)
-                session.add(g)
-                result.created += 1
-            else:
-                diff = {k: v for k, v in want.items() if getattr(g, k) != v and not (k == "created_at" and r.created_at is None)}
-                if r.category in protected_cats and not g.protected:
-                    diff["protected"] = True
-                if r.owner_id and g.registered_at is None:
-                    diff["registered_at"], diff["registered_by"] = now, actor
-                if not diff and not changed_members:
-                    result.unchanged += 1
-                    continue
-                for k, v in diff.items():
-                    setattr(g, k, v)
-                g.updated_at = now
-                result.updated += 1
-            if changed_members:
-                session.flush()
-                session.execute(delete(Membership).where(Membership.group_id == r.group_id,
-                                                         Membership.person_id.notin_(r.member_ids)))
-                insert_ignore(session, Membership, [{"group_id": r.group_id, "person_id": p, "joined_at": None}
-                                                    for p in r.member_ids], ["group_id", "person_id"])
-                g.member_count = len(r.member_ids)
-        session.flush()
+        owners = sorted({r.owner_id for r in chunk if r.owner_id} - owners_done)
+        _ensure_persons(session, owners, now)
+        owners_done.update(owners)
+        plan = _Plan(now, actor, tz, protected_cats, temp_cats)
+        existing = _existing_groups(session, [r.group_id for r in chunk])
+        plan.add(chunk, existing, _existing_members(session, pg, [r.group_id for r in chunk if r.group_id in existing]))
+        made = _insert_groups(session, plan.new_groups)
+        if len(made) < len(plan.new_groups):
+            # Created meanwhile by another writer (ON CONFLICT DO NOTHING skipped them): diff them as existing.
+            late = [r for r in chunk if r.group_id not in existing and r.group_id not in made]
+            late_ids = [r.group_id for r in late]
+            plan.created -= len(late)
+            plan.add(late, _existing_groups(session, late_ids), _existing_members(session, pg, late_ids))
+        result.created += plan.created
+        result.updated += plan.updated
+        result.unchanged += plan.unchanged
+        fresh = [(gid, p) for gid, ms in plan.new_members.items() if gid in made for p in ms]
+        if pg and fresh:
+            _copy_members(session, fresh)  # no row can conflict: this transaction just created these groups
+            fresh = []
+        _add_members(session, pg, fresh + plan.added)
+        _update_groups(session, plan.changes)
+        _remove_members(session, pg, plan.removed)
     result.imported = True
     if result.created or result.updated:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入台账 {path.name}",
-                     data={"file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "created": result.created,
+                     data={"file_sha256": sink["sha256"], "created": result.created,
                            "updated": result.updated, "skipped": result.skipped})
     return result
 

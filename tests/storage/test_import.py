@@ -79,6 +79,63 @@ def test_import_chinese_headers_gbk_and_update(cli, db, tmp_path):
         assert s.get(Person, "li") is not None
 
 
+def test_changed_reimport_writes_exactly_the_changes(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text(GOOD_CSV, encoding="utf-8")
+    assert cli("import", "groups", str(f)).exit_code == 0
+    with db.session() as s:
+        before = {g.id: (g.updated_at, g.created_at, g.registered_at) for g in s.execute(select(Group)).scalars()}
+    groups0, members0, audits0 = state(db)
+    # g1: wang leaves, qian and sun join; g2: purpose and unit change, members as before (other separator);
+    # g3: no created date now (the stored one stays), members untouched by an empty cell.
+    changed = GOOD_CSV.replace("zhang;li;wang", "zhang；qian;li;sun").replace("城关镇,临时群,秋粮收购调度", "东乡镇,临时群,秋粮外运")
+    changed = changed.replace("2024-03-01,,zhao;a;b", ",,")
+    f.write_text(changed, encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增0，更新2，未变1" in r.output
+    groups, members, audits = state(db)
+    assert audits == audits0 + 1
+    assert set(members) ^ set(members0) == {("g1", "wang"), ("g1", "qian"), ("g1", "sun")}
+    assert ("g1", "wang") in members0 and ("g1", "qian") in members
+    by_id = {g[0]: g for g in groups}
+    old = {g[0]: g for g in groups0}
+    assert by_id["g1"][9] == 4 and by_id["g1"][:9] == old["g1"][:9]
+    assert by_id["g2"][4] == "东乡镇" and by_id["g2"][5:] == old["g2"][5:] and by_id["g3"] == old["g3"]
+    with db.session() as s:
+        g2 = s.get(Group, "g2")
+        assert g2.purpose == "秋粮外运"
+        after = {g.id: (g.updated_at, g.created_at, g.registered_at) for g in s.execute(select(Group)).scalars()}
+        rec = s.execute(select(AuditRecord).order_by(AuditRecord.id.desc())).scalars().first()
+        assert rec.data["updated"] == 2 and rec.data["created"] == 0
+    assert after["g3"] == before["g3"]  # unchanged: not even updated_at
+    r = cli("import", "groups", str(f))
+    assert "新增0，更新0，未变3" in r.output and state(db)[2] == audits0 + 1
+
+
+def test_reimport_larger_than_a_chunk(cli, db, tmp_path, monkeypatch):
+    import storage.importers as importers
+
+    monkeypatch.setattr(importers, "CHUNK", 7)
+    monkeypatch.setattr(importers, "MAX_PARAMS", 50)  # several statements per chunk as well
+    head = GOOD_CSV.splitlines()[0]
+    rows = [f"b{i:03d},群{i},wecom,o{i % 5},镇{i % 3},临时群,,2026-01-0{1 + i % 9},2026-12-31," + ";".join(
+        f"p{(i + k) % 40}" for k in range(i % 6)) for i in range(40)]
+    f = tmp_path / "big.csv"
+    f.write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
+    assert "新增40" in cli("import", "groups", str(f)).output
+    groups, members, audits = state(db)
+    assert len(groups) == 40 and len(members) == sum(i % 6 for i in range(40)) and audits == 1
+    assert [g[9] for g in groups] == [i % 6 for i in range(40)]
+    rows[3] = rows[3].replace("p3;p4;p5", "p3;p9")
+    f.write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
+    assert "新增0，更新1，未变39" in cli("import", "groups", str(f)).output
+    _, members2, _ = state(db)
+    assert set(members) ^ set(members2) == {("b003", "p4"), ("b003", "p5"), ("b003", "p9")}
+    with db.session() as s:
+        assert s.execute(select(func.count()).select_from(Person)).scalar_one() == 5
+
+
 def test_import_xlsx(cli, db, tmp_path):
     wb = Workbook()
     ws = wb.active
