@@ -183,12 +183,14 @@ def _parse_date_cached(text: str) -> date:
     return parse_date(text)
 
 
-_SEPARATORS = str.maketrans({"；": ";", ",": ";", "，": ";"})
 _SPACE = re.compile(r"\s")
 
 
 def parse_members(v: Any) -> list[str]:
-    text = _cell(v).translate(_SEPARATORS)
+    text = _cell(v)
+    for sep in ("；", ",", "，"):  # str.replace scans fast when the separator is absent; translate does not
+        if sep in text:
+            text = text.replace(sep, ";")
     if _SPACE.search(text) is None:  # the usual case: nothing to strip
         return [m for m in text.split(";") if m]
     return [m.strip() for m in text.split(";") if m.strip()]
@@ -209,7 +211,7 @@ class LedgerRow:
     member_ids: list[str]
 
 
-def validate_row(n: int, values: dict[str, Any], seen: set[str], pool: dict[str, str] | None = None) -> LedgerRow:
+def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
     gid, name = _cell(values.get("group_id")), _cell(values.get("name"))
     problems = []
     if not gid:
@@ -248,13 +250,9 @@ def validate_row(n: int, values: dict[str, Any], seen: set[str], pool: dict[str,
     if problems:
         raise ValueError("；".join(problems))
     seen.add(gid)
-    members = sorted(set(members))
-    if pool is not None:  # one string object per person across the file (a person is in many groups)
-        members = [pool.setdefault(m, m) for m in members]
-        owner = pool.setdefault(owner, owner) if owner else owner
     return LedgerRow(n, gid, name, platform, owner, _cell(values.get("unit")) or None,
                      _cell(values.get("category")) or None, _cell(values.get("purpose")) or None, created, expires,
-                     members)
+                     sorted(set(members)))
 
 
 def read_ledger(path: Path, sink: dict | None = None) -> tuple[list[LedgerRow], list[RowError]]:
@@ -275,14 +273,14 @@ def _read_ledger(path: Path, sink: dict, encoding: str) -> tuple[list[LedgerRow]
     header, rows = read_table(path, sink, encoding)
     mapped = map_header(header)
     cols = [(i, col) for i, col in enumerate(mapped) if col]
-    good, errors, seen, pool = [], [], set(), {}
+    good, errors, seen = [], [], set()
     for n, cells in rows:
         if not any(_cell(c) for c in cells):
             continue  # blank line
         k = len(cells)
         values = {col: cells[i] if i < k else None for i, col in cols}
         try:
-            good.append(validate_row(n, values, seen, pool))
+            good.append(validate_row(n, values, seen))
         except ValueError as e:
             errors.append(RowError(n, str(e)))
     if "sha256" not in sink:
@@ -312,8 +310,9 @@ def _dbapi(session: Session):
     return session.connection().connection.dbapi_connection
 
 
-def _existing_members(session: Session, pg: bool, ids: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
+def _existing_members(session: Session, pg: bool, ids: list[str]) -> dict[str, list[str]]:
+    """Stored members of some groups, each list sorted (as ``LedgerRow.member_ids``)."""
+    out: dict[str, list[str]] = {}
     if not ids:
         return out
     cur = _dbapi(session).cursor()
@@ -324,22 +323,39 @@ def _existing_members(session: Session, pg: bool, ids: list[str]) -> dict[str, s
             cur.execute(f"SELECT group_id, person_id FROM memberships WHERE group_id IN ({','.join('?' * len(ids))})",
                         ids)
         for gid, pid in cur.fetchall():
-            s = out.get(gid)
-            if s is None:
-                out[gid] = s = set()
-            s.add(pid)
+            lst = out.get(gid)
+            if lst is None:
+                out[gid] = lst = []
+            lst.append(pid)
     finally:
         cur.close()
+    for lst in out.values():
+        lst.sort()
     return out
 
 
-def _copy_members(session: Session, pairs: list[tuple[str, str]]) -> None:
-    """PostgreSQL: COPY memberships of groups this import has just created (no row can conflict)."""
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_members(session: Session, new_members: dict[str, list[str]]) -> None:
+    """PostgreSQL: COPY the memberships of groups this transaction has just created (none can conflict).
+    Text format written a group at a time; an id with a backslash, tab or line break goes through write_row."""
     cur = _dbapi(session).cursor()
     try:
         with cur.copy("COPY memberships (group_id, person_id) FROM STDIN") as cp:
-            for pair in pairs:
-                cp.write_row(pair)
+            buf: list[str] = []
+            for gid, ms in new_members.items():
+                if _COPY_SPECIAL.search(gid) or _COPY_SPECIAL.search("".join(ms)):
+                    for p in ms:
+                        cp.write_row((gid, p))
+                    continue
+                head = gid + "\t"
+                buf.append(head + ("\n" + head).join(ms) + "\n")
+                if len(buf) >= 500:
+                    cp.write("".join(buf))
+                    buf.clear()
+            if buf:
+                cp.write("".join(buf))
     finally:
         cur.close()
 
@@ -376,27 +392,39 @@ def _remove_members(session: Session, pg: bool, pairs: list[tuple[str, str]]) ->
 
 
 def _insert_groups(session: Session, rows: list[dict]) -> set[str]:
-    """Multi-row INSERT … ON CONFLICT DO NOTHING; the ids actually inserted."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id; the ids actually inserted.
+
+    PostgreSQL: one statement per chunk, each column sent as one array and unnested (a 20-column
+    multi-row VALUES costs psycopg more to parse than the server takes to run it). SQLite:
+    executemany, which SQLAlchemy sends as multi-row VALUES pages ("insertmanyvalues", 1,000 rows,
+    under the bound-parameter limit) from one cached compiled statement."""
     if not rows:
         return set()
     t = Group.__table__
-    per = max(1, MAX_PARAMS // len(rows[0]))
+    if session.get_bind().dialect.name == "postgresql":
+        cols = list(rows[0])
+        dialect = session.get_bind().dialect
+        types = ", ".join(f"%s::{t.c[c].type.compile(dialect=dialect)}[]" for c in cols)
+        sql = (f"INSERT INTO groups ({', '.join(cols)}) SELECT * FROM unnest({types}) "
+               "ON CONFLICT (id) DO NOTHING RETURNING id")
+        cur = _dbapi(session).cursor()
+        try:
+            cur.execute(sql, [[r[c] for r in rows] for c in cols])
+            return {gid for (gid,) in cur.fetchall()}
+        finally:
+            cur.close()
+    stmt = _insert(session)(t).on_conflict_do_nothing(index_elements=["id"]).returning(t.c.id)
     made: set[str] = set()
+    per = MAX_PARAMS // len(rows[0])
     for i in range(0, len(rows), per):
-        stmt = _insert(session)(t).values(rows[i:i + per]).on_conflict_do_nothing(index_elements=["id"])
-        made.update(session.execute(stmt.returning(t.c.id)).scalars())
+        made.update(session.execute(stmt, rows[i:i + per]).scalars())
     return made
 
 
 def _ensure_persons(session: Session, ids: list[str], now: datetime) -> None:
-    if not ids:
-        return
-    t = Person.__table__
-    per = MAX_PARAMS // 4
-    for i in range(0, len(ids), per):
-        session.execute(_insert(session)(t).values([{"id": p, "role": "cadre", "created_at": now, "unit": None}
-                                                    for p in ids[i:i + per]])
-                        .on_conflict_do_nothing(index_elements=["id"]))
+    if ids:
+        session.execute(_insert(session)(Person.__table__).on_conflict_do_nothing(index_elements=["id"]),
+                        [{"id": p, "role": "cadre", "created_at": now, "unit": None} for p in ids])
 
 
 def _update_groups(session: Session, changes: list[tuple[str, dict]]) -> None:
@@ -431,7 +459,7 @@ class _Plan:
         self.added: list[tuple[str, str]] = []
         self.removed: list[tuple[str, str]] = []
 
-    def add(self, rows: list[LedgerRow], existing: dict[str, Any], members_now: dict[str, set[str]]) -> None:
+    def add(self, rows: list[LedgerRow], existing: dict[str, Any], members_now: dict[str, list[str]]) -> None:
         now, actor, protected_cats, temp_cats = self.now, self.actor, self.protected_cats, self.temp_cats
         for r in rows:
             cat = r.category
@@ -462,12 +490,11 @@ class _Plan:
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
             if r.member_ids:  # an empty member cell leaves the stored members alone
-                have = members_now.get(r.group_id, set())
-                want_m = set(r.member_ids)
-                if want_m != have:
-                    gid = r.group_id
-                    self.added.extend((gid, p) for p in r.member_ids if p not in have)
-                    self.removed.extend((gid, p) for p in have - want_m)
+                have = members_now.get(r.group_id, [])
+                if have != r.member_ids:  # both sorted: no sets unless something changed
+                    gid, have_s, want_s = r.group_id, set(have), set(r.member_ids)
+                    self.added.extend((gid, p) for p in r.member_ids if p not in have_s)
+                    self.removed.extend((gid, p) for p in have if p not in want_s)
                     diff["member_count"] = len(r.member_ids)
             if not diff:
                 self.unchanged += 1
@@ -512,11 +539,11 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
         result.created += plan.created
         result.updated += plan.updated
         result.unchanged += plan.unchanged
-        fresh = [(gid, p) for gid, ms in plan.new_members.items() if gid in made for p in ms]
+        fresh = {gid: ms for gid, ms in plan.new_members.items() if gid in made}
         if pg and fresh:
             _copy_members(session, fresh)  # no row can conflict: this transaction just created these groups
-            fresh = []
-        _add_members(session, pg, fresh + plan.added)
+            fresh = {}
+        _add_members(session, pg, [(gid, p) for gid, ms in fresh.items() for p in ms] + plan.added)
         _update_groups(session, plan.changes)
         _remove_members(session, pg, plan.removed)
     result.imported = True
