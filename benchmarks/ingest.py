@@ -3,7 +3,7 @@
     python benchmarks/ingest.py                                  # SQLite (temp file)
     python benchmarks/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     python benchmarks/ingest.py --quick                          # a short smoke run
-    python benchmarks/ingest.py --modes group,single             # also one transaction per request
+    python benchmarks/ingest.py --modes group,nobulk,single      # also without the bulk path / group commit
 
 What is measured (all servers are separate processes started here, all clients are separate
 processes too):
@@ -24,6 +24,15 @@ send time so a stalled server is not hidden); (3) for qunzhi: every message of p
 again as WeCom retries it (same msgid, new nonce) and the database is counted: every distinct
 msgid stored exactly once, every acknowledged (200) request stored, the groups' counters equal
 the number of stored messages.
+
+Modes (``--modes``): ``group`` is the default server (group commit, and inside each batch the
+bulk ingest path: plain activity stored with a few multi-row statements per batch, see
+``bot/runtime.py``); ``nobulk`` is group commit with every event through ``handle_event``
+(``QUNZHI_BULK_INGEST=0``, the state before the bulk path); ``single`` is one transaction per
+request (``QUNZHI_GROUP_COMMIT=0``). Every mode gets a fresh database and the same checks.
+
+A request answered 503 (the event was not stored within the reply deadline) is not counted as
+acknowledged, and the replay phase sends it again, as WeCom would.
 
 Goals: qunzhi/bare requests per second >= 0.5; p99 <= 50 ms at half the maximum rate.
 """
@@ -470,7 +479,8 @@ def run_pair(database_url: str | None, *, duration: float, latency_duration: flo
 
         for mode in modes:
             url, cleanup = fresh_database(database_url, workdir, f"{mode}{uuid.uuid4().hex[:4]}")
-            env = qunzhi_env(url, token, aes_key, QUNZHI_GROUP_COMMIT="1" if mode == "group" else "0")
+            env = qunzhi_env(url, token, aes_key, QUNZHI_GROUP_COMMIT="0" if mode == "single" else "1",
+                             QUNZHI_BULK_INGEST="0" if mode == "nobulk" else "1")
             srv = Server("qunzhi", env, workdir)
             try:
                 warm, warm_msgs = gen.batch(500)
@@ -566,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-duration", type=float, default=10.0, help="seconds of the half-rate phase")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="pre-generated requests for the max-rate phase")
-    ap.add_argument("--modes", default="group", help="comma list of: group (group commit), single (per request)")
+    ap.add_argument("--modes", default="group",
+                    help="comma list of: group (group commit + bulk ingest), nobulk (group commit, per-event "
+                         "handling), single (a transaction per request)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)

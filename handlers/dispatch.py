@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import handlers.commands  # noqa: F401  (registers every command)
@@ -12,8 +14,9 @@ from governance.ritual import is_ritual
 from handlers import registry
 from handlers.context import Context, Services
 from handlers.events import Event, Reply
+from handlers.text import normalize
 from storage import repo
-from storage.models import Conversation, Group, Person
+from storage.models import Conversation, Group, Person, ProcessedEvent
 
 log = logging.getLogger("qunzhi.handlers")
 
@@ -40,7 +43,7 @@ def handle_event(session: Session, event: Event, services: Services) -> list[Rep
     return []
 
 
-def _stored_key(event: Event, services: Services) -> str | None:
+def _stored_key(event: Event, services: Services, anonymous: bool | None = None) -> str | None:
     """The dedupe key as stored in ``processed_events``.
 
     A card click's key is built from the sender and the time (WeCom: ``FromUserName +
@@ -49,7 +52,9 @@ def _stored_key(event: Event, services: Services) -> str | None:
     stored as a keyed hash (``pseudonym_secret``, like the answers' own pseudonyms): still
     deterministic, so a retry is recognised, but it names nobody."""
     key = event.dedupe_key
-    if key and (event.kind == "card_click" or _is_anonymous(event)):
+    if anonymous is None:
+        anonymous = _is_anonymous(event)
+    if key and (event.kind == "card_click" or anonymous):
         digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
         return "anon:" + digest.hexdigest()
     return key
@@ -132,3 +137,109 @@ def _run_card(session: Session, event: Event, person, services: Services) -> lis
 
 def group_label(g: Group) -> str:
     return f"“{g.name}”"
+
+
+# --- bulk ingest (the group-commit writer) -----------------------------------------------------
+# What ``handle_event`` does for plain activity, done for many events in a handful of multi-row
+# statements. Only events whose outcome needs no command handler qualify: activity kinds, and
+# messages to the bot that match no command (answered with the hint) from a sender who is not in
+# a dialogue. Everything else keeps the per-event path; anonymous events their own transaction.
+
+BULK_KINDS = ("message", "member_joined", "group_created", "enter_chat")
+
+
+@dataclass(slots=True)
+class Planned:
+    """The pure (database-free) part of handling one event, done before any SQL."""
+
+    event: Event
+    key: str | None      # the dedupe key as stored in processed_events
+    anonymous: bool      # must be handled alone, in its own transaction
+    bulk: bool           # may go through ``handle_bulk``
+    hint: bool           # a message to the bot matching no command: the hint, unless in a dialogue
+    text: str            # normalised text of a message to the bot
+
+
+def plan(event: Event, services: Services) -> Planned:
+    text, matched, anonymous = "", False, False
+    if event.kind == "message" and event.addressed_to_bot:
+        text = normalize(event.text)
+        found = registry.match(text)
+        matched = found is not None
+        anonymous = matched and found[0].anonymous
+    elif event.kind == "card_click":
+        anonymous = _is_anonymous(event)
+    bulk = not anonymous and not matched and event.kind in BULK_KINDS
+    return Planned(event=event, key=_stored_key(event, services, anonymous), anonymous=anonymous, bulk=bulk,
+                   hint=bulk and event.addressed_to_bot, text=text)
+
+
+def bulk_prefix(session: Session, plans: list[Planned]) -> int:
+    """How many of the leading ``plans`` (all ``bulk``) ``handle_bulk`` may take: up to the first
+    hint-message whose sender is in a dialogue (that text is the dialogue's next answer)."""
+    senders = {p.event.sender_id for p in plans if p.hint}
+    if senders:
+        talking = set(session.execute(select(Conversation.person_id)
+                                      .where(Conversation.person_id.in_(sorted(senders)))).scalars())
+        for i, p in enumerate(plans):
+            if p.hint and p.event.sender_id in talking:
+                return i
+    return len(plans)
+
+
+def _member_ids(event: Event) -> tuple[str, ...]:
+    """Who ``_record_group_activity`` adds to the group's members for this event."""
+    if event.kind == "message":
+        return (event.sender_id,)
+    if event.kind in ("member_joined", "group_created", "enter_chat") and (event.member_ids or event.kind != "enter_chat"):
+        return tuple(dict.fromkeys(event.member_ids or (event.sender_id,)))
+    return ()
+
+
+def handle_bulk(session: Session, plans: list[Planned], services: Services) -> list[list[Reply]]:
+    """``handle_event`` for each of ``plans`` (all ``bulk``, in order), with the same end state:
+    each dedupe key claimed once (the first event carrying it wins, later ones are duplicates),
+    persons, groups, memberships and messages inserted if absent, and one counter update per
+    touched group. Raises on a database error (the caller rolls back and goes event by event)."""
+    claim: dict[str, object] = {}
+    for p in plans:
+        if p.key:
+            claim.setdefault(p.key[:200], p.event.at)
+    new_keys = {k for (k,) in repo.insert_ignore_returning(
+        session, ProcessedEvent, [{"key": k, "at": at} for k, at in sorted(claim.items())], ["key"])}
+    fresh: list[Planned] = []
+    out: list[list[Reply]] = []
+    for p in plans:
+        k = p.key[:200] if p.key else None
+        if k is not None and k not in new_keys:
+            log.info("duplicate event %s ignored", k)
+            out.append([])
+            continue
+        if k is not None:
+            new_keys.discard(k)  # a second event with the same key in this batch is a duplicate
+        fresh.append(p)
+        out.append([Reply(HINT)] if p.hint and p.text else [])
+    persons: dict[str, dict] = {}
+    groups: dict[str, dict] = {}
+    members: dict[tuple[str, str], dict] = {}
+    messages: list[dict] = []
+    store_text = services.settings.store_message_text
+    for p in fresh:
+        e = p.event
+        persons.setdefault(e.sender_id, {"id": e.sender_id, "name": None, "role": "cadre", "created_at": e.at})
+        if not e.group_id:
+            continue
+        groups.setdefault(e.group_id, repo.new_group_row(group_id=e.group_id, platform=e.platform, at=e.at,
+                                                         name=e.group_name, source="activity"))
+        for pid in _member_ids(e):
+            members.setdefault((e.group_id, pid), {"group_id": e.group_id, "person_id": pid, "joined_at": e.at})
+        if e.kind == "message":
+            text = e.text or ""
+            messages.append({
+                "dedupe_key": (e.dedupe_key or f"{e.platform}:{e.sender_id}:{e.at.timestamp()}")[:200],
+                "platform": e.platform, "group_id": e.group_id, "sender_id": e.sender_id, "sent_at": e.at,
+                "is_ritual": is_ritual(text), "text": text if store_text else None})
+    repo.record_activity_bulk(session, persons=[persons[k] for k in sorted(persons)],
+                              groups=[groups[k] for k in sorted(groups)],
+                              members=[members[k] for k in sorted(members)], messages=messages)
+    return out

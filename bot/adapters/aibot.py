@@ -22,8 +22,11 @@ nonce as the request). Plaintext by situation:
   a single markdown answer is given. Several replies are joined with a blank line;
 * ``enter_chat`` (first visit of the day to the direct chat) → ``{"msgtype": "text",
   "text": {"content": ...}}``;
-* cards, card clicks and late replies → empty 200 and the outbox (``channel="aibot"``, the
-  ``response_url`` in the payload: it accepts one active reply within an hour).
+* cards and card clicks → empty 200 and the outbox (``channel="aibot"``, the ``response_url``
+  in the payload: it accepts one active reply within an hour);
+* a handler that misses the deadline → HTTP 503 (nothing acknowledged before it is stored; WeCom
+  retries, the retry is a duplicate once the first attempt commits); the first attempt's
+  replies go to the outbox with its ``response_url``.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from bot.adapters.common import card_kind, enqueue_replies, from_unix
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_nonces
+from bot.runtime import DeadlineMissed
 from handlers.events import Event
 
 log = logging.getLogger("qunzhi.aibot")
@@ -103,7 +107,10 @@ async def callback(request: Request) -> Response:
     event = to_event(data, rt.clock())
     if event is None:
         return Response(status_code=200)
-    replies = await rt.process_async(event, reply_channel="aibot")
+    try:
+        replies = await rt.process_async(event, reply_channel="aibot")
+    except DeadlineMissed:  # not stored yet: WeCom must retry; the runtime queues the replies later
+        return Response(status_code=503)
     if not replies:
         return Response(status_code=200)
     texts = [r.text for r in replies if r.text and r.card is None]
@@ -117,7 +124,7 @@ async def callback(request: Request) -> Response:
     else:
         later = replies
     if later:
-        enqueue_replies(rt, event, later, channel="aibot", recipient=event.group_id or event.sender_id,
+        await enqueue_replies(rt, event, later, channel="aibot", recipient=event.group_id or event.sender_id,
                         extra={"response_url": event.data.get("response_url"), "chatid": event.group_id})
     if plaintext is None:
         return Response(status_code=200)

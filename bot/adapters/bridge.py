@@ -13,7 +13,9 @@ re-serialisation). The timestamp must be within ``wecom_timestamp_tolerance`` se
 server clock. Comparison is constant time. Replays inside the window are harmless: events are
 deduplicated by their ``id``.
 
-Answers: 200 ``{"ok": true, "replies": [{"text": ...}]}``; 403 bad or stale signature; 400
+Answers: 200 ``{"ok": true, "replies": [{"text": ...}]}``; 503 ``{"ok": false, "retry": true}``
+when the event could not be stored within the deadline (retry with the same id; the replies of
+the first attempt are queued when it finishes); 403 bad or stale signature; 400
 ``{"ok": false, "error": "<中文说明>"}`` for a body that is not a valid event; 413 too large;
 404 when ``BRIDGE_SECRET`` is not set.
 """
@@ -30,6 +32,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.adapters.common import enqueue_replies
+from bot.runtime import DeadlineMissed
 from handlers.events import Event
 
 log = logging.getLogger("qunzhi.bridge")
@@ -159,13 +162,14 @@ async def bridge_events(request: Request) -> JSONResponse:
         event = BridgeEvent.model_validate(raw).to_event()
     except ValidationError as e:
         return _bad(_chinese_errors(e))
-    replies = await rt.process_async(event, reply_channel="bridge")
-    if replies is None:
-        return JSONResponse({"ok": True, "replies": [], "queued": True})
+    try:
+        replies = await rt.process_async(event, reply_channel="bridge")
+    except DeadlineMissed:  # not stored yet: the bridge retries 5xx with the same id
+        return JSONResponse({"ok": False, "error": "处理超时，请用同一 id 重试", "retry": True}, status_code=503)
     texts = [{"text": r.text} for r in replies if r.card is None]
     cards = [r for r in replies if r.card is not None]
     if cards:  # the bridge cannot show one-tap cards: they go out through the outbox as text
-        enqueue_replies(rt, event, cards, channel="bridge", recipient=event.group_id or event.sender_id)
+        await enqueue_replies(rt, event, cards, channel="bridge", recipient=event.group_id or event.sender_id)
     return JSONResponse({"ok": True, "replies": texts})
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
+from starlette.concurrency import run_in_threadpool
 from defusedxml.ElementTree import fromstring
 
 from bot.adapters.crypto import Malformed
@@ -49,11 +50,18 @@ def reply_payload(reply: Reply) -> dict[str, Any]:
     return {"text": reply.text, "card": reply.card, "markdown": reply.markdown}
 
 
-def enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: str, recipient: str,
-                    extra: dict[str, Any] | None = None) -> int:
-    """Queue replies that cannot be answered passively (idempotent per event and position)."""
+async def enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: str, recipient: str,
+                          extra: dict[str, Any] | None = None) -> int:
+    """Queue replies that cannot be answered passively (idempotent per event and position).
+    The database write runs in the thread pool, not on the event loop."""
     if not replies:
         return 0
+    return await run_in_threadpool(_enqueue_replies, runtime, event, replies, channel=channel,
+                                   recipient=recipient, extra=extra)
+
+
+def _enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: str, recipient: str,
+                     extra: dict[str, Any] | None) -> int:
     at = runtime.clock()
     with runtime.db.session() as s:
         for i, r in enumerate(replies):

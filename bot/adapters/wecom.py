@@ -7,8 +7,9 @@ and answer within WeCom's five seconds:
   and timestamp as the request);
 * several replies, a card, markdown or a long text → HTTP 200 with an empty body, and the
   replies are queued in the outbox (``channel="user"``) for the dispatcher;
-* a handler that misses the deadline → HTTP 200 with an empty body; the runtime queues its
-  replies when it finishes.
+* a handler that misses the deadline → HTTP 503: nothing is acknowledged before it is stored,
+  so WeCom retries (the retry is a duplicate once the first attempt commits); the runtime queues
+  the first attempt's replies in the outbox when it finishes.
 
 Status codes: 403 forged / stale / replayed / receive id not ours, 400 malformed XML (including
 DTDs, entity expansion and external entities) or malformed ciphertext, 413 body too large
@@ -30,6 +31,7 @@ from wechatpy.replies import TextReply
 
 from bot.adapters.common import card_kind, enqueue_replies, from_unix, parse_xml, xml_fields
 from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_nonces
+from bot.runtime import DeadlineMissed
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
@@ -88,8 +90,11 @@ async def callback(request: Request) -> Response:
     event = to_event(message, rt.clock())
     if event is None:
         return Response(status_code=200)
-    replies = await rt.process_async(event, reply_channel="user")
-    if not replies:  # None: missed the deadline, the runtime queues the replies later
+    try:
+        replies = await rt.process_async(event, reply_channel="user")
+    except DeadlineMissed:  # not stored yet: WeCom must retry; the runtime queues the replies later
+        return Response(status_code=503)
+    if not replies:
         return Response(status_code=200)
     if _passive(replies):
         fields = xml_fields(message)
@@ -97,7 +102,7 @@ async def callback(request: Request) -> Response:
                           content=replies[0].text, time=int(rt.clock().timestamp()))
         body = crypto.encrypt_xml(reply.render(), q.get("nonce", ""), q.get("timestamp", ""))
         return Response(body, media_type="application/xml")
-    enqueue_replies(rt, event, replies, channel="user", recipient=event.sender_id)
+    await enqueue_replies(rt, event, replies, channel="user", recipient=event.sender_id)
     return Response(status_code=200)
 
 
