@@ -136,6 +136,28 @@ def test_reimport_larger_than_a_chunk(cli, db, tmp_path, monkeypatch):
         assert s.execute(select(func.count()).select_from(Person)).scalar_one() == 5
 
 
+def test_group_created_meanwhile_is_diffed_not_skipped(cli, db, tmp_path, monkeypatch):
+    """Another writer creates a group between the chunk's SELECT and its INSERT … ON CONFLICT DO NOTHING:
+    the importer diffs it as an existing group instead of silently dropping the row."""
+    import storage.importers as importers
+
+    f = tmp_path / "ledger.csv"
+    f.write_text(GOOD_CSV, encoding="utf-8")
+    assert cli("import", "groups", str(f)).exit_code == 0
+    real, calls = importers._existing_groups, []
+
+    def blind_first(session, ids):
+        calls.append(ids)
+        return {} if len(calls) == 1 else real(session, ids)
+
+    monkeypatch.setattr(importers, "_existing_groups", blind_first)
+    f.write_text(GOOD_CSV.replace("zhang;li;wang", "zhang;li"), encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0 and "新增0，更新1，未变2" in r.output, r.output
+    groups, members, audits = state(db)
+    assert ("g1", "wang") not in members and groups[0][9] == 2 and audits == 2
+
+
 def test_import_xlsx(cli, db, tmp_path):
     wb = Workbook()
     ws = wb.active
