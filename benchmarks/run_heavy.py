@@ -8,7 +8,8 @@
 Steps: ingest (benchmarks/ingest.py, SQLite and PostgreSQL, group commit vs a transaction per
 request), faults (tests/faults with 5,000-message bursts), fuzz (tests/fuzz and tests/security
 with 1,000 examples per property), scan (benchmarks/scan.py on SQLite and PostgreSQL), import
-(``qunzhi import groups`` of a generated 200,000-row ledger on SQLite and PostgreSQL).
+(``qunzhi import groups`` of a generated 200,000-group ledger with ~8 million memberships, then again
+unchanged, on SQLite and PostgreSQL).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,26 +84,50 @@ def step_scan(pg: str | None, quick: bool) -> list[str]:
     return lines
 
 
-def make_ledger(path: Path, n: int, seed: int = 3) -> None:
+def make_ledger(path: Path, n: int, seed: int = 3) -> int:
+    """A ledger of ``n`` groups shaped like benchmarks/scan.py's synthetic province (median 32,
+    mean ~40 members: ~8 million memberships at 200,000 groups). Chinese headers, both date
+    formats, both member separators. Returns the number of memberships."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.scan import generate, gid, pid
+
+    indptr, tokens, _, _ = generate(n, seed=seed)
     rng = random.Random(seed)
     cats = ["工作群", "临时群", "专班群", "领导班子群", "常设群"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["群编号", "群名称", "平台", "群主", "单位", "类别", "用途", "建群日期", "到期日期", "成员"])
         for i in range(n):
-            town = i // 1300
-            members = ";".join(f"p{town:03d}{rng.randrange(460):03d}" for _ in range(rng.randint(3, 12)))
+            members = [pid(p) for p in tokens[indptr[i]:indptr[i + 1]].tolist()]
             cat = rng.choice(cats)
             exp = f"2027-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}" if cat in ("临时群", "专班群") else ""
-            w.writerow([f"wrk{i:07d}", f"第{town}镇第{i % 1300}号工作群", "wecom", f"p{town:03d}{i % 460:03d}",
-                        f"第{town}镇", cat, "日常工作联络", "2024-03-01", exp, members])
+            created = "2024年3月1日" if i % 2 else "2024-03-01"
+            w.writerow([gid(i), f"第{i // 1300}镇第{i % 1300}号工作群", "企业微信" if i % 3 else "wecom", members[0],
+                        f"第{i // 1300}镇", cat, "日常工作联络", created, exp, ("；" if i % 5 == 0 else ";").join(members)])
+    return int(indptr[-1])
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[int, str, float, float]:
+    """Run one command: (exit code, output, wall seconds, the child's peak RSS in MB)."""
+    print("$ " + " ".join(cmd), flush=True)
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    dt = time.perf_counter() - t
+    print("\n".join("  " + ln for ln in out.strip().splitlines()[-5:]), flush=True)
+    return p.returncode, out, dt, usage.ru_maxrss / 1024
 
 
 def step_import(pg: str | None, quick: bool) -> list[str]:
+    """``qunzhi import groups`` of a generated province ledger into an empty database, then the same
+    file again (must report 未变N and change nothing), on SQLite and PostgreSQL side by side."""
     n = 20_000 if quick else 200_000
     work = Path(tempfile.mkdtemp(prefix="qz-import-"))
     ledger = work / "ledger.csv"
-    make_ledger(ledger, n)
+    n_members = make_ledger(ledger, n)
     targets = [("sqlite", f"sqlite:///{work / 'import.db'}", None)]
     schema = None
     if pg:
@@ -111,22 +137,32 @@ def step_import(pg: str | None, quick: bool) -> list[str]:
         schema = f"qz_import_{uuid.uuid4().hex[:6]}"
         targets.append(("postgresql", pg_schema_url(pg, schema), schema))
     exe = str(Path(PY).with_name("qunzhi"))
-    times = {}
-    for name, url, _ in targets:
-        env = {"QUNZHI_DATABASE_URL": url, "QUNZHI_ENVIRONMENT": "development"}
-        rc, out, dt = run([exe, "import", "groups", str(ledger)], env=env)
-        times[name] = (rc, dt)
-        rc2, out2, dt2 = run([exe, "import", "groups", str(ledger)], env=env)  # again: all unchanged
-        times[name + " again"] = (rc2, dt2)
-    if schema:
-        from benchmarks.ingest import drop_pg_schema
+    res: dict[str, dict[str, tuple[int, float, float, bool]]] = {}
+    try:
+        for name, url, _ in targets:
+            env = {"QUNZHI_DATABASE_URL": url, "QUNZHI_ENVIRONMENT": "development"}
+            rc, out, dt, rss = _timed([exe, "import", "groups", str(ledger)], env)
+            res.setdefault("first import", {})[name] = (rc, dt, rss, f"新增{n}，" in out)
+            rc, out, dt, rss = _timed([exe, "import", "groups", str(ledger)], env)  # again: all unchanged
+            res.setdefault("re-import", {})[name] = (rc, dt, rss, f"新增0，更新0，未变{n}" in out)
+    finally:
+        if schema:
+            from benchmarks.ingest import drop_pg_schema
 
-        drop_pg_schema(pg, schema)
-    lines = [f"Import (qunzhi import groups, {n:,} rows, {ledger.stat().st_size / 1e6:.0f} MB CSV)"]
-    for k, (rc, dt) in times.items():
-        lines.append(f"  {k:<18} exit {rc}  {dt:8.1f} s  {n / dt:9.0f} rows/s")
-    if "postgresql" in times:
-        lines.append(f"  ratio postgresql/sqlite (first import): {times['postgresql'][1] / times['sqlite'][1]:.2f}")
+            drop_pg_schema(pg, schema)
+    names = [t[0] for t in targets]
+    lines = [f"Import (qunzhi import groups, {n:,} groups, {n_members:,} memberships, "
+             f"{ledger.stat().st_size / 1e6:.0f} MB CSV): wall s, rows/s, peak RSS"
+             + ("; PostgreSQL/SQLite time ratio" if pg else "")]
+    for what, by_db in res.items():
+        cells = []
+        for name in names:
+            rc, dt, rss, ok = by_db[name]
+            verdict = "" if rc == 0 and ok else f" FAILED (exit {rc})"
+            cells.append(f"{name} {dt:7.1f} s {n / dt:8.0f} rows/s {rss:6.0f} MB{verdict}")
+        ratio = f"  ratio {by_db['postgresql'][1] / by_db['sqlite'][1]:.2f}" if pg else ""
+        lines.append(f"  {what:<13}" + "  |  ".join(cells) + ratio)
+    shutil.rmtree(work, ignore_errors=True)
     return lines
 
 
