@@ -18,7 +18,8 @@ from tests.conftest import make_settings
 
 EXAMPLES = int(os.environ.get("QUNZHI_FUZZ_EXAMPLES", "8"))
 
-_tmp = Path(tempfile.mkdtemp(prefix="qz-schemathesis-"))
+_tmpdir = tempfile.TemporaryDirectory(prefix="qz-schemathesis-")  # removed when the module is unloaded
+_tmp = Path(_tmpdir.name)
 _runtime = Runtime(make_settings(database_url=f"sqlite:///{_tmp / 'fuzz.db'}"))
 app = create_app(runtime=_runtime, start_scheduler=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -120,9 +120,8 @@ def test_ledger_reader_gives_a_result_or_a_chinese_error(raw):
 
 # --- whole messages through handle_event -------------------------------------------------------
 @pytest.fixture(scope="module")
-def fuzz_db():
-    d = tempfile.mkdtemp(prefix="qz-fuzz-")
-    db = Database(f"sqlite:///{d}/fuzz.db")
+def fuzz_db(tmp_path_factory):
+    db = Database(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}")
     yield db
     db.dispose()
 
