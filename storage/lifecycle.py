@@ -109,31 +109,68 @@ def _facts(g: Group, members: frozenset[str]) -> GroupFacts:
     )
 
 
-def _load(session: Session, now: datetime, params: Params) -> tuple[list[Group], dict[str, set[str]]]:
-    """Live groups and recently dissolved ones, with all memberships, in two queries."""
+_FACT_COLUMNS = ("id", "name", "platform", "owner_id", "unit", "category", "purpose", "protected", "registered_at",
+                 "temporary", "created_at", "expires_at", "done_at", "status", "last_work_at", "last_message_at",
+                 "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state")
+
+
+def _stream_memberships(session: Session, batch: int = 50_000):
+    """(group_id, person_id) of every membership, ordered by group, as plain tuples."""
+    dbapi_conn = session.connection().connection.dbapi_connection
+    sql = f"SELECT group_id, person_id FROM {Membership.__table__.name} ORDER BY group_id"
+    named = session.get_bind().dialect.name == "postgresql"
+    cursor = dbapi_conn.cursor(name="qunzhi_memberships") if named else dbapi_conn.cursor()
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def _facts_condition(now: datetime, params: Params):
+    """Live groups, and dissolved ones recent enough for the rebound and restore rules."""
     since = now - timedelta(days=max(params.rebound_days, params.restore_days))
-    cond = or_(Group.status.in_(LIVE),
+    return or_(Group.status.in_(LIVE),
                and_(Group.status.in_(("dissolved", "merged", "purged")), Group.dissolved_at >= since),
                Group.status == "dissolved")
-    groups = list(session.execute(select(Group).where(cond).order_by(Group.id)).scalars())
-    members: dict[str, set[str]] = defaultdict(set)
-    rows = session.execute(select(Membership.group_id, Membership.person_id)
-                           .where(Membership.group_id.in_(select(Group.id).where(cond))))
-    for gid, pid in rows:
-        members[gid].add(pid)
-    return groups, members
 
 
 def load_facts(session: Session, now: datetime, settings) -> tuple[list[GroupFacts], list[GroupFacts]]:
-    """(live groups, recently dissolved groups) as GroupFacts, loaded in bulk."""
+    """(live groups, recently dissolved groups) as GroupFacts, loaded in bulk.
+
+    A province has hundreds of thousands of groups and millions of memberships: groups are read
+    as plain rows (no ORM objects), memberships are streamed in id order and person ids interned,
+    so each member set is built once, directly as a frozenset."""
     params = params_from(settings)
-    groups, members = _load(session, now, params)
+    cond = _facts_condition(now, params)
+    cols = [Group.__table__.c[name] for name in _FACT_COLUMNS]
+    rows = session.execute(select(*cols).where(cond).order_by(Group.id)).all()
+    interned: dict[str, str] = {}
+    members: dict[str, frozenset[str]] = {}
+    wanted = {g.id for g in rows}
+    current, bucket, keep = None, [], False
+    # Plain driver tuples through a server-side cursor where there is one: building 8 million
+    # SQLAlchemy rows costs several times the fetch itself. Memberships of groups the scan does
+    # not look at (purged long ago) are skipped here rather than by a join.
+    for gid, pid in _stream_memberships(session):
+        if gid != current:
+            if keep:
+                members[current] = frozenset(bucket)
+            current, bucket, keep = gid, [], gid in wanted
+        if keep:
+            bucket.append(interned.setdefault(pid, pid))
+    if keep:
+        members[current] = frozenset(bucket)
     live, gone = [], []
-    for g in groups:
-        m = set(members.get(g.id, ()))
-        if g.status not in LIVE:
-            m |= set((g.dissolve_state or {}).get("members") or ())
-        (live if g.status in LIVE else gone).append(_facts(g, frozenset(m)))
+    empty: frozenset[str] = frozenset()
+    for g in rows:
+        m = members.pop(g.id, empty)
+        if g.status in LIVE:
+            live.append(_facts(g, m))
+        else:  # a dissolved appchat group keeps its former members in dissolve_state
+            former = (g.dissolve_state or {}).get("members") or ()
+            gone.append(_facts(g, m | frozenset(interned.setdefault(p, p) for p in former) if former else m))
     return live, gone
 
 
