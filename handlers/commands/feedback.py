@@ -53,6 +53,16 @@ def _record(ctx: Context, value: int) -> bool:
                                  value=value, local_day=ctx.today)
 
 
+def _acknowledge_card(ctx: Context) -> None:
+    """Update the tapped card to show the tap counted (one tap is all it costs).
+    No user id and no answer in the update: the outbox must not link a person to a value."""
+    code = ctx.event.data.get("response_code")
+    if code:
+        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
+                dedupe_key=f"card_update:{code}"[:200])
+
+
 @conversation("card:pulse")
 def pulse_clicked(ctx: Context, _conv) -> None:
     """One tap: record the answer, then update the card so the tap visibly counted."""
@@ -60,12 +70,7 @@ def pulse_clicked(ctx: Context, _conv) -> None:
     if value is None:
         return None
     _record(ctx, value)
-    code = ctx.event.data.get("response_code")
-    if code:
-        # No user id and no answer in the update: the outbox must not link a person to a value.
-        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
-                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
-                dedupe_key=f"card_update:{code}"[:200])
+    _acknowledge_card(ctx)
     return None
 
 
@@ -114,11 +119,7 @@ def useless_clicked(ctx: Context, _conv) -> None:
     if g is None:
         return None
     _vote(ctx, g)
-    code = ctx.event.data.get("response_code")
-    if code:
-        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
-                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
-                dedupe_key=f"card_update:{code}"[:200])
+    _acknowledge_card(ctx)
     return None
 
 
