@@ -48,19 +48,12 @@ from typing import Callable
 
 from sqlalchemy import bindparam, func, select, update
 
+from bot.senders.base import PermanentSendError, TransientSendError
 from storage.db import Database
 from storage.models import OutboxMessage
 
 log = logging.getLogger("qunzhi.outbox")
 
-try:  # the senders package defines the contract; tolerate its absence in isolation
-    from bot.senders.base import PermanentSendError, TransientSendError
-except ImportError:  # pragma: no cover
-    class TransientSendError(Exception):
-        rate_limited = token_expired = timeout = False
-
-    class PermanentSendError(Exception):
-        pass
 
 # WeCom limits (wecom.md; per-member figure from WeCom's "发送应用消息" page, unverified here).
 PER_RECIPIENT = {"user": (30, 60.0), "aibot": (20, 60.0), "bridge": (20, 60.0), "appchat": (20, 60.0)}

@@ -98,14 +98,15 @@ class LeaderLock:
 
     def release(self) -> None:
         if self.conn is not None:
+            # Best effort: on a dead connection the lock is already gone with the session.
             try:
                 self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            except Exception:
-                pass
+            except Exception as e:
+                log.debug("advisory unlock failed (connection gone?): %r", e)
             try:
                 self.conn.close()
-            except Exception:
-                pass
+            except Exception as e:
+                log.debug("closing the leader connection failed: %r", e)
             self.conn = None
 
 

@@ -262,7 +262,7 @@ def read_ledger(path: Path, sink: dict | None = None) -> tuple[list[LedgerRow], 
     try:
         return _read_ledger(path, sink, "utf-8-sig")
     except UnicodeDecodeError:
-        pass
+        sink.clear()  # not UTF-8: Chinese Excel saves CSV as GBK; read it again as GB18030
     try:
         return _read_ledger(path, sink, "gb18030")
     except UnicodeDecodeError:
