@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/qunzhi serve
 
-# Debian's Chromium drives the dashboard's browser tests (Playwright never downloads a browser).
+# Debian's Chromium drives the dashboard's browser tests (Playwright never downloads a browser);
+# a CJK font makes the saved screenshot readable (the pages themselves load no fonts).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi wqy; } || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
 	    || echo "chromium could not be installed: browser tests will be skipped"; \
-	  else echo "not root: install Debian's chromium package for the browser tests"; fi; }
+	  else echo "not root: install Debian's chromium and fonts-wqy-microhei packages for the browser tests"; fi; }
 
 test: $(STAMP) chromium
 	$(BIN)/pytest -q

@@ -6,6 +6,7 @@
     var el = document.getElementById(id);
     if (!el || !window.echarts) { return; }
     var chart = window.echarts.init(el, null, { renderer: "canvas" });
+    option.animation = false;  // figures, not a show: draw at once (and screenshots see the data)
     chart.setOption(option);
     window.qunzhiCharts[id] = chart;
     window.addEventListener("resize", function () { chart.resize(); });
