@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     def _refuse_placeholders(self):
         if self.environment == "development":
             return self
-        required = ["admin_token"]
+        required = ["admin_token", "pseudonym_key"]  # the pseudonym key must not derive from the admin token
         if self.wecom_corp_id:
             required += ["wecom_token", "wecom_aes_key", "wecom_secret"]
         if self.aibot_token or self.aibot_aes_key:
@@ -114,7 +114,9 @@ class Settings(BaseSettings):
 
     @property
     def pseudonym_secret(self) -> bytes:
-        return (self.pseudonym_key or ("pseudonym:" + self.admin_token + self.database_url)).encode()
+        # Outside development QUNZHI_PSEUDONYM_KEY is required (see _refuse_placeholders): whoever
+        # holds the admin token must not be able to recompute who voted.
+        return (self.pseudonym_key or ("dev-pseudonym:" + self.database_url)).encode()
 
 
 @lru_cache

@@ -64,4 +64,6 @@ class Context:
     def may_administer(self, group: Group | None = None) -> bool:
         if self.person.role == "admin":
             return True
-        return self.person.role == "unit_admin" and (group is None or group.unit == self.person.unit)
+        if self.person.role != "unit_admin" or not self.person.unit:
+            return False
+        return group is None or group.unit == self.person.unit

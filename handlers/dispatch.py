@@ -79,7 +79,8 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
     elif event.kind == "dissolve_confirmed":
         from storage.lifecycle import confirm_bridge_dissolution
 
-        if not confirm_bridge_dissolution(session, g.id, event.at, services.settings):
+        if not confirm_bridge_dissolution(session, g.id, event.at, services.settings,
+                                          instruction_id=event.data.get("instruction_id")):
             log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
 
 

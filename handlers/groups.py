@@ -31,14 +31,18 @@ def resolve(ctx: Context, ref: str) -> Group | Reply:
     return found[0]
 
 
-def split_ref(ctx: Context, args: str) -> tuple[str, str]:
-    """Split ``<群> <rest>``: the longest leading words that name a known group, else the first word."""
+def split_ref(ctx: Context, args: str, *, rest_may_follow_in_group: bool = False) -> tuple[str, str]:
+    """Split ``<群> <rest>``: the longest leading words that name a known group, else the first word.
+
+    Said inside a group, ``续期 30天`` or ``保留 汛期还要用`` mean that group
+    (``rest_may_follow_in_group``); for the other commands an unknown name is an error, never
+    the current group (a typo must not mark the wrong group done)."""
     words = args.split(" ")
     for n in range(len(words), 0, -1):
         candidate = " ".join(words[:n])
         if repo.find_groups(ctx.session, candidate):
             return candidate, " ".join(words[n:]).strip()
-    if ctx.event.group_id and words and not repo.find_groups(ctx.session, words[0]):
+    if rest_may_follow_in_group and ctx.event.group_id and words:
         return "", args.strip()
     return words[0] if words else "", " ".join(words[1:]).strip()
 
@@ -48,10 +52,10 @@ def refuse(ctx: Context, g: Group) -> Reply:
     return Reply(f"只有群主（{owner}）或管理员可以操作这个群。")
 
 
-def owned_target(ctx: Context, args: str) -> tuple[Group, str] | Reply:
+def owned_target(ctx: Context, args: str, *, rest_may_follow_in_group: bool = False) -> tuple[Group, str] | Reply:
     """``<群> <rest>`` for a command only the owner or an administrator may use:
     the group and the rest of the arguments, or the reply that refuses (changing nothing)."""
-    ref, rest = split_ref(ctx, args)
+    ref, rest = split_ref(ctx, args, rest_may_follow_in_group=rest_may_follow_in_group)
     g = resolve(ctx, ref)
     if isinstance(g, Reply):
         return g

@@ -98,6 +98,9 @@ def register(app: typer.Typer) -> None:
         now = rt.now()
         with rt.db.session() as s:
             p = get_or_create_person(s, person_id, now)
+            if role == "unit_admin" and not (unit or p.unit):
+                typer.secho("单位管理员必须指定单位：--unit 单位名称", fg=typer.colors.RED, err=True)
+                raise typer.Exit(2)
             old = p.role
             p.role = role
             if unit:

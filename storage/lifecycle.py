@@ -310,7 +310,7 @@ def _warn(session: Session, g: Group, findings: list[Finding], facts: GroupFacts
                        f"如需继续使用请联系群主（{owner}）。")
         for pid in repo.member_ids(session, g.id):
             if pid not in recipients:
-                notify(session, person_id=pid, kind="warning", text=member_text, at=now, group_id=g.id,
+                notify(session, person_id=pid, kind="warning_member", text=member_text, at=now, group_id=g.id,
                        urgent=True, dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200])
 
 
@@ -394,11 +394,34 @@ def _finish(session: Session, g: Group, at: datetime, settings, *, actor: str) -
                    dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200])
 
 
-def confirm_bridge_dissolution(session: Session, group_id: str, at: datetime, settings) -> bool:
+def _cancel_bridge_instruction(session: Session, g: Group, state: dict, now: datetime) -> None:
+    """恢复 while a bridge dissolution waits: withdraw the instruction if it has not gone out,
+    otherwise tell the bridge to cancel it (``{"type": "cancel_dissolve", ...}``)."""
+    from storage.models import OutboxMessage
+
+    iid = state["instruction_id"]
+    row = session.execute(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"bridge-dissolve:{iid}")
+                          ).scalar_one_or_none()
+    if row is not None and row.status == "pending":
+        row.status, row.last_error = "cancelled", "群主恢复，解散指令撤回"
+        state["instruction_cancelled"] = "withdrawn"
+        return
+    enqueue(session, channel="bridge", recipient=g.id, kind="bridge_cancel", at=now,
+            payload={"type": "cancel_dissolve", "group_id": g.id, "instruction_id": iid, "platform": g.platform},
+            dedupe_key=f"bridge-cancel:{iid}")
+    state["instruction_cancelled"] = "cancel_sent"
+
+
+def confirm_bridge_dissolution(session: Session, group_id: str, at: datetime, settings,
+                               instruction_id: str | None = None) -> bool:
     """The bridge confirmed a dissolve instruction (a ``dissolve_confirmed`` event).
-    Idempotent; False if nothing was waiting."""
+    Idempotent; False if nothing was waiting or the confirmation names another instruction."""
     g = _locked(session, group_id)
     if g is None or g.status != DISSOLVING or g.dissolve_method != "bridge":
+        return False
+    if instruction_id and instruction_id != (g.dissolve_state or {}).get("instruction_id"):
+        log.warning("bridge confirmed instruction %s for %s, but %s is waiting", instruction_id, group_id,
+                    (g.dissolve_state or {}).get("instruction_id"))
         return False
     _finish(session, g, at, settings, actor="system:bridge")
     return True
@@ -439,6 +462,7 @@ def restore_group(session: Session, g: Group, now: datetime, settings, *, actor:
     :func:`advance_pending`)."""
     params = params_from(settings)
     state = dict(g.dissolve_state or {})
+    new = None if g.status == DISSOLVING else transition(_state(g), "restore", now, params)  # refuses first
     # A restored group is wanted: it is not proposed again for ``keep_days`` (like 保留,
     # but without counting as a keep).
     g.kept_until = now + timedelta(days=params.keep_days)
@@ -453,11 +477,12 @@ def restore_group(session: Session, g: Group, now: datetime, settings, *, actor:
             _set_status(g, RESTORING, now, "恢复中")
             return "pending"
         state["cancelled_at"] = now.isoformat()
+        if g.dissolve_method == "bridge" and state.get("instruction_id"):
+            _cancel_bridge_instruction(session, g, state, now)
         g.dissolve_state = state
         g.warned_at = g.warning_sent_at = None
         _set_status(g, "active", now, "群主恢复")
         return "done"
-    new = transition(_state(g), "restore", now, params)  # checks the window
     audit.record(session, actor=actor, action="restore", at=now, group_id=g.id, reason="恢复已解散的群",
                  data={"method": g.dissolve_method, "dissolved_at": g.dissolved_at.isoformat()})
     g.warned_at = g.warning_sent_at = None

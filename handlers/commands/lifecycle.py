@@ -24,7 +24,7 @@ def _admin_refusal(g: Group | None = None) -> Reply:
 
 @command("保留", summary="保留群（撤销解散提醒）")
 def keep(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args)
+    found = owned_target(ctx, args, rest_may_follow_in_group=True)
     if isinstance(found, Reply):
         return found
     g, reason = found

@@ -29,6 +29,7 @@ QUESTIONS = {
 }
 MAX_NAME = 50
 MAX_PURPOSE = 200
+MAX_CATEGORY = 32  # groups.category is VARCHAR(32)
 
 
 def _category(ctx: Context, text: str) -> tuple[str | None, str]:
@@ -75,6 +76,8 @@ def _take(ctx: Context, data: dict, field: str, value: str) -> Reply | None:
             cat, rest = value.split(" ")[0], " ".join(value.split(" ")[1:])
             if not cat.endswith("群"):
                 return Reply("没听清类别。" + QUESTIONS["category"])
+        if len(cat) > MAX_CATEGORY:
+            return Reply(f"类别太长了（最多{MAX_CATEGORY}个字），例如“临时群”“机关群”。")
         data["category"] = cat
         if rest and _is_temporary(ctx, cat):
             return _set_expiry(ctx, data, rest)
@@ -120,10 +123,14 @@ def _target_group(ctx: Context, data: dict) -> Group | Reply | None:
     for g in repo.find_groups(ctx.session, data["name"]):
         if g.status in ("dissolved", "purged", "merged"):
             continue
-        if g.owner_id in (None, ctx.person.id) and (not g.unit or g.unit == data.get("unit")):
-            return g
+        if g.owner_id == ctx.person.id:
+            return g  # the owner updates its own registration
+        if g.owner_id is None and ctx.may_administer(g):
+            return g  # an administrator registers an unowned ledger group for its owner
         if g.unit == data.get("unit"):
             return g  # same name in the same unit, owned by someone else: the owner check refuses
+    # An unowned group seen only in activity is claimed from inside it (报备 sent in the group),
+    # never by name from outside: otherwise anyone could make it theirs and have it dissolved.
     return None
 
 

@@ -12,7 +12,7 @@ from storage import audit
 
 @command("续期", "延期", summary="延长临时群")
 def renew(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args)
+    found = owned_target(ctx, args, rest_may_follow_in_group=True)
     if isinstance(found, Reply):
         return found
     g, span = found

@@ -16,6 +16,7 @@ def test_development_accepts_empty_secrets():
     ({"admin_token": "a-real-long-admin-token", "wecom_corp_id": "ww1", "wecom_token": "xxx",
       "wecom_aes_key": "k" * 43, "wecom_secret": "s" * 20}, "QUNZHI_WECOM_TOKEN"),
     ({"admin_token": "a-real-long-admin-token", "bridge_secret": "secret"}, "QUNZHI_BRIDGE_SECRET"),
+    ({"admin_token": "a-real-long-admin-token"}, "QUNZHI_PSEUDONYM_KEY"),
 ])
 def test_production_refuses_placeholders(overrides, bad):
     with pytest.raises(ValidationError) as e:
@@ -25,7 +26,8 @@ def test_production_refuses_placeholders(overrides, bad):
 
 def test_production_with_real_secrets_starts():
     s = Settings(_env_file=None, environment="production", admin_token="a-real-long-admin-token",
-                 wecom_corp_id="ww1", wecom_token="tokentoken", wecom_aes_key="k" * 43, wecom_secret="s" * 20)
+                 pseudonym_key="a-separate-random-key", wecom_corp_id="ww1", wecom_token="tokentoken",
+                 wecom_aes_key="k" * 43, wecom_secret="s" * 20)
     assert s.wecom_configured and not s.local_mode
 
 

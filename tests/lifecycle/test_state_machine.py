@@ -142,8 +142,9 @@ def test_renew_vetoes_warning(runtime):
     _seed(db, temporary=True, idle_days=2, expires_at=date(2026, 11, 20))
     _warned_and_sent(db, settings)
     with db.session() as s:
-        # temporary group: the members are told too
-        assert sorted(n.person_id for n in notices(s, "warning")) == ["m1", "m2", "m3", "owner1"]
+        # temporary group: the members are told too, but only the owner's notice starts the grace period
+        assert [n.person_id for n in notices(s, "warning")] == ["owner1"]
+        assert sorted(n.person_id for n in notices(s, "warning_member")) == ["m1", "m2", "m3"]
         owner_text = [n.text for n in notices(s, "warning") if n.person_id == "owner1"][0]
         assert owner_text == ("您的“防汛抗旱群”已于11月20日到期。如无异议，将于11月30日解散，解散后30天内可恢复。"
                               "需要保留请回复“保留 防汛抗旱群 理由”。如需延期请回复“续期 防汛抗旱群 30天”。")
