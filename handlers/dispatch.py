@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from datetime import timedelta
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from storage.models import Conversation, Group, Person, ProcessedEvent
 
 log = logging.getLogger("qunzhi.handlers")
 
+CONVERSATION_TTL = timedelta(hours=12)
 HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备”“我的群”。"
 
 
@@ -115,6 +117,9 @@ def _run_command(session: Session, event: Event, person, services: Services) -> 
     ctx = Context(session=session, event=event, person=person, services=services, text=text)
     found = registry.match(text)
     conv = session.get(Conversation, person.id)
+    if conv is not None and conv.updated_at < event.at - CONVERSATION_TTL:
+        session.delete(conv)  # an abandoned dialogue must not swallow tomorrow's 好的 as an answer
+        conv = None
     if found is None and conv is not None:
         cont = registry.continuation(conv.intent)
         if cont is not None:

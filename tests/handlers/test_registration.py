@@ -162,3 +162,12 @@ def test_duplicate_event_processed_once(runtime, clock):
         second = handle_event(s, ev, runtime.services)
     assert first and second == []
     assert len(groups(runtime)) == 1
+
+
+def test_an_abandoned_dialogue_expires(chat, runtime, clock):
+    assert chat.say("zhang", "报备") == "好的，请告诉我群名称。"
+    clock.advance(hours=13)
+    assert "没听懂" in chat.say("zhang", "好的")  # not taken as the group's name
+    assert groups(runtime) == []
+    with runtime.db.session() as s:
+        assert s.get(Conversation, "zhang") is None
