@@ -102,9 +102,16 @@ class BridgeEvent(BaseModel):
         data = {"via": "bridge"}
         if self.instruction_id:
             data["instruction_id"] = self.instruction_id
-        return Event(platform=self.platform, kind=self.type, sender_id=self.sender_id, at=self.at, text=self.text,
-                     group_id=self.group_id or None, msg_id=f"bridge:{self.id}", mentioned_bot=self.mentioned_bot,
-                     group_name=self.group_name, member_ids=tuple(self.member_ids), data=data)
+        return Event(platform=self.platform, kind=self.type, sender_id=person_id(self.platform, self.sender_id),
+                     at=self.at, text=self.text, group_id=self.group_id or None, msg_id=f"bridge:{self.id}",
+                     mentioned_bot=self.mentioned_bot, group_name=self.group_name,
+                     member_ids=tuple(person_id(self.platform, m) for m in self.member_ids), data=data)
+
+
+def person_id(platform: str, user_id: str) -> str:
+    """Bridge users live in their platform's namespace (``wechat:zhangsan``): a WeChat id that
+    happens to equal a WeCom userid must never act with that cadre's role or ownership."""
+    return f"{platform}:{user_id}"
 
 
 _FIELD_NAMES = {"id": "事件编号 id", "type": "事件类型 type", "platform": "平台 platform", "group_id": "群编号 group_id",

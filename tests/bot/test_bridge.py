@@ -61,7 +61,7 @@ def test_member_events_rename_and_dissolve_confirmed(client, clock, db):
     with db.session() as s:
         members = s.execute(select(Membership.person_id).where(Membership.group_id == "wxg-1")
                             .order_by(Membership.person_id)).scalars().all()
-        assert members == ["b", "c", "d"]
+        assert members == ["wechat:b", "wechat:c", "wechat:d"]  # bridge users live in their own namespace
         g = s.get(Group, "wxg-1")
         assert (g.name, g.member_count) == ("秋粮收购专班", 3)
     r = bridge_post(client, clock, _event("dc1", "dissolve_confirmed", instruction_id="ins-1"))

@@ -214,3 +214,18 @@ def test_dashboard_refused_action_changes_nothing_and_says_why(client, runtime, 
     assert _snapshot(db)[::2] == before[::2]
     page = client.get(r.headers["location"])
     assert "请填写要合并到的群ID" in page.text
+
+
+def test_a_bridge_user_with_an_admins_id_is_not_that_admin(client, db, clock):
+    """A WeChat id equal to a WeCom administrator's userid must not carry the admin role."""
+    from tests.bot.helpers import bridge_post
+
+    _seed(db, clock(), None)
+    before = _snapshot(db)
+    event = {"id": "spoof-1", "type": "message", "platform": "wechat", "group_id": None, "sender_id": "admin",
+             "text": "保护 测试专班群", "at": clock().isoformat(), "mentioned_bot": True, "member_ids": []}
+    r = bridge_post(client, clock, event)
+    assert r.status_code == 200 and r.json()["replies"], r.text
+    assert _snapshot(db)[::2] == before[::2]
+    with db.session() as s:
+        assert s.get(Person, "wechat:admin").role == "cadre"
