@@ -57,7 +57,7 @@ def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Findi
     if group.last_work_at is None:
         reasons = [f"已{days}天没有工作消息（自建群或开始记录以来没有任何工作消息）"]
     else:
-        reasons = [f"已{days}天没有工作消息（最后一条工作消息在{group.last_work_at.date().isoformat()}）"]
+        reasons = [f"已{days}天没有工作消息（最后一条工作消息在{group.last_work_at.astimezone(now.tzinfo).date().isoformat()}）"]
     if group.last_message_at is not None and group.last_message_at > since and group.ritual_count:
         quiet = _days(now - group.last_message_at)
         reasons.append(
@@ -110,7 +110,7 @@ def expired(
     reasons: list[str] = []
     score = 0.0
     if group.done_at is not None and group.done_at <= now:
-        reasons.append(f"群主已于{group.done_at.date().isoformat()}标记任务完成")
+        reasons.append(f"群主已于{group.done_at.astimezone(now.tzinfo).date().isoformat()}标记任务完成")
         score = float(max(_days(now - group.done_at), 0))
     if group.temporary and group.expires_at is not None and today > group.expires_at:
         overdue = (today - group.expires_at).days

@@ -175,8 +175,8 @@ def rebounds(
             continue
         born = g.created_at if g.created_at > d.dissolved_at else g.first_seen_at
         reasons = [
-            f"「{g.name}」出现于{born.date().isoformat()}，「{d.name}」已于"
-            f"{d.dissolved_at.date().isoformat()}解散（{params.rebound_days}天内）",
+            f"「{g.name}」出现于{born.astimezone(now.tzinfo).date().isoformat()}，「{d.name}」已于"
+            f"{d.dissolved_at.astimezone(now.tzinfo).date().isoformat()}解散（{params.rebound_days}天内）",
             "；".join(label for _, label in items),
             "疑似反弹回潮，请回头看核实",
         ]

@@ -177,7 +177,8 @@ def load_facts(session: Session, now: datetime, settings) -> tuple[list[GroupFac
 def compute_findings(session: Session, now: datetime, settings) -> list[Finding]:
     """Every rule over the current ledger; changes nothing."""
     live, gone = load_facts(session, now, settings)
-    return scan(live, now, params_from(settings), gone, today=_today(now, settings))
+    # local time: the dates written into the reasons are the ones cadres see on their calendar
+    return scan(live, now.astimezone(settings.tz), params_from(settings), gone, today=_today(now, settings))
 
 
 def refresh_findings(session: Session, now: datetime, settings) -> list[Finding]:
