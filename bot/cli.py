@@ -47,8 +47,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="输出调�
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
           port: int = typer.Option(8000, "--port", help="端口"),
-          scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务"),
-          workers: int = typer.Option(1, "--workers", help="(保留) 进程数")) -> None:
+          scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务")) -> None:
     """启动机器人服务（无企业微信凭据时进入本地模式，提供网页对话）。"""
     import uvicorn
 
