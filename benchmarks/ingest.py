@@ -108,7 +108,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
-            pass
+            time.sleep(0.05)  # not listening yet
         time.sleep(0.1)
     raise RuntimeError("server did not become ready")
 

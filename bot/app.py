@@ -49,7 +49,7 @@ class BodyLimitMiddleware:
 
 
 class _TooLarge(Exception):
-    pass
+    """The streamed body passed the limit (no Content-Length to refuse it up front)."""
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,

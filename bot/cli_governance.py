@@ -23,11 +23,9 @@ def parse_as_of(value: str | None, settings) -> datetime:
         return datetime.now(timezone.utc)
     value = value.strip()
     try:
-        return as_of(date.fromisoformat(value), settings)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value)
+        if len(value) == 10:  # a day, 2026-11-22: the end of that day
+            return as_of(date.fromisoformat(value), settings)
+        dt = datetime.fromisoformat(value)  # a moment, 2026-11-22T10:00
     except ValueError:
         typer.secho(f"无法识别的日期：{value}（请写成 2026-11-22）", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import chinese_calendar
+
 log = logging.getLogger("qunzhi.worktime")
 
 FIXED_HOLIDAYS = {(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)}
@@ -39,10 +41,8 @@ class WorkTime:
 def is_working_day(d: date) -> bool:
     """Official working day: 调休 Saturdays count, holidays on weekdays do not."""
     try:
-        import chinese_calendar
-
         return bool(chinese_calendar.is_workday(d))
-    except (NotImplementedError, ImportError):
+    except NotImplementedError:  # a year the installed package has no official schedule for
         if d.year not in _warned_years:
             _warned_years.add(d.year)
             log.warning("chinese_calendar has no data for %s: falling back to Mon–Fri minus fixed holidays "

@@ -360,33 +360,27 @@ def _copy_members(session: Session, new_members: dict[str, list[str]]) -> None:
         cur.close()
 
 
-def _add_members(session: Session, pg: bool, pairs: list[tuple[str, str]]) -> None:
+_MEMBER_SQL = {  # (PostgreSQL with unnest arrays, SQLite executemany)
+    "add": ("INSERT INTO memberships (group_id, person_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "ON CONFLICT DO NOTHING",
+            "INSERT INTO memberships (group_id, person_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+    "remove": ("DELETE FROM memberships m USING unnest(%s::text[], %s::text[]) AS d(g, p) "
+               "WHERE m.group_id = d.g AND m.person_id = d.p",
+               "DELETE FROM memberships WHERE group_id = ? AND person_id = ?"),
+}
+
+
+def _change_members(session: Session, pg: bool, op: str, pairs: list[tuple[str, str]]) -> None:
+    """Add or remove (group_id, person_id) pairs in one statement per backend."""
     if not pairs:
         return
+    pg_sql, sqlite_sql = _MEMBER_SQL[op]
     cur = _dbapi(session).cursor()
     try:
         if pg:
-            gs, ps = [g for g, _ in pairs], [p for _, p in pairs]
-            cur.execute("INSERT INTO memberships (group_id, person_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
-                        "ON CONFLICT DO NOTHING", (gs, ps))
+            cur.execute(pg_sql, ([g for g, _ in pairs], [p for _, p in pairs]))
         else:
-            cur.executemany("INSERT INTO memberships (group_id, person_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                            pairs)
-    finally:
-        cur.close()
-
-
-def _remove_members(session: Session, pg: bool, pairs: list[tuple[str, str]]) -> None:
-    if not pairs:
-        return
-    cur = _dbapi(session).cursor()
-    try:
-        if pg:
-            gs, ps = [g for g, _ in pairs], [p for _, p in pairs]
-            cur.execute("DELETE FROM memberships m USING unnest(%s::text[], %s::text[]) AS d(g, p) "
-                        "WHERE m.group_id = d.g AND m.person_id = d.p", (gs, ps))
-        else:
-            cur.executemany("DELETE FROM memberships WHERE group_id = ? AND person_id = ?", pairs)
+            cur.executemany(sqlite_sql, pairs)
     finally:
         cur.close()
 
@@ -543,9 +537,9 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
         if pg and fresh:
             _copy_members(session, fresh)  # no row can conflict: this transaction just created these groups
             fresh = {}
-        _add_members(session, pg, [(gid, p) for gid, ms in fresh.items() for p in ms] + plan.added)
+        _change_members(session, pg, "add", [(gid, p) for gid, ms in fresh.items() for p in ms] + plan.added)
         _update_groups(session, plan.changes)
-        _remove_members(session, pg, plan.removed)
+        _change_members(session, pg, "remove", plan.removed)
     result.imported = True
     if result.created or result.updated:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入台账 {path.name}",

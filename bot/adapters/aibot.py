@@ -39,9 +39,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from bot.adapters.common import card_kind, enqueue_replies, from_unix
+from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_nonces
-from bot.runtime import DeadlineMissed
 from handlers.events import Event
 
 log = logging.getLogger("qunzhi.aibot")
@@ -105,14 +104,9 @@ async def callback(request: Request) -> Response:
         return _refuse(e)
 
     event = to_event(data, rt.clock())
-    if event is None:
-        return Response(status_code=200)
-    try:
-        replies = await rt.process_async(event, reply_channel="aibot")
-    except DeadlineMissed:  # not stored yet: WeCom must retry; the runtime queues the replies later
-        return Response(status_code=503)
-    if not replies:
-        return Response(status_code=200)
+    replies = await dispatch(rt, event, "aibot")
+    if isinstance(replies, Response):
+        return replies
     texts = [r.text for r in replies if r.text and r.card is None]
     later = [r for r in replies if r.card is not None]
     plaintext = None

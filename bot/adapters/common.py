@@ -71,3 +71,20 @@ def _enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: st
             key = f"reply:{event.dedupe_key}:{i}" if event.dedupe_key else None
             enqueue(s, channel=channel, recipient=recipient, kind="reply", payload=payload, at=at, dedupe_key=key)
     return len(replies)
+
+
+async def dispatch(rt, event: Event | None, channel: str):
+    """Hand a parsed event to the runtime. Returns the replies to answer with, or the Response to
+    send when there is nothing to answer: 200 for an ignored or reply-less event, 503 when the
+    4 s deadline passed before the event was stored (WeCom retries; the dedupe absorbs it)."""
+    from starlette.responses import Response
+
+    from bot.runtime import DeadlineMissed
+
+    if event is None:
+        return Response(status_code=200)
+    try:
+        replies = await rt.process_async(event, reply_channel=channel)
+    except DeadlineMissed:  # not stored yet: nothing may be acknowledged; late replies go via the outbox
+        return Response(status_code=503)
+    return replies or Response(status_code=200)

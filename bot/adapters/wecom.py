@@ -29,9 +29,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import card_kind, enqueue_replies, from_unix, parse_xml, xml_fields
+from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, parse_xml, xml_fields
 from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_nonces
-from bot.runtime import DeadlineMissed
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
@@ -88,14 +87,9 @@ async def callback(request: Request) -> Response:
         return _refuse(e)
 
     event = to_event(message, rt.clock())
-    if event is None:
-        return Response(status_code=200)
-    try:
-        replies = await rt.process_async(event, reply_channel="user")
-    except DeadlineMissed:  # not stored yet: WeCom must retry; the runtime queues the replies later
-        return Response(status_code=503)
-    if not replies:
-        return Response(status_code=200)
+    replies = await dispatch(rt, event, "user")
+    if isinstance(replies, Response):
+        return replies
     if _passive(replies):
         fields = xml_fields(message)
         reply = TextReply(source=fields.get("ToUserName", ""), target=event.sender_id,

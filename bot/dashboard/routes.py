@@ -88,7 +88,7 @@ def _require(request: Request, s, *, admin: bool = False) -> auth.DashSession:
 
 
 class _Login(Exception):
-    pass
+    """No valid dashboard session: the visitor is sent to the login page."""
 
 
 def _guard(fn):

@@ -45,7 +45,7 @@ class TransientSendError(SendError):
 
 
 class PermanentSendError(SendError):
-    pass
+    """WeCom refused for good (bad recipient, bad content): retrying will not help."""
 
 
 def error_for(errcode: int, errmsg: str, *, http_status: int | None = None) -> SendError:
