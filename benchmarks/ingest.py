@@ -66,8 +66,14 @@ TEXTS = ["@群治 收到", "@群治 今天下午三点开会，请各村准时�
 
 # --- servers --------------------------------------------------------------------------------
 def bare_app():
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
+    from starlette.requests import Request
+
+    # With ``from __future__ import annotations`` FastAPI resolves the endpoint's annotations in
+    # the module's globals: a ``Request`` imported only here would be taken for a query parameter
+    # and every request answered 422 without reading the body.
+    globals()["Request"] = Request
 
     app = FastAPI()
 
