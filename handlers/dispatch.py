@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import handlers.commands  # noqa: F401  (registers every command)
@@ -185,8 +184,7 @@ def bulk_prefix(session: Session, plans: list[Planned]) -> int:
     hint-message whose sender is in a dialogue (that text is the dialogue's next answer)."""
     senders = {p.event.sender_id for p in plans if p.hint}
     if senders:
-        talking = set(session.execute(select(Conversation.person_id)
-                                      .where(Conversation.person_id.in_(sorted(senders)))).scalars())
+        talking = repo.in_dialogue(session, sorted(senders))
         for i, p in enumerate(plans):
             if p.hint and p.event.sender_id in talking:
                 return i

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import bindparam, case, delete, func, or_, select, text, update
+from sqlalchemy import String, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from storage.models import Base, Group, Membership, Message, Person, ProcessedEvent
+from storage.models import Base, Group, Membership, Message, Person, ProcessedEvent, UTCDateTime
 
 LIVE_STATUSES = ("active", "warned")
 
@@ -23,25 +23,88 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-@lru_cache(maxsize=1024)
-def _insert_ignore_stmt(table_name: str, cols: tuple[str, ...], keys: tuple[str, ...], nrows: int,
-                        returning: tuple[str, ...]):
-    """``INSERT … VALUES (…), (…) ON CONFLICT (keys) DO NOTHING RETURNING …`` as a typed ``text()``.
+def _placeholder(dialect) -> str:
+    return "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
 
-    Why text: SQLAlchemy 2.0 marks the dialect ``Insert`` (the one with ``on_conflict_do_nothing``)
-    ``inherit_cache = False``, so every execution was compiled afresh (a quarter of a callback's CPU
-    in the ingest profile). This SQL is the same on SQLite (>= 3.35) and PostgreSQL; the bind
-    parameters carry the columns' types, so values are processed exactly as the ORM does."""
-    table = Base.metadata.tables[table_name]
-    rows_sql = ", ".join("(" + ", ".join(f":{c}_{i}" for c in cols) + ")" for i in range(nrows))
-    sql = (f"INSERT INTO {_q(table_name)} ({', '.join(_q(c) for c in cols)}) VALUES {rows_sql} "
+
+@lru_cache(maxsize=1024)
+def _insert_ignore_sql(table_name: str, cols: tuple[str, ...], keys: tuple[str, ...], nrows: int,
+                       returning: tuple[str, ...], ph: str) -> str:
+    """``INSERT … VALUES (…), (…) ON CONFLICT (keys) DO NOTHING RETURNING …`` in the driver's
+    own positional parameter style (the same SQL on SQLite >= 3.35 and PostgreSQL)."""
+    row = "(" + ", ".join([ph] * len(cols)) + ")"
+    sql = (f"INSERT INTO {_q(table_name)} ({', '.join(_q(c) for c in cols)}) VALUES {', '.join([row] * nrows)} "
            f"ON CONFLICT ({', '.join(_q(k) for k in keys)}) DO NOTHING")
     if returning:
         sql += " RETURNING " + ", ".join(_q(r) for r in returning)
-    stmt = text(sql).bindparams(*(bindparam(f"{c}_{i}", type_=table.c[c].type) for i in range(nrows) for c in cols))
-    if returning:
-        stmt = stmt.columns(*(table.c[r] for r in returning))
-    return stmt
+    return sql
+
+
+def _utc_sqlite(value):
+    """What ``UTCDateTime`` and SQLAlchemy's SQLite ``DATETIME`` store, in one step."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: pass an aware datetime")
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _utc_aware(value):
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: pass an aware datetime")
+    return value.astimezone(timezone.utc)
+
+
+@lru_cache(maxsize=256)
+def _driver_converters(table_name: str, cols: tuple[str, ...], dialect) -> tuple:
+    """Per column, the function that turns a Python value into what the driver is given (None:
+    as is). ``UTCDateTime`` gets a direct version of what SQLAlchemy's processor chain does;
+    every other type its own SQLAlchemy bind processor."""
+    table = Base.metadata.tables[table_name]
+    out = []
+    for c in cols:
+        t = table.c[c].type
+        if isinstance(t, UTCDateTime):
+            out.append(_utc_sqlite if dialect.name == "sqlite" else _utc_aware)
+        else:
+            out.append(t._cached_bind_processor(dialect))
+    return tuple(out)
+
+
+def _driver_rows(rows: list[dict], cols: tuple[str, ...], conv: tuple) -> list:
+    """The rows' values, flattened in column order and converted for the driver (each distinct
+    value converted once: a batch's rows share their events' timestamps)."""
+    flat: list = []
+    pairs = tuple(zip(cols, conv))
+    memo: dict = {}
+    for row in rows:
+        for c, f in pairs:
+            v = row[c]
+            if f is _utc_sqlite or f is _utc_aware:
+                hit = memo.get(v, memo)
+                if hit is memo:
+                    hit = memo[v] = f(v)
+                v = hit
+            elif f is not None:
+                v = f(v)
+            flat.append(v)
+    return flat
+
+
+def driver_execute(session: Session, sql: str, params=(), *, many: bool = False) -> list[tuple]:
+    """Run driver-level SQL on the session's connection (inside its transaction) through the DBAPI
+    cursor, skipping SQLAlchemy's result machinery; returns the rows (for RETURNING / SELECT)."""
+    cur = session.connection().connection.dbapi_connection.cursor()
+    try:
+        if many:
+            cur.executemany(sql, params)
+        else:
+            cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+    finally:
+        cur.close()
 
 
 @lru_cache(maxsize=256)
@@ -75,18 +138,20 @@ def insert_ignore_returning(session: Session, model, rows: list[dict], keys: lis
     if fill:  # what SQLAlchemy's Insert does for omitted columns with a Python-side default
         rows = [{**row, **{c: (d.arg if d.is_scalar else d.arg(None)) for c, d in fill}} for row in rows]
     cols = tuple(rows[0])
+    table_obj = Base.metadata.tables[table.name]
+    if not all(isinstance(table_obj.c[r].type, String) for r in ret):  # driver values come back as is
+        stmt = _insert(session)(table).values(rows).on_conflict_do_nothing(index_elements=keys)
+        return [tuple(r) for r in session.execute(stmt.returning(*(table.c[r] for r in ret)))]
+    # Driver-level SQL and parameters: the bulk ingest path writes thousands of rows a second, and
+    # SQLAlchemy's per-parameter processing (typed binds, construct_params) was most of its CPU.
+    dialect = session.get_bind().dialect
+    conv = _driver_converters(table.name, cols, dialect)
+    ph = _placeholder(dialect)
     out: list[tuple] = []
-    conn = session.connection()
     for start in range(0, len(rows), BULK_CHUNK):
         chunk = rows[start:start + BULK_CHUNK]
-        # Pad to a power of two (repeating the last row, which then conflicts with itself and is
-        # ignored): a handful of statement shapes per table, each built and compiled once, instead
-        # of one per batch size (building + compiling was a fifth of the server's CPU).
-        size = min(BULK_CHUNK, 1 << (len(chunk) - 1).bit_length())
-        chunk = chunk + [chunk[-1]] * (size - len(chunk))
-        stmt = _insert_ignore_stmt(table.name, cols, tuple(keys), len(chunk), ret)
-        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in cols}
-        out.extend(tuple(r) for r in conn.execute(stmt, params))
+        sql = _insert_ignore_sql(table.name, cols, tuple(keys), len(chunk), ret, ph)
+        out.extend(tuple(r) for r in driver_execute(session, sql, tuple(_driver_rows(chunk, cols, conv))))
     return out
 
 
@@ -199,23 +264,34 @@ def record_message(session: Session, *, dedupe_key: str, platform: str, group_id
     return True
 
 
-_G = Group.__table__
-_LM = bindparam("lm", type_=_G.c.last_message_at.type)
-_LW = bindparam("lw", type_=_G.c.last_work_at.type)
-_COUNTERS = dict(
-    message_count=_G.c.message_count + bindparam("n"),
-    ritual_count=_G.c.ritual_count + bindparam("r"),
-    last_message_at=case((or_(_G.c.last_message_at.is_(None), _G.c.last_message_at < _LM), _LM),
-                         else_=_G.c.last_message_at),
-    updated_at=bindparam("upd", type_=_G.c.updated_at.type),
-)
-_COUNT_RITUAL_ONLY = update(_G).where(_G.c.id == bindparam("gid")).values(**_COUNTERS)
-_COUNT_WITH_WORK = update(_G).where(_G.c.id == bindparam("gid")).values(
-    **_COUNTERS, last_work_at=case((or_(_G.c.last_work_at.is_(None), _G.c.last_work_at < _LW), _LW),
-                                   else_=_G.c.last_work_at))
-_MEMBER_COUNT = update(_G).where(_G.c.id == bindparam("gid")).values(
-    member_count=select(func.count()).select_from(Membership.__table__)
-    .where(Membership.__table__.c.group_id == bindparam("gid")).scalar_subquery())
+@lru_cache(maxsize=8)
+def _counter_sql(with_work: bool, ph: str) -> str:
+    """One group's counters after a batch of its new messages: counts added, ``last_*_at`` only
+    moved forward (timestamps compare correctly as stored: ISO text on SQLite, timestamptz on
+    PostgreSQL). Parameters: n, r, lm, lm, upd[, lw, lw], gid."""
+    sets = [f"message_count = message_count + {ph}", f"ritual_count = ritual_count + {ph}",
+            f"last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < {ph} THEN {ph} "
+            "ELSE last_message_at END", f"updated_at = {ph}"]
+    if with_work:
+        sets.append(f"last_work_at = CASE WHEN last_work_at IS NULL OR last_work_at < {ph} THEN {ph} "
+                    "ELSE last_work_at END")
+    return f"UPDATE {_q('groups')} SET {', '.join(sets)} WHERE id = {ph}"
+
+
+def _member_count_sql(ph: str) -> str:
+    return (f"UPDATE {_q('groups')} SET member_count = (SELECT count(*) FROM memberships "
+            f"WHERE memberships.group_id = {ph}) WHERE id = {ph}")
+
+
+def in_dialogue(session: Session, person_ids: list[str]) -> set[str]:
+    """Which of ``person_ids`` have an unfinished dialogue (a ``conversations`` row)."""
+    ph = _placeholder(session.get_bind().dialect)
+    out: set[str] = set()
+    for start in range(0, len(person_ids), BULK_CHUNK):
+        chunk = person_ids[start:start + BULK_CHUNK]
+        sql = f"SELECT person_id FROM conversations WHERE person_id IN ({', '.join([ph] * len(chunk))})"
+        out.update(r[0] for r in driver_execute(session, sql, tuple(chunk)))
+    return out
 
 
 def record_activity_bulk(session: Session, *, persons: list[dict], groups: list[dict], members: list[dict],
@@ -247,15 +323,23 @@ def record_activity_bulk(session: Session, *, persons: list[dict], groups: list[
             g["r"] += 1
         else:
             g["lw"] = at if g["lw"] is None else max(g["lw"], at)
-    conn = session.connection()
-    touched = [per_group[k] for k in sorted(per_group)]
-    work = [g for g in touched if g["lw"] is not None]
-    ritual = [{k: v for k, v in g.items() if k != "lw"} for g in touched if g["lw"] is None]
-    for stmt, params in ((_COUNT_WITH_WORK, work), (_COUNT_RITUAL_ONLY, ritual)):
+    dialect = session.get_bind().dialect
+    ph = _placeholder(dialect)
+    ts = _utc_sqlite if dialect.name == "sqlite" else _utc_aware
+    work, ritual = [], []
+    for gid in sorted(per_group):  # sorted: concurrent writers lock group rows in the same order
+        g = per_group[gid]
+        lm = ts(g["lm"])
+        if g["lw"] is None:
+            ritual.append((g["n"], g["r"], lm, lm, ts(g["upd"]), gid))
+        else:
+            lw = ts(g["lw"])
+            work.append((g["n"], g["r"], lm, lm, ts(g["upd"]), lw, lw, gid))
+    for with_work, params in ((True, work), (False, ritual)):
         if params:
-            conn.execute(stmt, params)
+            driver_execute(session, _counter_sql(with_work, ph), params, many=True)
     if grown:
-        conn.execute(_MEMBER_COUNT, [{"gid": g} for g in sorted(grown)])
+        driver_execute(session, _member_count_sql(ph), [(g, g) for g in sorted(grown)], many=True)
     session.expire_all()  # Group objects loaded earlier in this session no longer match their rows
 
 
