@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         rt: Runtime = app.state.runtime
+        await rt.start_writer()
         sched = None
         if start_scheduler if start_scheduler is not None else settings.run_scheduler:
             from scheduler.service import start_in_process
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         yield
         if sched is not None:
             sched.shutdown()
+        rt.close()  # the writer finishes what it holds (uvicorn has answered every request by now)
 
     app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime or Runtime(settings)

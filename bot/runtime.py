@@ -1,8 +1,11 @@
 """One place that builds the database, services and clients, shared by the app, CLI and jobs.
 
-Group commit (callbacks): ``process_async`` hands each event to the runtime's writer threads
-(one on SQLite, whose single write lock makes more pointless; four on PostgreSQL, to overlap
-network round trips). A writer drains the queue, handles up to ``group_commit_max`` events in one transaction with a
+Group commit (callbacks): ``process_async`` hands each event to the runtime's writer, sharded by
+group (one shard on SQLite, whose single write lock makes more pointless; four on PostgreSQL,
+to overlap network round trips). The writer is a separate process by default
+(``QUNZHI_INGEST_WRITER=process``, ``bot/writer.py``), so storing events does not compete with
+HTTP and crypto for the web process's interpreter lock; threads in the web process otherwise.
+A writer shard handles up to ``group_commit_max`` waiting events in one transaction with a
 SAVEPOINT per event (one bad event is rolled back alone and does not sink the batch), commits
 once, and only then resolves each request's future, so an HTTP 200 is never given for an event
 that is not durably stored. A request whose event is not committed within ``REPLY_DEADLINE`` is
@@ -30,26 +33,24 @@ Failure handling, in order:
 
 ``QUNZHI_GROUP_COMMIT=0`` turns it off (one transaction per request in the thread pool, used by
 the ingest benchmark for the comparison); ``QUNZHI_GROUP_COMMIT_MAX`` sets the batch size and
-``QUNZHI_GROUP_COMMIT_WRITERS`` the number of writer threads.
+``QUNZHI_GROUP_COMMIT_WRITERS`` the number of writer shards.
 """
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
-import queue
 import re
 import threading
-import zlib
 from datetime import datetime
 from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
 
 from bot.settings import Settings
+from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
-from handlers.dispatch import Planned, bulk_prefix, handle_bulk, handle_event, plan
+from handlers.dispatch import handle_event
 from handlers.events import Event, Reply
 from storage.db import Database
 from storage.outbox import enqueue
@@ -85,9 +86,8 @@ install_log_redaction()
 
 REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
 GROUP_COMMIT_MAX = 128  # events per transaction
-BULK_MAX = 512  # events per bulk run (handlers.dispatch.handle_bulk)
-# Writer threads: SQLite has one write lock, so one writer; on PostgreSQL each statement waits a
-# network round trip, so a few writers overlap them (measured: one writer halved PostgreSQL's rate).
+# Writer shards: SQLite has one write lock, so one; on PostgreSQL each statement waits a network
+# round trip, so a few shards overlap them (measured: one writer halved PostgreSQL's rate).
 GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 4}
 
 
@@ -114,8 +114,17 @@ class Runtime:
                                         or GROUP_COMMIT_WRITERS.get(self.db.dialect, 2))
         # QUNZHI_BULK_INGEST=0: every event of a batch through handle_event (for comparison/diagnosis).
         self.bulk = _env_flag("QUNZHI_BULK_INGEST", True)
-        self._writer: _GroupWriter | None = None
+        # The writer process needs what a child can open on its own: a database named by a URL
+        # (not an injected or in-memory one) and the real clock (an injected one stays here).
+        self.writer_kind = "thread"
+        if settings.ingest_writer == "process":
+            if db is None and clock is utcnow and not _in_memory(self.db.url):
+                self.writer_kind = "process"
+            else:
+                log.info("ingest writer: threads (an injected database or clock cannot cross to a process)")
+        self._writer: ThreadWriter | ProcessWriter | None = None
         self._writer_lock = threading.Lock()
+        self._writer_deaths: list[float] = []
 
     def now(self) -> datetime:
         return self.clock()
@@ -125,13 +134,42 @@ class Runtime:
         with self.db.session() as s:
             return handle_event(s, event, self.services)
 
-    def submit(self, event: Event) -> concurrent.futures.Future:
-        """Queue an event for the group-commit writer; the future resolves after its batch commits."""
+    def writer(self) -> ThreadWriter | ProcessWriter:
+        """The live group-commit writer, started on first use (and again after a writer process
+        died; after two deaths within ``RESTART_WINDOW`` seconds, threads from then on)."""
         with self._writer_lock:
-            if self._writer is None or not self._writer.alive:
-                self._writer = _GroupWriter(self)
-            writer = self._writer
-        return writer.submit(event)
+            w = self._writer
+            if w is not None and w.alive:
+                return w
+            if isinstance(w, ProcessWriter):
+                now = w.died_at or 0.0
+                self._writer_deaths = [t for t in self._writer_deaths if now - t < RESTART_WINDOW] + [now]
+                if len(self._writer_deaths) >= 2:
+                    log.error("the writer process died twice within %.0fs; storing events with writer "
+                              "threads in the web process from now on", RESTART_WINDOW)
+                    self.writer_kind = "thread"
+                else:
+                    log.warning("the writer process ended; starting a new one")
+            shards = self.group_commit_writers
+            self._writer = ProcessWriter(self, shards) if self.writer_kind == "process" else ThreadWriter(self, shards)
+            return self._writer
+
+    async def start_writer(self) -> None:
+        """Start the writer before the first request (the web app's startup): a writer process
+        takes a second or two to import and connect. If it cannot start, fall back to threads."""
+        if not self._use_group_commit() or self.writer_kind != "process":
+            return
+        w = self.writer()
+        try:
+            await w.start()
+        except Exception as e:
+            log.error("the writer process did not start (%r); storing events with writer threads", e)
+            with self._writer_lock:
+                self.writer_kind = "thread"
+                self._writer = None
+            w.stop(timeout=5)
+            return
+        log.info("ingest writer: a separate process (pid %s), %d lane(s)", w.proc.pid, len(w.lanes))
 
     def _use_group_commit(self) -> bool:
         # A test that replaces ``process`` on the instance (a spy) gets the per-event path it spies on.
@@ -147,7 +185,7 @@ class Runtime:
         first attempt commits, the retry is a duplicate (``processed_events``) and changes
         nothing. The first attempt's replies, when it finishes, go out through the outbox."""
         if self._use_group_commit():
-            task = asyncio.wrap_future(self.submit(event))
+            task = asyncio.ensure_future(self.writer().submit_async(event))
         else:
             task = asyncio.ensure_future(run_in_threadpool(self.process, event))
         try:
@@ -158,7 +196,7 @@ class Runtime:
             raise DeadlineMissed(event.dedupe_key) from None
 
     def close(self) -> None:
-        """Stop the writer thread after it has finished what is queued."""
+        """Stop the writer after it has finished what it holds."""
         with self._writer_lock:
             writer, self._writer = self._writer, None
         if writer is not None:
@@ -194,133 +232,5 @@ class DeadlineMissed(Exception):
     """The event was not committed within the reply deadline: answer 503 so the platform retries."""
 
 
-_STOP = object()
-
-
-class _GroupWriter:
-    """The writer thread(s) of one runtime, draining one queue (see the module docstring)."""
-
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-        n = max(1, runtime.group_commit_writers)
-        # One queue per writer; a group's events always go to the same writer, so two writers'
-        # open batches never wait on (or deadlock over) the same group row.
-        self.queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n)]
-        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"qunzhi-group-commit-{i}", daemon=True)
-                        for i, q in enumerate(self.queues)]
-        self.alive = True
-        for t in self.threads:
-            t.start()
-
-    def submit(self, event: Event) -> concurrent.futures.Future:
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        shard = zlib.crc32((event.group_id or event.sender_id or "").encode()) % len(self.queues)
-        self.queues[shard].put((event, fut))
-        return fut
-
-    def stop(self, timeout: float = 30.0) -> None:
-        for q in self.queues:
-            q.put(_STOP)
-        for t in self.threads:
-            t.join(timeout)
-
-    def _run(self, q: queue.SimpleQueue) -> None:
-        while True:
-            item = q.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            stop = False
-            while len(batch) < self.rt.group_commit_max:
-                try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            batch = [(e, f) for e, f in batch if f.set_running_or_notify_cancel()]
-            if batch:
-                try:
-                    self._run_batch(batch)
-                except BaseException as e:  # never let the writer die with requests waiting
-                    log.exception("group commit writer failed")
-                    for _, f in batch:
-                        if not f.done():
-                            f.set_exception(e)
-            if stop:
-                break
-        self.alive = False
-
-    def _run_batch(self, batch: list[tuple[Event, concurrent.futures.Future]]) -> None:
-        rt = self.rt
-        done: list[tuple[concurrent.futures.Future, list[Reply]]] = []
-        retry: list[tuple[Event, concurrent.futures.Future]] = []
-        plans: list[tuple[Planned, concurrent.futures.Future]] = []
-        alone: list[tuple[Event, concurrent.futures.Future]] = []
-        for event, fut in batch:  # the pure work first: no database, no lock held
-            try:
-                p = plan(event, rt.services)
-            except Exception as e:
-                log.warning("could not plan event %s (%r); handling it alone", event.dedupe_key, e)
-                alone.append((event, fut))
-                continue
-            # An anonymous event shares no transaction with anyone's other events: on PostgreSQL
-            # rows written in one transaction share xmin, which would link the answer to its author.
-            (alone.append((event, fut)) if p.anonymous else plans.append((p, fut)))
-        try:
-            with rt.db.session() as s:
-                if rt.db.dialect == "sqlite":
-                    # pysqlite starts no transaction before the first DML: without an explicit
-                    # BEGIN the first SAVEPOINT would open it and its RELEASE would commit it.
-                    s.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                i = 0
-                while i < len(plans):
-                    j = i
-                    while j < len(plans) and plans[j][0].bulk and j - i < BULK_MAX:
-                        j += 1
-                    k = i + (bulk_prefix(s, [p for p, _ in plans[i:j]]) if rt.bulk and j > i else 0)
-                    if k > i:
-                        self._bulk(s, plans[i:k], done, retry)
-                        i = k
-                        continue
-                    p, fut = plans[i]
-                    self._one(s, p.event, fut, done, retry)
-                    i += 1
-        except Exception as e:
-            log.warning("batch of %d events failed to commit (%r); processing them one by one", len(batch), e)
-            retry, done = [(p.event, f) for p, f in plans], []
-        for fut, replies in done:  # committed: now the requests may be answered
-            fut.set_result(replies)
-        for event, fut in retry + alone:
-            try:
-                fut.set_result(rt.process(event))
-            except Exception as e:
-                log.error("event %s failed: %r", event.dedupe_key, e)
-                fut.set_exception(e)
-
-    def _one(self, s, event: Event, fut, done: list, retry: list) -> None:
-        """The per-event path: ``handle_event`` inside its own SAVEPOINT."""
-        try:
-            with s.begin_nested():
-                replies = handle_event(s, event, self.rt.services)
-        except Exception as e:  # rolled back to the savepoint: only this event is lost
-            log.warning("event %s failed inside a batch (%r); retrying it alone", event.dedupe_key, e)
-            retry.append((event, fut))
-            return
-        done.append((fut, replies))
-
-    def _bulk(self, s, segment: list[tuple[Planned, concurrent.futures.Future]], done: list, retry: list) -> None:
-        """A run of plain-activity events in a few multi-row statements; if any statement fails the
-        run is rolled back to its SAVEPOINT and its events go the per-event path one by one."""
-        try:
-            with s.begin_nested():
-                results = handle_bulk(s, [p for p, _ in segment], self.rt.services)
-        except Exception as e:
-            log.warning("bulk ingest of %d events failed (%r); handling them one by one", len(segment), e)
-            s.expire_all()
-            for p, fut in segment:
-                self._one(s, p.event, fut, done, retry)
-            return
-        done.extend((fut, replies) for (_, fut), replies in zip(segment, results))
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite+pysqlite:"))

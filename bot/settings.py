@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     useless_votes_min: int = 3
 
     run_scheduler: bool = True
+    # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
+    # thread: by writer threads inside it (one interpreter lock for both, slower under load).
+    ingest_writer: Literal["process", "thread"] = "process"
 
     @field_validator("protected_categories", "temporary_categories", mode="before")
     @classmethod

@@ -5,14 +5,13 @@ bulk path falls back to the per-event path; a missed deadline answers 503 and We
 stored once."""
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
 
-from bot.runtime import _GroupWriter
+from bot.writer import run_batch
 from handlers.events import Event
 from storage.models import Base, Conversation, Group, Membership, Message, OutboxMessage, ProcessedEvent
 from tests.bot.helpers import WeComSim, count
@@ -64,19 +63,25 @@ def _snapshot(db) -> dict:
 
 def _run_batch(runtime, events, *, bulk: bool):
     runtime.bulk = bulk
-    writer = _GroupWriter.__new__(_GroupWriter)  # the batch logic without the threads
-    writer.rt = runtime
-    batch = [(e, concurrent.futures.Future()) for e in events]
-    for _, f in batch:
-        f.set_running_or_notify_cancel()
-    writer._run_batch(batch)
-    return [f.result() for _, f in batch]
+    outcomes: dict[int, object] = {}
+
+    def deliver(items):
+        for i, outcome in items:
+            assert i not in outcomes, f"event {i} delivered twice"
+            outcomes[i] = outcome
+
+    run_batch(runtime, events, deliver)  # the batch logic without the threads
+    assert sorted(outcomes) == list(range(len(events)))
+    for o in outcomes.values():
+        if isinstance(o, BaseException):
+            raise o
+    return [outcomes[i] for i in range(len(events))]
 
 
 def test_bulk_path_leaves_the_same_state_as_the_per_event_path(runtime, db, clock, monkeypatch):
     events = _events(clock)
     calls = []
-    import bot.runtime as rt_mod
+    import bot.writer as rt_mod
 
     real = rt_mod.handle_bulk
     monkeypatch.setattr(rt_mod, "handle_bulk", lambda s, plans, services: calls.append(len(plans)) or real(
@@ -162,7 +167,7 @@ def test_missed_deadline_answers_503_and_the_retry_is_stored_once(client, clock,
             time.sleep(0.4)
         return real(s, plans, services)
 
-    monkeypatch.setattr("bot.runtime.handle_bulk", slow)
+    monkeypatch.setattr("bot.writer.handle_bulk", slow)
     original = runtime.process_async
 
     async def short_deadline(event, **kw):

@@ -1,0 +1,465 @@
+"""The group-commit writers behind ``Runtime.process_async`` (see ``bot.runtime`` for the why).
+
+``run_batch`` is the batch logic both writers share: plan every event (pure), store the batch in
+one transaction (bulk runs and per-event SAVEPOINTs), commit, and only then hand each event's
+outcome (its replies, or the exception it raised) to ``deliver``. Events that must be alone
+(anonymous ones, and those that failed inside the batch) are handled after the commit, each in
+its own transaction, and delivered as they finish.
+
+Two transports run it:
+
+* ``ThreadWriter``: writer threads in the web process. Simple, and what tests with an injected
+  clock or an in-memory database use; but the writer's Python (SQLAlchemy, the driver) and the
+  event loop's (HTTP, crypto) then share one interpreter lock.
+* ``ProcessWriter``: one child process (``multiprocessing`` spawn) with its own interpreter and
+  database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
+  process only pickles the events of a batch and unpickles the outcomes; the event loop reads
+  the outcomes itself (no thread hand-off per request). A lane has at most one batch in flight:
+  what arrives meanwhile becomes the next batch, so the batch size follows the load.
+
+Failure of the child (killed, crashed): every event in flight or queued on it fails with
+``WriterDied`` (the request answers 500, nothing was acknowledged, the platform retries and the
+dedupe absorbs what had in fact been committed); the runtime starts a new child for the next
+event. If children keep dying (twice within ``RESTART_WINDOW`` seconds) the runtime falls back
+to the thread writer and logs an error, so ingest goes on.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import socket
+import struct
+import threading
+import time
+import zlib
+from typing import TYPE_CHECKING, Callable, Union
+
+from handlers.dispatch import Planned, bulk_prefix, handle_bulk, handle_event, plan
+from handlers.events import Event, Reply
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger("qunzhi.writer")
+
+BULK_MAX = 512  # events per bulk run (handlers.dispatch.handle_bulk)
+READY_TIMEOUT = 60.0  # seconds for a new writer process to import, connect and say ready
+PIPELINE = int(os.environ.get("QUNZHI_WRITER_PIPELINE") or 2)  # batches in flight per lane
+RESTART_WINDOW = 10.0  # two writer-process deaths within this many seconds: fall back to threads
+
+Outcome = Union[list[Reply], BaseException]
+Deliver = Callable[[list[tuple[int, Outcome]]], None]
+
+
+class WriterDied(RuntimeError):
+    """The writer process ended before this event's outcome came back (it may or may not be stored)."""
+
+
+class WriterError(RuntimeError):
+    """An event failed in the writer process (the original exception, as text: not all pickle)."""
+
+
+def shard_of(event: Event, n: int) -> int:
+    """A group's events always go to the same shard, so two shards' open batches never wait on
+    (or deadlock over) the same group row."""
+    return zlib.crc32((event.group_id or event.sender_id or "").encode()) % n
+
+
+# --- the batch logic ------------------------------------------------------------------------
+def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
+    """Store ``events`` with group commit; ``deliver`` gets ``(index, outcome)`` pairs, the
+    committed ones only after the commit. Every index is delivered exactly once."""
+    plans: list[tuple[int, Planned]] = []
+    alone: list[int] = []
+    for i, event in enumerate(events):  # the pure work first: no database, no lock held
+        try:
+            p = plan(event, rt.services)
+        except Exception as e:
+            log.warning("could not plan event %s (%r); handling it alone", event.dedupe_key, e)
+            alone.append(i)
+            continue
+        # An anonymous event shares no transaction with anyone's other events: on PostgreSQL
+        # rows written in one transaction share xmin, which would link the answer to its author.
+        (alone.append(i) if p.anonymous else plans.append((i, p)))
+    done: list[tuple[int, Outcome]] = []
+    retry: list[int] = []
+    try:
+        with rt.db.session() as s:
+            if rt.db.dialect == "sqlite":
+                # pysqlite starts no transaction before the first DML: without an explicit
+                # BEGIN the first SAVEPOINT would open it and its RELEASE would commit it.
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            a = 0
+            while a < len(plans):
+                b = a
+                while b < len(plans) and plans[b][1].bulk and b - a < BULK_MAX:
+                    b += 1
+                k = a + (bulk_prefix(s, [p for _, p in plans[a:b]]) if rt.bulk and b > a else 0)
+                if k > a:
+                    _bulk(rt, s, plans[a:k], done, retry)
+                    a = k
+                    continue
+                _one(rt, s, *plans[a], done, retry)
+                a += 1
+    except Exception as e:
+        log.warning("batch of %d events failed to commit (%r); processing them one by one", len(events), e)
+        retry, done = [i for i, _ in plans], []
+    if done:  # committed: now the requests may be answered
+        deliver(done)
+    for i in retry + alone:
+        try:
+            outcome: Outcome = rt.process(events[i])
+        except Exception as e:
+            log.error("event %s failed: %r", events[i].dedupe_key, e)
+            outcome = e
+        deliver([(i, outcome)])
+
+
+def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
+    """The per-event path: ``handle_event`` inside its own SAVEPOINT."""
+    try:
+        with s.begin_nested():
+            replies = handle_event(s, p.event, rt.services)
+    except Exception as e:  # rolled back to the savepoint: only this event is lost
+        log.warning("event %s failed inside a batch (%r); retrying it alone", p.event.dedupe_key, e)
+        retry.append(i)
+        return
+    done.append((i, replies))
+
+
+def _bulk(rt: "Runtime", s, segment: list[tuple[int, Planned]], done: list, retry: list) -> None:
+    """A run of plain-activity events in a few multi-row statements; if any statement fails the
+    run is rolled back to its SAVEPOINT and its events go the per-event path one by one."""
+    try:
+        with s.begin_nested():
+            results = handle_bulk(s, [p for _, p in segment], rt.services)
+    except Exception as e:
+        log.warning("bulk ingest of %d events failed (%r); handling them one by one", len(segment), e)
+        s.expire_all()
+        for i, p in segment:
+            _one(rt, s, i, p, done, retry)
+        return
+    done.extend((i, replies) for (i, _), replies in zip(segment, results))
+
+
+# --- writer threads in this process --------------------------------------------------------
+_STOP = object()
+
+
+class ThreadWriter:
+    """Writer threads draining one queue per shard; ``submit`` returns a concurrent future."""
+
+    kind = "thread"
+
+    def __init__(self, runtime: "Runtime", shards: int):
+        self.rt = runtime
+        self.queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(max(1, shards))]
+        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"qunzhi-group-commit-{i}", daemon=True)
+                        for i, q in enumerate(self.queues)]
+        self.alive = True
+        for t in self.threads:
+            t.start()
+
+    def submit(self, event: Event) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self.queues[shard_of(event, len(self.queues))].put((event, fut))
+        return fut
+
+    async def submit_async(self, event: Event) -> list[Reply]:
+        return await asyncio.wrap_future(self.submit(event))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for q in self.queues:
+            q.put(_STOP)
+        for t in self.threads:
+            t.join(timeout)
+
+    def _run(self, q: queue.SimpleQueue) -> None:
+        while True:
+            item = q.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            stop = False
+            while len(batch) < self.rt.group_commit_max:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            batch = [(e, f) for e, f in batch if f.set_running_or_notify_cancel()]
+            if batch:
+                futures = [f for _, f in batch]
+                try:
+                    run_batch(self.rt, [e for e, _ in batch], lambda items: _settle(futures, items))
+                except BaseException as e:  # never let the writer die with requests waiting
+                    log.exception("group commit writer failed")
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(e)
+            if stop:
+                break
+        self.alive = False
+
+
+def _settle(futures, items: list[tuple[int, Outcome]]) -> None:
+    for i, outcome in items:
+        f = futures[i]
+        if f.done():
+            continue
+        if isinstance(outcome, BaseException):
+            f.set_exception(outcome)
+        else:
+            f.set_result(outcome)
+
+
+# --- a writer process -----------------------------------------------------------------------
+_HEADER = struct.Struct("!I")
+
+
+def _send_frame(sock: socket.socket, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_frame(sock: socket.socket):
+    header = _recv_exact(sock, _HEADER.size)
+    if header is None:
+        return None
+    data = _recv_exact(sock, _HEADER.unpack(header)[0])
+    if data is None:
+        return None
+    return pickle.loads(data)
+
+
+def _portable(outcome: Outcome) -> Outcome:
+    """Exceptions cross the socket as ``WriterError`` text (a driver's exception may not pickle)."""
+    if isinstance(outcome, BaseException):
+        return WriterError(f"{type(outcome).__name__}: {outcome}")
+    return outcome
+
+
+def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bulk: bool) -> None:
+    """The writer process: one thread per lane, each receiving batches and sending outcomes."""
+    # The web process decides when we stop (it closes the sockets); a Ctrl-C or a SIGTERM sent
+    # to the whole process group must not kill us in the middle of a batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [writer] %(name)s: %(message)s")
+    from bot.runtime import Runtime
+
+    rt = Runtime(settings, migrate=False, group_commit=True, group_commit_max=group_commit_max)
+    rt.bulk = bulk
+    threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
+               for i, sock in enumerate(socks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rt.db.dispose()
+
+
+def _serve_lane(rt: "Runtime", sock: socket.socket) -> None:
+    try:
+        _send_frame(sock, "ready")
+        while True:
+            frame = _recv_frame(sock)
+            if frame is None:  # the web process closed the lane (or died): stop
+                return
+            bid, events = frame
+            run_batch(rt, events, lambda items: _send_frame(sock, (bid, [(i, _portable(o)) for i, o in items])))
+    except (BrokenPipeError, ConnectionResetError):
+        log.warning("the web process went away; writer lane stops")
+    finally:
+        sock.close()
+
+
+class _Lane:
+    """The web-process end of one lane (all on the event loop).
+
+    Events submitted during one turn of the event loop are sent together, at the end of the turn
+    (``call_soon``), so one callback does not go alone while its neighbours wait for it. Up to
+    ``PIPELINE`` batches are in flight, so the child has the next one at hand when it commits."""
+
+    def __init__(self, writer: "ProcessWriter", sock: socket.socket):
+        self.writer = writer
+        self.sock = sock
+        self.pending: list[tuple[Event, asyncio.Future]] = []
+        self.batches: dict[int, dict[int, asyncio.Future]] = {}
+        self.next_batch = 0
+        self.flush_scheduled = False
+        self.ready: asyncio.Future | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.stream: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task | None = None
+        self.dead: BaseException | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        self.reader, self.stream = await asyncio.open_unix_connection(sock=self.sock)
+        self.task = loop.create_task(self._read_loop())
+
+    def submit(self, event: Event) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self.dead is not None:
+            fut.set_exception(WriterDied(str(self.dead)))
+            return fut
+        self.pending.append((event, fut))
+        self._schedule_flush(loop)
+        return fut
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.flush_scheduled and len(self.batches) < PIPELINE:
+            self.flush_scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        while self.pending and len(self.batches) < PIPELINE and self.dead is None:
+            batch = self.pending[:self.writer.group_commit_max]
+            del self.pending[:len(batch)]
+            bid, self.next_batch = self.next_batch, self.next_batch + 1
+            self.batches[bid] = {i: f for i, (_, f) in enumerate(batch)}
+            data = pickle.dumps((bid, [e for e, _ in batch]), protocol=pickle.HIGHEST_PROTOCOL)
+            self.stream.write(_HEADER.pack(len(data)) + data)
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                header = await self.reader.readexactly(_HEADER.size)
+                msg = pickle.loads(await self.reader.readexactly(_HEADER.unpack(header)[0]))
+                if msg == "ready":
+                    if not self.ready.done():
+                        self.ready.set_result(True)
+                    continue
+                bid, items = msg
+                futures = self.batches.get(bid, {})
+                for i, outcome in items:
+                    f = futures.pop(i, None)
+                    if f is None or f.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        f.set_exception(outcome)
+                    else:
+                        f.set_result(outcome)
+                if not futures:
+                    self.batches.pop(bid, None)
+                if self.pending:
+                    self._schedule_flush(loop)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
+            self._fail(e)
+        except asyncio.CancelledError:
+            self._fail(WriterDied("lane closed"))
+            raise
+        except Exception as e:  # a garbled frame: the lane cannot be trusted any more
+            log.exception("writer lane failed")
+            self._fail(e)
+
+    def _fail(self, cause: BaseException) -> None:
+        self.dead = cause
+        waiting = [f for b in self.batches.values() for f in b.values()] + [f for _, f in self.pending]
+        self.batches, self.pending = {}, []
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(WriterDied(f"writer process did not start: {cause!r}"))
+        for f in waiting:
+            if not f.done():
+                f.set_exception(WriterDied(f"writer process ended ({cause!r})"))
+        if waiting:
+            log.error("writer process ended with %d event(s) unanswered (%r); they get 500 and are retried",
+                      len(waiting), cause)
+        self.writer._lane_died()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        else:
+            self.sock.close()
+
+
+class ProcessWriter:
+    """The web-process side of a writer process (see the module docstring)."""
+
+    kind = "process"
+
+    def __init__(self, runtime: "Runtime", shards: int):
+        self.group_commit_max = runtime.group_commit_max
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(max(1, shards))]
+        ctx = multiprocessing.get_context("spawn")
+        self.proc = ctx.Process(target=_child_main, name="qunzhi-writer",
+                                args=(runtime.settings, [c for _, c in pairs], runtime.group_commit_max, runtime.bulk),
+                                daemon=True)
+        self.proc.start()
+        for _, c in pairs:
+            c.close()
+        self.lanes = [_Lane(self, p) for p, _ in pairs]
+        self._opened: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.died_at: float | None = None
+        self.alive = True
+
+    async def start(self, timeout: float = READY_TIMEOUT) -> None:
+        """Connect the lanes to this event loop and wait until the child says ready."""
+        loop = asyncio.get_running_loop()
+        if self._opened is None:
+            self._loop = loop
+            self._opened = loop.create_task(self._open())
+        elif self._loop is not loop:
+            raise RuntimeError("a writer process serves one event loop")
+        await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+
+    async def _open(self) -> None:
+        for lane in self.lanes:
+            await lane.open()
+        await asyncio.gather(*(lane.ready for lane in self.lanes))
+
+    async def submit_async(self, event: Event) -> list[Reply]:
+        if self._opened is None or not self._opened.done():
+            await self.start()
+        return await self.lanes[shard_of(event, len(self.lanes))].submit(event)
+
+    def _lane_died(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.died_at = time.monotonic()
+            for lane in self.lanes:  # one lane gone means the child is gone: close the others too
+                if lane.dead is None:
+                    lane.close()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close the lanes (the child finishes its batches, sees end of file and exits), then wait."""
+        self.alive = False
+        for lane in self.lanes:
+            try:
+                lane.sock.shutdown(socket.SHUT_WR)
+            except OSError:  # already closed: the child is gone
+                log.debug("lane already closed")
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            log.error("writer process did not stop within %.0fs; killing it", timeout)
+            self.proc.kill()
+            self.proc.join(5)
+        if self._loop is None or self._loop.is_closed():  # else the read loops see EOF and close them
+            for lane in self.lanes:
+                lane.sock.close()
