@@ -1,9 +1,16 @@
-"""Every router of the app, in one list: a new platform adds its adapter's router here."""
+"""Every router of the app, in one list: a new platform adds its adapter's router here.
+
+A module may also list ``FAST_ROUTES``: ``(path, endpoint, methods)`` of its busiest endpoints
+(the platform callbacks). Each is put first in the routing table as a plain Starlette ``Route``
+to the same endpoint function (it takes only the ``Request``), so a callback is matched first and
+skips FastAPI's dependency solving; the FastAPI route stays, for the OpenAPI schema and docs.
+"""
 from __future__ import annotations
 
 import importlib
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 ROUTERS = [
     "bot.api",                 # /api/groups
@@ -16,5 +23,10 @@ ROUTERS = [
 
 
 def include_routes(app: FastAPI) -> None:
+    fast: list[Route] = []
     for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+        module = importlib.import_module(name)
+        app.include_router(module.router)
+        fast += [Route(path, endpoint, methods=methods, include_in_schema=False)
+                 for path, endpoint, methods in getattr(module, "FAST_ROUTES", ())]
+    app.router.routes[0:0] = fast

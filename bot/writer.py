@@ -171,8 +171,9 @@ class ThreadWriter:
         self.queues[shard_of(event, len(self.queues))].put((event, fut))
         return fut
 
-    async def submit_async(self, event: Event) -> list[Reply]:
-        return await asyncio.wrap_future(self.submit(event))
+    def submit_future(self, event: Event) -> asyncio.Future:
+        """An asyncio future of the event's replies (call on the event loop)."""
+        return asyncio.wrap_future(self.submit(event))
 
     def stop(self, timeout: float = 30.0) -> None:
         for q in self.queues:
@@ -434,9 +435,14 @@ class ProcessWriter:
             await lane.open()
         await asyncio.gather(*(lane.ready for lane in self.lanes))
 
-    async def submit_async(self, event: Event) -> list[Reply]:
-        if self._opened is None or not self._opened.done():
-            await self.start()
+    def submit_future(self, event: Event) -> asyncio.Future:
+        """An asyncio future of the event's replies (call on the event loop)."""
+        if self._opened is not None and self._opened.done() and self._opened.exception() is None:
+            return self.lanes[shard_of(event, len(self.lanes))].submit(event)
+        return asyncio.ensure_future(self._submit_when_started(event))
+
+    async def _submit_when_started(self, event: Event) -> list[Reply]:
+        await self.start()
         return await self.lanes[shard_of(event, len(self.lanes))].submit(event)
 
     def _lane_died(self) -> None:

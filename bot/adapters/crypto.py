@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 import struct
 import threading
 from collections import OrderedDict
@@ -85,6 +86,14 @@ class NonceCache:
         return len(self._seen)
 
 
+class _PrpCrypto(PrpCrypto):
+    """wechatpy's message layout and AES, built once per key (its cipher object is reusable) and
+    with a random prefix from ``secrets`` (16 hex characters) instead of ``random.sample``."""
+
+    def get_random_string(self) -> str:
+        return secrets.token_hex(8)
+
+
 class CallbackCrypto:
     """Verify, decrypt and encrypt WeCom callbacks for one receive id (CorpID, or "" for the AI bot)."""
 
@@ -97,6 +106,7 @@ class CallbackCrypto:
         self.nonces = nonces
         self._wechat = WeChatCrypto(token, encoding_aes_key, receive_id)
         self.key = self._wechat.key
+        self._prp = _PrpCrypto(self.key)
 
     # --- verification ------------------------------------------------------------------
     def verify(self, msg_signature: str | None, timestamp: str | None, nonce: str | None,
@@ -122,7 +132,7 @@ class CallbackCrypto:
             raise Malformed("ciphertext is not base64") from None
         if not raw or len(raw) % 16:
             raise Malformed("ciphertext is not a whole number of AES blocks")
-        plain = PrpCrypto(self.key).cipher.decrypt(raw)
+        plain = self._prp.cipher.decrypt(raw)
         pad = plain[-1]
         if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad:
             raise Malformed("bad PKCS#7 padding")
@@ -148,7 +158,7 @@ class CallbackCrypto:
         return self.decrypt(encrypt or "")
 
     def encrypt(self, plaintext: str) -> str:
-        return PrpCrypto(self.key).encrypt(plaintext, self.receive_id).decode()
+        return self._prp.encrypt(plaintext, self.receive_id).decode()
 
     def encrypt_xml(self, reply_xml: str, nonce: str, timestamp: str) -> str:
         """The encrypted XML envelope of a passive reply (self-built app)."""
@@ -170,6 +180,20 @@ def encrypt_for_tests(token: str, encoding_aes_key: str, receive_id: str, plaint
     return enc, signature(token, timestamp, nonce, enc)
 
 
+def app_state_crypto(app, name: str, token: str, encoding_aes_key: str, receive_id: str, *, tolerance: int,
+                     clock: Callable[[], datetime]) -> CallbackCrypto:
+    """One ``CallbackCrypto`` per application and callback, built on first use and again only if
+    the settings it was built from change (its nonce cache is the application's, either way)."""
+    key = (token, encoding_aes_key, receive_id, tolerance, clock)
+    cached = getattr(app.state, name + "_crypto", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    crypto = CallbackCrypto(token, encoding_aes_key, receive_id, tolerance=tolerance, clock=clock,
+                            nonces=app_state_nonces(app, name + "_nonces"))
+    setattr(app.state, name + "_crypto", (key, crypto))
+    return crypto
+
+
 def app_state_nonces(app, name: str) -> NonceCache:
     """One nonce cache per application and callback (kept on ``app.state``)."""
     cache = getattr(app.state, name, None)
@@ -180,4 +204,4 @@ def app_state_nonces(app, name: str) -> NonceCache:
 
 
 __all__ = ["CallbackCrypto", "CallbackError", "Forbidden", "Malformed", "NonceCache", "signature",
-           "encrypt_for_tests", "app_state_nonces"]
+           "encrypt_for_tests", "app_state_crypto", "app_state_nonces"]

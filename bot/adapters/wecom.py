@@ -29,8 +29,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, parse_xml, xml_fields
-from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_nonces
+from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, parse_xml, query, xml_fields
+from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_crypto
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
@@ -44,8 +44,8 @@ PASSIVE_TEXT_MAX_BYTES = 2048  # WeCom text messages are limited to 2048 bytes
 def _crypto(request: Request) -> CallbackCrypto:
     rt = request.app.state.runtime
     s = rt.settings
-    return CallbackCrypto(s.wecom_token, s.wecom_aes_key, s.wecom_corp_id, tolerance=s.wecom_timestamp_tolerance,
-                          clock=rt.clock, nonces=app_state_nonces(request.app, "wecom_nonces"))
+    return app_state_crypto(request.app, "wecom", s.wecom_token, s.wecom_aes_key, s.wecom_corp_id,
+                            tolerance=s.wecom_timestamp_tolerance, clock=rt.clock)
 
 
 def _refuse(e: CallbackError) -> PlainTextResponse:
@@ -62,7 +62,7 @@ async def verify_url(request: Request) -> Response:
     """URL verification: answer the decrypted echostr as plain text (no quotes, no newline)."""
     if not request.app.state.runtime.settings.wecom_configured:
         return _not_configured()
-    q = request.query_params
+    q = query(request)
     try:
         echo = _crypto(request).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                    q.get("echostr"))
@@ -76,7 +76,7 @@ async def callback(request: Request) -> Response:
     rt = request.app.state.runtime
     if not rt.settings.wecom_configured:
         return _not_configured()
-    q = request.query_params
+    q = query(request)
     crypto = _crypto(request)
     try:
         envelope = parse_xml(await request.body())
@@ -105,6 +105,10 @@ def _passive(replies: list[Reply]) -> bool:
         return False
     r = replies[0]
     return r.card is None and not r.markdown and 0 < len(r.text.encode()) <= PASSIVE_TEXT_MAX_BYTES
+
+
+# The callback is the busiest endpoint: also routed first, without FastAPI's machinery (bot/routes.py).
+FAST_ROUTES = [("/wecom/callback", callback, ["POST"])]
 
 
 # --- XML → Event ----------------------------------------------------------------------------
