@@ -102,7 +102,12 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
                     b += 1
                 k = a + (bulk_prefix(s, [p for _, p in plans[a:b]]) if rt.bulk and b > a else 0)
                 if k > a:
-                    _bulk(rt, s, plans[a:k], done, retry)
+                    if a == 0 and k == len(plans):
+                        # The whole batch is one bulk run (the usual case): no SAVEPOINT, two round
+                        # trips fewer. If it fails, the batch is rolled back and retried one by one.
+                        done.extend(zip((i for i, _ in plans), handle_bulk(s, [p for _, p in plans], rt.services)))
+                    else:
+                        _bulk(rt, s, plans[a:k], done, retry)
                     a = k
                     continue
                 _one(rt, s, *plans[a], done, retry)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import String, case, delete, func, or_, select, update
+from sqlalchemy import JSON, Boolean, Enum, Integer, String, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -107,6 +108,52 @@ def driver_execute(session: Session, sql: str, params=(), *, many: bool = False)
         cur.close()
 
 
+def _pg_record_type(t) -> str | None:
+    """The type a column's values are read back as from a JSON record (None: not this way)."""
+    if isinstance(t, UTCDateTime):
+        return "timestamptz"
+    if isinstance(t, Boolean):
+        return "boolean"
+    if isinstance(t, Integer):
+        return "bigint"
+    if isinstance(t, String) and not isinstance(t, (Enum, JSON)):
+        return "text"
+    return None
+
+
+@lru_cache(maxsize=256)
+def _pg_json_insert_sql(table_name: str, cols: tuple[str, ...], keys: tuple[str, ...],
+                        returning: tuple[str, ...]) -> str | None:
+    """PostgreSQL: ``INSERT … SELECT … FROM json_to_recordset(%s::json) … ON CONFLICT DO NOTHING``:
+    all rows in one JSON parameter, so the SQL is short and the same for any number of rows
+    (psycopg parses placeholders and dumps arrays in Python, and caches only short queries;
+    json.dumps and PostgreSQL's JSON parser are C)."""
+    table = Base.metadata.tables[table_name]
+    types = [_pg_record_type(table.c[c].type) for c in cols]
+    if None in types:
+        return None
+    names = ", ".join(_q(c) for c in cols)
+    sql = (f"INSERT INTO {_q(table_name)} ({names}) SELECT {names} FROM json_to_recordset(%s::json) AS x("
+           + ", ".join(f"{_q(c)} {t}" for c, t in zip(cols, types))
+           + f") ON CONFLICT ({', '.join(_q(k) for k in keys)}) DO NOTHING")
+    if returning:
+        sql += " RETURNING " + ", ".join(_q(r) for r in returning)
+    return sql
+
+
+def _json_value(value):
+    """``json.dumps`` default for the record parameters: aware datetimes as ISO 8601 with offset."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass an aware datetime")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a record value")
+
+
+def pg_json(value) -> str:
+    return json.dumps(value, default=_json_value, ensure_ascii=False, separators=(",", ":"))
+
+
 @lru_cache(maxsize=256)
 def _python_defaults(table_name: str, cols: tuple[str, ...]):
     """Columns left out of ``cols`` that have a Python-side default, or None if one is a SQL default."""
@@ -123,6 +170,13 @@ def _python_defaults(table_name: str, cols: tuple[str, ...]):
 BULK_CHUNK = 256  # rows per statement (SQLite allows 32766 bound parameters; 256 x 8 columns is far below)
 
 
+def _with_defaults(fill, rows: list[dict]) -> list[dict]:
+    """What SQLAlchemy's Insert does for omitted columns with a Python-side default."""
+    if not fill:
+        return rows
+    return [{**row, **{c: (d.arg if d.is_scalar else d.arg(None)) for c, d in fill}} for row in rows]
+
+
 def insert_ignore_returning(session: Session, model, rows: list[dict], keys: list[str],
                             returning: list[str] | None = None) -> list[tuple]:
     """Multi-row INSERT … ON CONFLICT DO NOTHING; returns the ``returning`` columns (default: the
@@ -135,8 +189,7 @@ def insert_ignore_returning(session: Session, model, rows: list[dict], keys: lis
     if fill is None:  # a SQL-expression default: let SQLAlchemy's Insert apply it
         stmt = _insert(session)(table).values(rows).on_conflict_do_nothing(index_elements=keys)
         return [tuple(r) for r in session.execute(stmt.returning(*(table.c[r] for r in ret)))]
-    if fill:  # what SQLAlchemy's Insert does for omitted columns with a Python-side default
-        rows = [{**row, **{c: (d.arg if d.is_scalar else d.arg(None)) for c, d in fill}} for row in rows]
+    rows = _with_defaults(fill, rows)
     cols = tuple(rows[0])
     table_obj = Base.metadata.tables[table.name]
     if not all(isinstance(table_obj.c[r].type, String) for r in ret):  # driver values come back as is
@@ -146,6 +199,10 @@ def insert_ignore_returning(session: Session, model, rows: list[dict], keys: lis
     # SQLAlchemy's per-parameter processing (typed binds, construct_params) was most of its CPU.
     dialect = session.get_bind().dialect
     conv = _driver_converters(table.name, cols, dialect)
+    if dialect.name == "postgresql":
+        sql = _pg_json_insert_sql(table.name, cols, tuple(keys), ret)
+        if sql is not None:
+            return [tuple(r) for r in driver_execute(session, sql, (pg_json(rows),))]
     ph = _placeholder(dialect)
     out: list[tuple] = []
     for start in range(0, len(rows), BULK_CHUNK):
@@ -283,9 +340,79 @@ def _member_count_sql(ph: str) -> str:
             f"WHERE memberships.group_id = {ph}) WHERE id = {ph}")
 
 
+_PG_IDS = "SELECT json_array_elements_text(%s::json)"
+_PG_COUNTERS = (
+    f"UPDATE {_q('groups')} AS g SET message_count = g.message_count + v.n, "
+    "ritual_count = g.ritual_count + v.r, last_message_at = GREATEST(g.last_message_at, v.lm), "
+    "updated_at = COALESCE(v.upd, g.updated_at), last_work_at = GREATEST(g.last_work_at, v.lw), "
+    "member_count = CASE WHEN v.grown THEN (SELECT count(*) FROM memberships m WHERE m.group_id = g.id) "
+    "ELSE g.member_count END "
+    "FROM (SELECT * FROM json_to_recordset(%s::json) AS x(gid text, n bigint, r bigint, lm timestamptz, "
+    "upd timestamptz, lw timestamptz, grown boolean) ORDER BY gid) AS v WHERE g.id = v.gid")
+
+_PG_ACTIVITY_TABLES = (("p", "persons", ("id",), ()), ("g", "groups", ("id",), ()),
+                       ("m", "memberships", ("group_id", "person_id"), ("group_id",)),
+                       ("k", "messages", ("dedupe_key",), ("dedupe_key",)))
+
+
+@lru_cache(maxsize=64)
+def _pg_activity_sql(shape: tuple) -> str | None:
+    """One statement inserting a batch's persons, groups, memberships and messages (data-modifying
+    CTEs; the memberships' foreign key sees the groups inserted beside them, checked at the end of
+    the statement), returning ('m', group) for each new membership and ('k', key) for each new
+    message. ``shape``: (alias, table, columns, keys, returning) of the non-empty row lists."""
+    parts, outs = [], []
+    for alias, table, cols, keys, ret in shape:
+        sql = _pg_json_insert_sql(table, cols, keys, ret)
+        if sql is None:
+            return None
+        parts.append(f"{alias} AS ({sql})")
+        if ret:
+            outs.append(f"SELECT '{alias}', {_q(ret[0])} FROM {alias}")
+    return "WITH " + ", ".join(parts) + " " + (" UNION ALL ".join(outs) or "SELECT NULL, NULL WHERE false")
+
+
+def _pg_activity(session: Session, persons, groups, members, messages) -> tuple[set, set] | None:
+    """PostgreSQL: ``record_activity_bulk``'s four inserts in one round trip; None if a column
+    cannot travel as JSON (the caller then uses the generic path)."""
+    shape, params = [], []
+    for (alias, table, keys, ret), rows in zip(_PG_ACTIVITY_TABLES, (persons, groups, members, messages)):
+        if not rows:
+            continue
+        rows = _with_defaults(_python_defaults(table, tuple(rows[0])), rows)
+        shape.append((alias, table, tuple(rows[0]), keys, ret))
+        params.append(pg_json(rows))
+    if not shape:
+        return set(), set()
+    sql = _pg_activity_sql(tuple(shape))
+    if sql is None:
+        return None
+    out = driver_execute(session, sql, tuple(params))
+    return {v for a, v in out if a == "m"}, {v for a, v in out if a == "k"}
+
+
+def _pg_counters(session: Session, per_group: dict[str, dict], grown: set[str]) -> None:
+    """PostgreSQL: the counters (and, for groups that gained members, the member count) of every
+    touched group in one UPDATE over a JSON record set (GREATEST skips NULLs, so ``last_*_at``
+    only move forward). The record set is sorted by group id, so the rows are normally locked in
+    id order and two instances updating overlapping groups wait for each other; should a plan
+    ever lock otherwise and deadlock, PostgreSQL aborts one batch and it is retried event by
+    event (``bot.writer.run_batch``)."""
+    ids = sorted(set(per_group) | grown)
+    if not ids:
+        return
+    rows = [{**per_group.get(g, {"gid": g, "n": 0, "r": 0, "lm": None, "lw": None}), "grown": g in grown}
+            for g in ids]
+    driver_execute(session, _PG_COUNTERS, (pg_json(rows),))
+
+
 def in_dialogue(session: Session, person_ids: list[str]) -> set[str]:
     """Which of ``person_ids`` have an unfinished dialogue (a ``conversations`` row)."""
-    ph = _placeholder(session.get_bind().dialect)
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        sql = "SELECT person_id FROM conversations WHERE person_id IN (SELECT json_array_elements_text(%s::json))"
+        return {r[0] for r in driver_execute(session, sql, (pg_json(list(person_ids)),))}
+    ph = _placeholder(dialect)
     out: set[str] = set()
     for start in range(0, len(person_ids), BULK_CHUNK):
         chunk = person_ids[start:start + BULK_CHUNK]
@@ -304,11 +431,16 @@ def record_activity_bulk(session: Session, *, persons: list[dict], groups: list[
     count: one UPDATE per touched group adds them to its counters (``last_*_at`` only move
     forward, ``updated_at`` is the last new message's time, as record_message leaves it), and a
     group that gained members gets its ``member_count`` recounted."""
-    insert_ignore_returning(session, Person, persons, ["id"])
-    insert_ignore_returning(session, Group, groups, ["id"])
-    grown = {g for (g,) in insert_ignore_returning(session, Membership, members, ["group_id", "person_id"],
-                                                   returning=["group_id"])}
-    new = {k for (k,) in insert_ignore_returning(session, Message, messages, ["dedupe_key"])}
+    pg = session.get_bind().dialect.name == "postgresql"
+    found = _pg_activity(session, persons, groups, members, messages) if pg else None
+    if found is not None:
+        grown, new = found
+    else:
+        insert_ignore_returning(session, Person, persons, ["id"])
+        insert_ignore_returning(session, Group, groups, ["id"])
+        grown = {g for (g,) in insert_ignore_returning(session, Membership, members, ["group_id", "person_id"],
+                                                       returning=["group_id"])}
+        new = {k for (k,) in insert_ignore_returning(session, Message, messages, ["dedupe_key"])}
     per_group: dict[str, dict] = {}
     for m in messages:
         if m["dedupe_key"] not in new:
@@ -324,8 +456,12 @@ def record_activity_bulk(session: Session, *, persons: list[dict], groups: list[
         else:
             g["lw"] = at if g["lw"] is None else max(g["lw"], at)
     dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        _pg_counters(session, per_group, grown)
+        session.expire_all()
+        return
     ph = _placeholder(dialect)
-    ts = _utc_sqlite if dialect.name == "sqlite" else _utc_aware
+    ts = _utc_sqlite
     work, ritual = [], []
     for gid in sorted(per_group):  # sorted: concurrent writers lock group rows in the same order
         g = per_group[gid]
