@@ -124,11 +124,18 @@ def _run_command(session: Session, event: Event, person, services: Services) -> 
         if cont is not None:
             return _as_list(cont(ctx, conv))
     if found is None:
-        return [Reply(HINT)] if text else []
+        return [Reply(HINT)] if wants_hint(text) else []
     cmd, args = found
     if conv is not None and text not in ("取消",):
         session.delete(conv)  # a new command ends an unfinished dialogue
     return _as_list(cmd.callback(ctx, args))
+
+
+def wants_hint(text: str) -> bool:
+    """Whether an unrecognised message to the bot gets the hint. A ritual acknowledgement
+    (收到, 好的, 👍 …) gets nothing: answering an ack with 没听懂 is noise for everyone in the
+    group, the very formalism the bot is here to cut."""
+    return bool(text) and not is_ritual(text)
 
 
 def _run_card(session: Session, event: Event, person, services: Services) -> list[Reply]:
@@ -161,7 +168,8 @@ class Planned:
     key: str | None      # the dedupe key as stored in processed_events
     anonymous: bool      # must be handled alone, in its own transaction
     bulk: bool           # may go through ``handle_bulk``
-    hint: bool           # a message to the bot matching no command: the hint, unless in a dialogue
+    hint: bool           # a message to the bot matching no command: the hint (unless in a dialogue or
+                         # a ritual ack, see wants_hint); its sender's dialogue state matters
     text: str            # normalised text of a message to the bot
 
 
@@ -222,7 +230,7 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services) -> l
         if k is not None:
             new_keys.discard(k)  # a second event with the same key in this batch is a duplicate
         fresh.append(p)
-        out.append([Reply(HINT)] if p.hint and p.text else [])
+        out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
     persons: dict[str, dict] = {}
     groups: dict[str, dict] = {}
     members: dict[tuple[str, str], dict] = {}

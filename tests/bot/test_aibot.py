@@ -1,6 +1,8 @@
 """The AI bot callback: JSON, receive id "", group @-mentions recorded as activity and answered."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from sqlalchemy import select
@@ -145,3 +147,17 @@ def test_refusals(client, clock, db):
     assert aibot_post(client, clock, good, nonce="f3").status_code == 200
     assert aibot_post(client, clock, _group_text("X2", "帮助"), nonce="f3").status_code == 403  # nonce replayed
     assert count(db, ProcessedEvent) == 1
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_a_ritual_ack_to_the_bot_is_stored_but_not_answered(client, clock, db, bulk):
+    """"@群治 收到" in a group is activity (stored, counted as ritual) and gets no 没听懂 reply:
+    answering an acknowledgement would be noise for the whole group. Work text still gets the hint."""
+    client.app.state.runtime.bulk = bulk
+    r = aibot_post(client, clock, _group_text("R1", "@群治助手 收到"), nonce="r1")
+    assert (r.status_code, r.content) == (200, b"")
+    r = aibot_post(client, clock, _group_text("R2", "@群治助手 今天下午三点开会"), nonce="r2")
+    assert r.status_code == 200 and _decrypt_reply(r.json(), clock)["stream"]["content"] == HINT
+    with db.session() as s:
+        g = s.get(Group, "wrkSFfCgAAxxx")
+        assert (g.message_count, g.ritual_count) == (2, 1)
