@@ -1,0 +1,121 @@
+"""The writer process (bot/writer.py): events stored by a child process, outcomes back over the
+lanes; a killed child fails what it held (nothing acknowledged) and is replaced; a child that
+keeps dying leaves ingest to threads. Real child processes, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.runtime import Runtime
+from bot.writer import ProcessWriter, ThreadWriter, WriterDied
+from handlers.dispatch import HINT
+from handlers.events import Event
+from storage.models import Group, Message, ProcessedEvent
+from tests.conftest import make_settings
+
+
+def _event(text: str = "请问怎么用", group: str = "g1", sender: str = "u1") -> Event:
+    return Event(platform="aibot", kind="message", sender_id=sender, at=datetime.now(timezone.utc), text=text,
+                 group_id=group, msg_id=uuid.uuid4().hex, mentioned_bot=True)
+
+
+@pytest.fixture
+def proc_runtime(db):
+    """A runtime that owns its database (named by the test database's URL) and the real clock:
+    the conditions under which it stores events in a writer process."""
+    rt = Runtime(make_settings(database_url=db.url, ingest_writer="process"), migrate=False)
+    yield rt
+    rt.close()
+    rt.db.dispose()
+
+
+def _count(db, model) -> int:
+    with db.session() as s:
+        return s.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_events_are_stored_by_a_child_process_and_answered(proc_runtime, db):
+    async def main():
+        await proc_runtime.start_writer()
+        w = proc_runtime.writer()
+        assert isinstance(w, ProcessWriter) and w.proc.pid != os.getpid() and w.proc.is_alive()
+        events = [_event(group=f"g{i % 3}", sender=f"u{i}") for i in range(40)] + [_event("收到")]
+        return await asyncio.gather(*(proc_runtime.process_async(e) for e in events)), events
+
+    replies, events = asyncio.run(main())
+    assert [[r.text for r in rs] for rs in replies] == [[HINT]] * 40 + [[]]
+    assert _count(db, Message) == 41 and _count(db, ProcessedEvent) == 41
+    with db.session() as s:
+        assert sum(g.message_count for g in s.execute(select(Group)).scalars()) == 41
+
+
+def test_a_killed_writer_fails_what_it_held_and_is_replaced(proc_runtime, db):
+    async def main():
+        await proc_runtime.start_writer()
+        first = proc_runtime.writer()
+        assert [r.text for r in await proc_runtime.process_async(_event())] == [HINT]
+        events = [_event(group=f"k{i % 5}", sender=f"u{i}") for i in range(300)]
+        pending = [proc_runtime.writer().submit_future(e) for e in events]
+        await asyncio.sleep(0.01)
+        first.proc.kill()  # SIGKILL in the middle of the stream: no goodbye
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        assert all(isinstance(o, list) or isinstance(o, WriterDied) for o in outcomes), outcomes
+        answered = {e.dedupe_key for e, o in zip(events, outcomes) if isinstance(o, list)}
+        first.proc.join(10)
+        for _ in range(100):  # the lane sees end of file on the event loop
+            if not first.alive:
+                break
+            await asyncio.sleep(0.05)
+        assert not first.alive
+        late = first.lanes[0].submit(_event())
+        with pytest.raises(WriterDied):
+            await late  # a dead lane takes nothing: the request would answer 500, not 200
+        second = proc_runtime.writer()
+        assert second is not first and isinstance(second, ProcessWriter)
+        return answered, await proc_runtime.process_async(_event(group="g9"))
+
+    answered, replies = asyncio.run(main())
+    assert [r.text for r in replies] == [HINT]
+    with db.session() as s:
+        stored = set(s.execute(select(Message.dedupe_key)).scalars())
+        assert answered <= stored  # every event answered before the kill was committed first
+        assert s.get(Group, "g9").message_count == 1
+
+
+def test_a_writer_that_keeps_dying_leaves_ingest_to_threads(proc_runtime, db):
+    async def main():
+        for _ in range(2):
+            await proc_runtime.start_writer()
+            w = proc_runtime.writer()
+            os.kill(w.proc.pid, signal.SIGKILL)
+            w.proc.join(10)
+            for _ in range(100):
+                if not w.alive:
+                    break
+                await asyncio.sleep(0.05)
+        return await proc_runtime.process_async(_event(group="g7"))
+
+    assert [r.text for r in asyncio.run(main())] == [HINT]
+    assert isinstance(proc_runtime.writer(), ThreadWriter) and proc_runtime.writer_kind == "thread"
+    with db.session() as s:
+        assert s.get(Group, "g7").message_count == 1
+
+
+def test_an_injected_clock_or_database_keeps_the_threads(db, runtime, clock):
+    assert runtime.writer_kind == "thread"  # the shared fixture injects both
+    rt = Runtime(make_settings(database_url=db.url, ingest_writer="process"), clock=clock, migrate=False)
+    try:
+        assert rt.writer_kind == "thread"
+    finally:
+        rt.db.dispose()
+    mem = Runtime(make_settings(database_url="sqlite://", ingest_writer="process"))
+    try:
+        assert mem.writer_kind == "thread"  # an in-memory database cannot be shared with a child
+    finally:
+        mem.db.dispose()
