@@ -1,9 +1,10 @@
 """Every router of the app, in one list: a new platform adds its adapter's router here.
 
 A module may also list ``FAST_ROUTES``: ``(path, endpoint, methods)`` of its busiest endpoints
-(the platform callbacks). Each is put first in the routing table as a plain Starlette ``Route``
-to the same endpoint function (it takes only the ``Request``), so a callback is matched first and
-skips FastAPI's dependency solving; the FastAPI route stays, for the OpenAPI schema and docs.
+(the platform callbacks), where the endpoint is usually ``adapters.common.raw_endpoint(handle)``
+around the same ``handle`` its FastAPI route calls. Each is put first in the routing table as a
+plain Starlette ``Route``, so a callback is matched first and skips FastAPI's dependency solving
+and Starlette's Request wrapping; the FastAPI route stays, for the OpenAPI schema and docs.
 """
 from __future__ import annotations
 

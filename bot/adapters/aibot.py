@@ -39,7 +39,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, query
+from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, query, raw_endpoint
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event
 
@@ -52,10 +52,10 @@ RECEIVE_ID = ""  # 企业内部智能机器人场景中, ReceiveId 为 ""
 _LEADING_MENTIONS = re.compile(r"^(?:\s*@\S+)+\s*")
 
 
-def _crypto(request: Request) -> CallbackCrypto:
-    rt = request.app.state.runtime
+def _crypto(app) -> CallbackCrypto:
+    rt = app.state.runtime
     s = rt.settings
-    return app_state_crypto(request.app, "aibot", s.aibot_token, s.aibot_aes_key, RECEIVE_ID,
+    return app_state_crypto(app, "aibot", s.aibot_token, s.aibot_aes_key, RECEIVE_ID,
                             tolerance=s.wecom_timestamp_tolerance, clock=rt.clock)
 
 
@@ -70,7 +70,7 @@ async def verify_url(request: Request) -> Response:
         return PlainTextResponse("未配置智能机器人", status_code=404)
     q = query(request)
     try:
-        echo = _crypto(request).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
+        echo = _crypto(request.app).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                    q.get("echostr"))
     except CallbackError as e:
         return _refuse(e)
@@ -89,13 +89,17 @@ def _json_object(raw: bytes | str) -> dict[str, Any]:
 
 @router.post("/wecom/aibot/callback")
 async def callback(request: Request) -> Response:
-    rt = request.app.state.runtime
+    return await handle(request.app, query(request), await request.body())
+
+
+async def handle(app, q: dict[str, str], body: bytes) -> Response:
+    """The callback without a Request: also served by ``raw_endpoint`` (``FAST_ROUTES``)."""
+    rt = app.state.runtime
     if not rt.settings.aibot_configured:
         return PlainTextResponse("未配置智能机器人", status_code=404)
-    q = query(request)
-    crypto = _crypto(request)
+    crypto = _crypto(app)
     try:
-        encrypt = _json_object(await request.body()).get("encrypt")
+        encrypt = _json_object(body).get("encrypt")
         if not isinstance(encrypt, str):
             raise Malformed("no encrypt field")
         data = _json_object(crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
@@ -130,8 +134,8 @@ def _stream_id(event: Event) -> str:
     return "qz" + re.sub(r"[^0-9A-Za-z]", "", event.msg_id or "")[-40:]
 
 
-# The callback is the busiest endpoint: also routed first, without FastAPI's machinery (bot/routes.py).
-FAST_ROUTES = [("/wecom/aibot/callback", callback, ["POST"])]
+# The callback is the busiest endpoint: also routed first, as a plain ASGI endpoint (bot/routes.py).
+FAST_ROUTES = [("/wecom/aibot/callback", raw_endpoint(handle), ["POST"])]
 
 
 # --- JSON → Event ---------------------------------------------------------------------------

@@ -21,7 +21,33 @@ log = logging.getLogger("qunzhi.adapters")
 def query(request) -> dict[str, str]:
     """The query string as a plain dict, the last value winning as in Starlette's ``QueryParams``
     (whose multi-dict costs more than the whole signature check on the busiest endpoints)."""
-    return dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    return query_of(request.scope)
+
+
+def query_of(scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+class raw_endpoint:  # noqa: N801 (used like a decorator-style function)
+    """An ASGI endpoint for ``handle(app, query, body) -> Response``: the body read straight from
+    ``receive``, no Request object, no per-request wrappers. Used for the platform callbacks in
+    ``FAST_ROUTES`` (bot/routes.py); errors still reach the app's exception middleware. (A class,
+    not a function: Starlette wraps a plain function endpoint as request → response.)"""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def __call__(self, scope, receive, send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away before sending its body: nothing to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        response = await self.handle(scope["app"], query_of(scope), b"".join(chunks))
+        await response(scope, receive, send)
 
 
 def parse_xml(data: bytes | str) -> Element:

@@ -29,7 +29,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, parse_xml, query, xml_fields
+from bot.adapters.common import (card_kind, dispatch, enqueue_replies, from_unix, parse_xml,
+                                query, raw_endpoint, xml_fields)
 from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_crypto
 from handlers.events import Event, Reply
 
@@ -41,10 +42,10 @@ PLATFORM = "wecom"
 PASSIVE_TEXT_MAX_BYTES = 2048  # WeCom text messages are limited to 2048 bytes
 
 
-def _crypto(request: Request) -> CallbackCrypto:
-    rt = request.app.state.runtime
+def _crypto(app) -> CallbackCrypto:
+    rt = app.state.runtime
     s = rt.settings
-    return app_state_crypto(request.app, "wecom", s.wecom_token, s.wecom_aes_key, s.wecom_corp_id,
+    return app_state_crypto(app, "wecom", s.wecom_token, s.wecom_aes_key, s.wecom_corp_id,
                             tolerance=s.wecom_timestamp_tolerance, clock=rt.clock)
 
 
@@ -64,7 +65,7 @@ async def verify_url(request: Request) -> Response:
         return _not_configured()
     q = query(request)
     try:
-        echo = _crypto(request).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
+        echo = _crypto(request.app).verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                    q.get("echostr"))
     except CallbackError as e:
         return _refuse(e)
@@ -73,13 +74,17 @@ async def verify_url(request: Request) -> Response:
 
 @router.post("/wecom/callback")
 async def callback(request: Request) -> Response:
-    rt = request.app.state.runtime
+    return await handle(request.app, query(request), await request.body())
+
+
+async def handle(app, q: dict[str, str], body: bytes) -> Response:
+    """The callback without a Request: also served by ``raw_endpoint`` (``FAST_ROUTES``)."""
+    rt = app.state.runtime
     if not rt.settings.wecom_configured:
         return _not_configured()
-    q = query(request)
-    crypto = _crypto(request)
+    crypto = _crypto(app)
     try:
-        envelope = parse_xml(await request.body())
+        envelope = parse_xml(body)
         encrypt = (envelope.findtext("Encrypt") or "").strip()
         plain = crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"), encrypt)
         message = parse_xml(plain)
@@ -107,8 +112,8 @@ def _passive(replies: list[Reply]) -> bool:
     return r.card is None and not r.markdown and 0 < len(r.text.encode()) <= PASSIVE_TEXT_MAX_BYTES
 
 
-# The callback is the busiest endpoint: also routed first, without FastAPI's machinery (bot/routes.py).
-FAST_ROUTES = [("/wecom/callback", callback, ["POST"])]
+# The callback is the busiest endpoint: also routed first, as a plain ASGI endpoint (bot/routes.py).
+FAST_ROUTES = [("/wecom/callback", raw_endpoint(handle), ["POST"])]
 
 
 # --- XML → Event ----------------------------------------------------------------------------
