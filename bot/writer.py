@@ -40,7 +40,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Callable, Union
 
-from handlers.dispatch import Planned, bulk_prefix, handle_bulk, handle_event, plan
+from handlers.dispatch import Planned, bulk_claim, handle_bulk, handle_event, plan
 from handlers.events import Event, Reply
 
 if TYPE_CHECKING:
@@ -100,16 +100,19 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
                 b = a
                 while b < len(plans) and plans[b][1].bulk and b - a < BULK_MAX:
                     b += 1
-                k = a + (bulk_prefix(s, [p for _, p in plans[a:b]]) if rt.bulk and b > a else 0)
-                if k > a:
-                    if a == 0 and k == len(plans):
+                if rt.bulk and b > a:
+                    if a == 0 and b == len(plans):
                         # The whole batch is one bulk run (the usual case): no SAVEPOINT, two round
                         # trips fewer. If it fails, the batch is rolled back and retried one by one.
-                        done.extend(zip((i for i, _ in plans), handle_bulk(s, [p for _, p in plans], rt.services)))
+                        k, keys = bulk_claim(s, [p for _, p in plans])
+                        if k:
+                            done.extend(zip((i for i, _ in plans[:k]),
+                                            handle_bulk(s, [p for _, p in plans[:k]], rt.services, keys)))
                     else:
-                        _bulk(rt, s, plans[a:k], done, retry)
-                    a = k
-                    continue
+                        k = _bulk(rt, s, plans[a:b], done, retry)
+                    if k:
+                        a += k
+                        continue
                 _one(rt, s, *plans[a], done, retry)
                 a += 1
     except Exception as e:
@@ -138,19 +141,22 @@ def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
     done.append((i, replies))
 
 
-def _bulk(rt: "Runtime", s, segment: list[tuple[int, Planned]], done: list, retry: list) -> None:
-    """A run of plain-activity events in a few multi-row statements; if any statement fails the
-    run is rolled back to its SAVEPOINT and its events go the per-event path one by one."""
+def _bulk(rt: "Runtime", s, segment: list[tuple[int, Planned]], done: list, retry: list) -> int:
+    """A run of plain-activity events in a few multi-row statements, inside a SAVEPOINT: as many
+    as ``bulk_claim`` lets through (returned). If any statement fails, the run is rolled back to
+    its SAVEPOINT and all its events go the per-event path one by one."""
     try:
         with s.begin_nested():
-            results = handle_bulk(s, [p for _, p in segment], rt.services)
+            k, keys = bulk_claim(s, [p for _, p in segment])
+            results = handle_bulk(s, [p for _, p in segment[:k]], rt.services, keys) if k else []
     except Exception as e:
         log.warning("bulk ingest of %d events failed (%r); handling them one by one", len(segment), e)
         s.expire_all()
         for i, p in segment:
             _one(rt, s, i, p, done, retry)
-        return
+        return len(segment)
     done.extend((i, replies) for (i, _), replies in zip(segment, results))
+    return k
 
 
 # --- writer threads in this process --------------------------------------------------------
@@ -273,7 +279,13 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [writer] %(name)s: %(message)s")
     from bot.runtime import Runtime
 
-    rt = Runtime(settings, migrate=False, group_commit=True, group_commit_max=group_commit_max)
+    from storage.db import Database
+
+    # No pre-ping: it costs a round trip per batch; a connection that went stale fails its batch,
+    # SQLAlchemy invalidates it, and the batch's events are retried one by one on fresh ones.
+    engine_kwargs = {} if settings.database_url.startswith("sqlite") else {"pool_pre_ping": False}
+    db = Database(settings.database_url, migrate=False, **engine_kwargs)
+    rt = Runtime(settings, db=db, group_commit=True, group_commit_max=group_commit_max)
     rt.bulk = bulk
     threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
                for i, sock in enumerate(socks)]

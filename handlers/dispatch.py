@@ -199,6 +199,27 @@ def bulk_prefix(session: Session, plans: list[Planned]) -> int:
     return len(plans)
 
 
+def bulk_claim(session: Session, plans: list[Planned]) -> tuple[int, set[str]]:
+    """``bulk_prefix`` and the dedupe claims of the events it lets through, in one step (on
+    PostgreSQL one statement): how many of the leading ``plans`` ``handle_bulk`` may take, and
+    which of their keys were new. Only an event's first occurrence in the batch claims its key."""
+    firsts: list[str | None] = []
+    seen: set[str] = set()
+    for p in plans:
+        k = p.key[:200] if p.key else None
+        firsts.append(k if k is not None and k not in seen else None)
+        if k is not None:
+            seen.add(k)
+    if session.get_bind().dialect.name == "postgresql":
+        return repo.claim_until_dialogue(session, [
+            {"pos": i, "key": k, "at": p.event.at, "sender": p.event.sender_id, "hint": p.hint}
+            for i, (p, k) in enumerate(zip(plans, firsts))])
+    n = bulk_prefix(session, plans)
+    claims = sorted({k: p.event.at for p, k in zip(plans[:n], firsts[:n]) if k is not None}.items())
+    return n, {k for (k,) in repo.insert_ignore_returning(
+        session, ProcessedEvent, [{"key": k, "at": at} for k, at in claims], ["key"])}
+
+
 def _member_ids(event: Event) -> tuple[str, ...]:
     """Who ``_record_group_activity`` adds to the group's members for this event."""
     if event.kind == "message":
@@ -208,17 +229,22 @@ def _member_ids(event: Event) -> tuple[str, ...]:
     return ()
 
 
-def handle_bulk(session: Session, plans: list[Planned], services: Services) -> list[list[Reply]]:
+def handle_bulk(session: Session, plans: list[Planned], services: Services,
+                new_keys: set[str] | None = None) -> list[list[Reply]]:
     """``handle_event`` for each of ``plans`` (all ``bulk``, in order), with the same end state:
     each dedupe key claimed once (the first event carrying it wins, later ones are duplicates),
     persons, groups, memberships and messages inserted if absent, and one counter update per
-    touched group. Raises on a database error (the caller rolls back and goes event by event)."""
-    claim: dict[str, object] = {}
-    for p in plans:
-        if p.key:
-            claim.setdefault(p.key[:200], p.event.at)
-    new_keys = {k for (k,) in repo.insert_ignore_returning(
-        session, ProcessedEvent, [{"key": k, "at": at} for k, at in sorted(claim.items())], ["key"])}
+    touched group. ``new_keys``: the keys ``bulk_claim`` already claimed for these plans (None:
+    claim them here). Raises on a database error (the caller rolls back, goes event by event)."""
+    if new_keys is None:
+        claim: dict[str, object] = {}
+        for p in plans:
+            if p.key:
+                claim.setdefault(p.key[:200], p.event.at)
+        new_keys = {k for (k,) in repo.insert_ignore_returning(
+            session, ProcessedEvent, [{"key": k, "at": at} for k, at in sorted(claim.items())], ["key"])}
+    else:
+        new_keys = set(new_keys)
     fresh: list[Planned] = []
     out: list[list[Reply]] = []
     for p in plans:

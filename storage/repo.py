@@ -406,6 +406,28 @@ def _pg_counters(session: Session, per_group: dict[str, dict], grown: set[str]) 
     driver_execute(session, _PG_COUNTERS, (pg_json(rows),))
 
 
+_PG_CLAIM = (
+    "WITH r AS (SELECT * FROM json_to_recordset(%s::json) AS r(pos int, key text, at timestamptz, sender text, "
+    "hint boolean)), cut AS (SELECT coalesce(min(r.pos), 2147483647) AS pos FROM r JOIN conversations c "
+    "ON c.person_id = r.sender WHERE r.hint), ins AS (INSERT INTO processed_events (key, at) SELECT r.key, r.at "
+    "FROM r, cut WHERE r.pos < cut.pos AND r.key IS NOT NULL ORDER BY r.key ON CONFLICT (key) DO NOTHING "
+    "RETURNING key) SELECT 'c', pos::text FROM cut UNION ALL SELECT 'k', key FROM ins")
+
+
+def claim_until_dialogue(session: Session, rows: list[dict]) -> tuple[int, set[str]]:
+    """PostgreSQL, one statement: the position of the first row that is a hint-message from a
+    sender in a dialogue (``conversations``; len(rows) if none), and the dedupe keys newly
+    claimed in ``processed_events`` for the rows before it. Rows: pos, key (None: claims
+    nothing), at, sender, hint."""
+    cut, keys = len(rows), set()
+    for kind, value in driver_execute(session, _PG_CLAIM, (pg_json(rows),)):
+        if kind == "c":
+            cut = min(cut, int(value))
+        else:
+            keys.add(value)
+    return cut, keys
+
+
 def in_dialogue(session: Session, person_ids: list[str]) -> set[str]:
     """Which of ``person_ids`` have an unfinished dialogue (a ``conversations`` row)."""
     dialect = session.get_bind().dialect

@@ -84,8 +84,8 @@ def test_bulk_path_leaves_the_same_state_as_the_per_event_path(runtime, db, cloc
     import bot.writer as rt_mod
 
     real = rt_mod.handle_bulk
-    monkeypatch.setattr(rt_mod, "handle_bulk", lambda s, plans, services: calls.append(len(plans)) or real(
-        s, plans, services))
+    monkeypatch.setattr(rt_mod, "handle_bulk", lambda s, plans, services, *rest: calls.append(len(plans)) or real(
+        s, plans, services, *rest))
 
     per_event = _run_batch(runtime, events, bulk=False)
     per_event_retry = _run_batch(runtime, events, bulk=False)  # WeCom retries everything
@@ -161,11 +161,11 @@ def test_missed_deadline_answers_503_and_the_retry_is_stored_once(client, clock,
     real = dispatch.handle_bulk
     slow_once = {"left": 1}
 
-    def slow(s, plans, services):
+    def slow(s, plans, services, *rest):
         if slow_once["left"]:
             slow_once["left"] -= 1
             time.sleep(0.4)
-        return real(s, plans, services)
+        return real(s, plans, services, *rest)
 
     monkeypatch.setattr("bot.writer.handle_bulk", slow)
     original = runtime.process_async
