@@ -287,6 +287,9 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     db = Database(settings.database_url, migrate=False, **engine_kwargs)
     rt = Runtime(settings, db=db, group_commit=True, group_commit_max=group_commit_max)
     rt.bulk = bulk
+    from bot.cli import freeze_startup_objects
+
+    freeze_startup_objects()  # as in the web process: collections then skip what startup built
     threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
                for i, sock in enumerate(socks)]
     for t in threads:
