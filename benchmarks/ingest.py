@@ -408,10 +408,47 @@ def half_rate_latency(port: int, reqs: list[tuple[str, str]], rate: float, durat
     return run_client("open", port, reqs[:int(rate * duration)], workdir, rate=rate)
 
 
-def max_rate(port: int, reqs: list[tuple[str, str]], duration: float, connections: int, workdir: Path) -> dict:
+def max_rate(port: int, reqs: list[tuple[str, str]], duration: float, connections: int, workdir: Path,
+             server: "Server | None" = None) -> dict:
+    cpu = CpuMeter(server.proc.pid) if server is not None else None
     if shutil.which("wrk"):
-        return run_wrk(port, reqs, duration, connections, 2, workdir)
-    return run_client("closed", port, reqs, workdir, duration=duration, connections=connections)
+        r = run_wrk(port, reqs, duration, connections, 2, workdir)
+    else:
+        r = run_client("closed", port, reqs, workdir, duration=duration, connections=connections)
+    if cpu is not None:
+        r["cpu_us_per_request"] = cpu.per_request(r["requests"])
+    return r
+
+
+class CpuMeter:
+    """CPU time (user + system) spent during a phase by the server process, its children (the
+    writer process) and the PostgreSQL backends, per request: where the machine's cores went.
+    The machine has 2 cores shared by the client, the server(s) and the database."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.server = psutil.Process(pid)
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        import psutil
+
+        out = {"web": 0.0, "writer": 0.0, "postgres": 0.0}
+        procs = [("web", self.server)] + [("writer", c) for c in self.server.children(recursive=True)]
+        procs += [("postgres", p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        for kind, proc in procs:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:  # a process that ended between listing and reading
+                continue
+            out[kind] += t.user + t.system
+        return out
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        end = self._sample()
+        n = max(1, requests)
+        return {k: round((end[k] - self.start.get(k, 0.0)) / n * 1e6) for k in end}
 
 
 # --- database -------------------------------------------------------------------------------
@@ -470,6 +507,11 @@ def _median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
+def _median_cpu(phases: list[dict]) -> dict[str, float]:
+    keys = phases[0].get("cpu_us_per_request", {}).keys()
+    return {k: _median([p["cpu_us_per_request"][k] for p in phases]) for k in keys}
+
+
 def _sent_in_max_phase(m: dict, msgs: list[dict], connections: int) -> list[dict]:
     """The messages a max-rate phase may have sent (a superset: wrk thread t walks msgs[t::2])."""
     if m.get("client") == "wrk":
@@ -512,12 +554,12 @@ def run_pair(database_url: str | None, *, duration: float, latency_duration: flo
         bare_max: list[dict] = []
         for r in range(rounds):
             reqs, _ = gen.batch(min(pool, 20000))
-            bare_max.append(max_rate(bare.port, reqs, duration, connections, workdir))
+            bare_max.append(max_rate(bare.port, reqs, duration, connections, workdir, server=bare))
             line = f"  round {r + 1}/{rounds}: bare {bare_max[-1]['rps']:.0f} req/s"
             for mode in modes:
                 st = state[mode]
                 reqs, msgs = gen.batch(pool)
-                m = max_rate(servers[mode].port, reqs, duration, connections, workdir)
+                m = max_rate(servers[mode].port, reqs, duration, connections, workdir, server=servers[mode])
                 if m.get("wrapped") or m.get("other"):
                     log(f"  WARNING: {m.get('other')} non-200 answers in the max-rate phase"
                         f"{' (request pool exhausted: raise --pool)' if m.get('wrapped') else ''}")
@@ -532,7 +574,8 @@ def run_pair(database_url: str | None, *, duration: float, latency_duration: flo
         bare_rps = _median([m["rps"] for m in bare_max])
         lat = half_rate_latency(bare.port, reqs[:min(pool, 20000)], bare_rps / 2, latency_duration, workdir)
         out["bare"] = {"max": {"rps": bare_rps, "rounds": [m["rps"] for m in bare_max],
-                               "client": bare_max[0]["client"]}, "latency": lat}
+                               "client": bare_max[0]["client"],
+                               "cpu_us_per_request": _median_cpu(bare_max)}, "latency": lat}
         log(f"  bare: {bare_rps:.0f} req/s (median of {rounds}), at {lat['achieved']:.0f}/s p50/p90/p99 "
             f"{lat['p50_ms']:.1f}/{lat['p90_ms']:.1f}/{lat['p99_ms']:.1f} ms")
 
@@ -576,7 +619,8 @@ def run_pair(database_url: str | None, *, duration: float, latency_duration: flo
                            and check["stored_by_latency_phase"] >= lat["ok"]
                            and rep["ok"] == rep["requests"])
             out["modes"][mode] = {"max": {"ok_rps": ok_rps, "ratio": ratio, "client": st["max"][0]["client"],
-                                          "rounds": [m["ok_rps"] for m in st["max"]]},
+                                          "rounds": [m["ok_rps"] for m in st["max"]],
+                                          "cpu_us_per_request": _median_cpu(st["max"])},
                                   "latency": lat, "check": check}
             log(f"  qunzhi[{mode} commit]: {ok_rps:.0f} req/s (median), ratio {ratio:.2f}, at "
                 f"{lat['achieved']:.0f}/s p50/p90/p99 {lat['p50_ms']:.1f}/{lat['p90_ms']:.1f}/{lat['p99_ms']:.1f} ms;"
@@ -605,6 +649,16 @@ def summarize(results: list[dict]) -> list[str]:
                 f"{'met' if ratio >= 0.5 else 'MISSED':>12}{lat['p50_ms']:>8.1f}{lat['p90_ms']:>8.1f}"
                 f"{lat['p99_ms']:>8.1f}{'met' if lat['p99_ms'] <= 50 else 'MISSED':>11}"
                 f"{b['latency']['p99_ms']:>9.1f}  {'yes' if q['check']['ok'] else 'NO'}")
+    lines += ["", "CPU per request in the max-rate phases, microseconds (median of rounds): web process / writer "
+              "process / PostgreSQL backends"]
+    for r in results:
+        c = r["bare"]["max"].get("cpu_us_per_request") or {}
+        lines.append(f"{r['database']:<11}{'bare':<8}{c.get('web', 0):>8.0f} / {c.get('writer', 0):>6.0f} / "
+                     f"{c.get('postgres', 0):>6.0f}")
+        for mode, q in r["modes"].items():
+            c = q["max"].get("cpu_us_per_request") or {}
+            lines.append(f"{r['database']:<11}{mode:<8}{c.get('web', 0):>8.0f} / {c.get('writer', 0):>6.0f} / "
+                         f"{c.get('postgres', 0):>6.0f}")
     return lines
 
 
