@@ -61,14 +61,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt: Runtime = app.state.runtime
         await rt.start_writer()
         sched = None
-        if start_scheduler if start_scheduler is not None else settings.run_scheduler:
-            from scheduler.service import start_in_process
+        try:
+            if start_scheduler if start_scheduler is not None else settings.run_scheduler:
+                from scheduler.service import start_in_process
 
-            sched = start_in_process(rt)
-        yield
-        if sched is not None:
-            sched.shutdown()
-        rt.close()  # the writer finishes what it holds (uvicorn has answered every request by now)
+                sched = start_in_process(rt)
+            yield
+        finally:
+            try:
+                if sched is not None:
+                    sched.shutdown()
+            finally:
+                rt.close()  # the writer finishes what it holds (uvicorn has answered every request by now)
 
     app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime or Runtime(settings)

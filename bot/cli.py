@@ -57,19 +57,12 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
     rt = runtime()
     if settings.local_mode:
         typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
+    from bot.runtime import freeze_startup_objects
+
     web_app = create_app(settings, runtime=rt, start_scheduler=scheduler)
     freeze_startup_objects()
     uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
 
-
-def freeze_startup_objects() -> None:
-    """Move everything built at startup (modules, the app, SQLAlchemy's metadata) out of the
-    cyclic garbage collector's reach: full collections then scan only what requests allocate,
-    instead of pausing the event loop to walk the whole program again and again."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 def _load_plugins() -> None:

@@ -14,8 +14,8 @@ Two transports run it:
 * ``ProcessWriter``: one child process (``multiprocessing`` spawn) with its own interpreter and
   database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
   process only pickles the events of a batch and unpickles the outcomes; the event loop reads
-  the outcomes itself (no thread hand-off per request). A lane has at most one batch in flight:
-  what arrives meanwhile becomes the next batch, so the batch size follows the load.
+  the outcomes itself (no thread hand-off per request). A lane has at most ``PIPELINE`` batches
+  in flight: what arrives meanwhile becomes the next batch, so the batch size follows the load.
 
 Failure of the child (killed, crashed): every event in flight or queued on it fails with
 ``WriterDied`` (the request answers 500, nothing was acknowledged, the platform retries and the
@@ -29,6 +29,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -50,7 +51,7 @@ log = logging.getLogger("qunzhi.writer")
 
 BULK_MAX = 512  # events per bulk run (handlers.dispatch.handle_bulk)
 READY_TIMEOUT = 60.0  # seconds for a new writer process to import, connect and say ready
-PIPELINE = int(os.environ.get("QUNZHI_WRITER_PIPELINE") or 2)  # batches in flight per lane
+PIPELINE = max(1, int(os.environ.get("QUNZHI_WRITER_PIPELINE") or 2))  # batches in flight per lane
 RESTART_WINDOW = 10.0  # two writer-process deaths within this many seconds: fall back to threads
 
 Outcome = Union[list[Reply], BaseException]
@@ -285,9 +286,10 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     # SQLAlchemy invalidates it, and the batch's events are retried one by one on fresh ones.
     engine_kwargs = {} if settings.database_url.startswith("sqlite") else {"pool_pre_ping": False}
     db = Database(settings.database_url, migrate=False, **engine_kwargs)
-    rt = Runtime(settings, db=db, group_commit=True, group_commit_max=group_commit_max)
+    rt = Runtime(settings.model_copy(update={"ingest_writer": "thread"}), db=db, group_commit=True,
+                 group_commit_max=group_commit_max)
     rt.bulk = bulk
-    from bot.cli import freeze_startup_objects
+    from bot.runtime import freeze_startup_objects
 
     freeze_startup_objects()  # as in the web process: collections then skip what startup built
     threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
@@ -312,6 +314,26 @@ def _serve_lane(rt: "Runtime", sock: socket.socket) -> None:
         log.warning("the web process went away; writer lane stops")
     finally:
         sock.close()
+
+
+def _pickle_batch(bid: int, batch: list[tuple[Event, asyncio.Future]]):
+    """The frame of a batch; an event that cannot be pickled fails alone (its request gets 500)."""
+    try:
+        return pickle.dumps((bid, [e for e, _ in batch]), protocol=pickle.HIGHEST_PROTOCOL), batch
+    except Exception:
+        good = []
+        for e, f in batch:
+            try:
+                pickle.dumps(e, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as err:
+                log.error("event %s cannot be sent to the writer process: %r", e.dedupe_key, err)
+                if not f.done():
+                    f.set_exception(WriterError(f"event cannot be sent to the writer process: {err!r}"))
+                continue
+            good.append((e, f))
+        if not good:
+            return b"", []
+        return pickle.dumps((bid, [e for e, _ in good]), protocol=pickle.HIGHEST_PROTOCOL), good
 
 
 class _Lane:
@@ -361,9 +383,15 @@ class _Lane:
             batch = self.pending[:self.writer.group_commit_max]
             del self.pending[:len(batch)]
             bid, self.next_batch = self.next_batch, self.next_batch + 1
+            data, batch = _pickle_batch(bid, batch)
+            if not batch:
+                continue
             self.batches[bid] = {i: f for i, (_, f) in enumerate(batch)}
-            data = pickle.dumps((bid, [e for e, _ in batch]), protocol=pickle.HIGHEST_PROTOCOL)
-            self.stream.write(_HEADER.pack(len(data)) + data)
+            try:
+                self.stream.write(_HEADER.pack(len(data)) + data)
+            except Exception as e:  # the transport is gone: the child cannot get this batch
+                self._fail(e)
+                return
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -391,15 +419,18 @@ class _Lane:
                     self._schedule_flush(loop)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
             self._fail(e)
-        except asyncio.CancelledError:
-            self._fail(WriterDied("lane closed"))
+        except asyncio.CancelledError:  # the event loop is shutting down: not the child's death
+            self._fail(WriterDied("lane closed"), died=False)
             raise
         except Exception as e:  # a garbled frame: the lane cannot be trusted any more
             log.exception("writer lane failed")
             self._fail(e)
 
-    def _fail(self, cause: BaseException) -> None:
+    def _fail(self, cause: BaseException, *, died: bool = True) -> None:
+        if self.dead is not None:
+            return
         self.dead = cause
+        self.close()
         waiting = [f for b in self.batches.values() for f in b.values()] + [f for _, f in self.pending]
         self.batches, self.pending = {}, []
         if self.ready is not None and not self.ready.done():
@@ -410,13 +441,24 @@ class _Lane:
         if waiting:
             log.error("writer process ended with %d event(s) unanswered (%r); they get 500 and are retried",
                       len(waiting), cause)
-        self.writer._lane_died()
+        self.writer._lane_died(died)
 
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-        else:
+        try:
+            if self.stream is not None:
+                self.stream.close()
+            else:
+                self.sock.close()
+        except RuntimeError:  # its event loop is closed: close the socket itself
             self.sock.close()
+
+
+def _shutdown_sockets(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            continue
 
 
 class ProcessWriter:
@@ -435,20 +477,35 @@ class ProcessWriter:
         for _, c in pairs:
             c.close()
         self.lanes = [_Lane(self, p) for p, _ in pairs]
+        # At interpreter exit multiprocessing joins its children, without a timeout. The child
+        # stops when its lanes close (it ignores SIGTERM), so close them first, whatever path
+        # the exit takes (finalizers with an exit priority run before that join).
+        multiprocessing.util.Finalize(self, _shutdown_sockets, args=([p for p, _ in pairs],), exitpriority=10)
         self._opened: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.died_at: float | None = None
         self.alive = True
 
     async def start(self, timeout: float = READY_TIMEOUT) -> None:
-        """Connect the lanes to this event loop and wait until the child says ready."""
+        """Connect the lanes to this event loop and wait until the child says ready. If it does
+        not (in time), the writer counts as dead: the child is killed and the next event gets a
+        new one (or, after repeated deaths, threads)."""
         loop = asyncio.get_running_loop()
         if self._opened is None:
             self._loop = loop
             self._opened = loop.create_task(self._open())
         elif self._loop is not loop:
             raise RuntimeError("a writer process serves one event loop")
-        await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+        except BaseException as e:
+            if not isinstance(e, asyncio.CancelledError) or self._opened.done():
+                log.error("the writer process did not become ready: %r", e)
+                for lane in self.lanes:
+                    lane._fail(WriterDied(f"writer process did not start: {e!r}"))
+                self._lane_died(True)
+                self.proc.kill()
+            raise
 
     async def _open(self) -> None:
         for lane in self.lanes:
@@ -457,7 +514,8 @@ class ProcessWriter:
 
     def submit_future(self, event: Event) -> asyncio.Future:
         """An asyncio future of the event's replies (call on the event loop)."""
-        if self._opened is not None and self._opened.done() and self._opened.exception() is None:
+        opened = self._opened
+        if opened is not None and opened.done() and not opened.cancelled() and opened.exception() is None:
             return self.lanes[shard_of(event, len(self.lanes))].submit(event)
         return asyncio.ensure_future(self._submit_when_started(event))
 
@@ -465,11 +523,14 @@ class ProcessWriter:
         await self.start()
         return await self.lanes[shard_of(event, len(self.lanes))].submit(event)
 
-    def _lane_died(self) -> None:
+    def _lane_died(self, died: bool = True) -> None:
+        """One lane is gone, so the child is gone (or going): close the other lanes too. ``died``:
+        it ended on its own (counts towards the fall-back), not by our shutting down."""
         if self.alive:
             self.alive = False
-            self.died_at = time.monotonic()
-            for lane in self.lanes:  # one lane gone means the child is gone: close the others too
+            if died:
+                self.died_at = time.monotonic()
+            for lane in self.lanes:
                 if lane.dead is None:
                     lane.close()
 
@@ -489,3 +550,10 @@ class ProcessWriter:
         if self._loop is None or self._loop.is_closed():  # else the read loops see EOF and close them
             for lane in self.lanes:
                 lane.sock.close()
+
+    def reap(self) -> None:
+        """Make sure a writer that is out of service has no child left (and no zombie): its lanes
+        are closed, so whatever it still holds can no longer be answered."""
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(1)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import uuid
+from pathlib import Path
 from datetime import datetime, timezone
 
 import pytest
@@ -119,3 +120,54 @@ def test_an_injected_clock_or_database_keeps_the_threads(db, runtime, clock):
         assert mem.writer_kind == "thread"  # an in-memory database cannot be shared with a child
     finally:
         mem.db.dispose()
+
+
+def test_an_event_that_cannot_be_pickled_fails_alone(proc_runtime, db):
+    import threading
+
+    from bot.writer import WriterError
+
+    async def main():
+        await proc_runtime.start_writer()
+        bad = _event(group="gb")
+        bad.data["lock"] = threading.Lock()  # cannot cross to the child
+        good = [_event(group="gb", sender=f"u{i}") for i in range(5)]
+        out = await asyncio.gather(*(proc_runtime.process_async(e) for e in [bad] + good), return_exceptions=True)
+        later = await proc_runtime.process_async(_event(group="gb"))  # the lane still works
+        return out, later
+
+    out, later = asyncio.run(main())
+    assert isinstance(out[0], WriterError)
+    assert [[r.text for r in o] for o in out[1:]] == [[HINT]] * 5 and [r.text for r in later] == [HINT]
+    with db.session() as s:
+        assert s.get(Group, "gb").message_count == 6
+
+
+def test_a_process_that_never_closes_its_runtime_still_exits(db, tmp_path):
+    """Interpreter exit joins the writer child without a timeout; the lanes are closed first, so
+    the child sees end of file and the web process exits instead of hanging."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "no_close.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.faults.test_writer_process import _event
+        from tests.conftest import make_settings
+        from bot.runtime import Runtime
+
+        if __name__ == "__main__":
+            rt = Runtime(make_settings(database_url={db.url!r}, ingest_writer="process"), migrate=False)
+            async def main():
+                await rt.start_writer()
+                assert rt.writer().kind == "process"
+                print(len(await rt.process_async(_event(group="gx"))))
+            asyncio.run(main())
+    """))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "1"
+    with db.session() as s:
+        assert s.get(Group, "gx").message_count == 1
