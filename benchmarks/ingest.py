@@ -126,8 +126,13 @@ def random_aes_key() -> str:
     return base64.b64encode(os.urandom(32)).decode().rstrip("=")
 
 
+TUNING = ("QUNZHI_GROUP_COMMIT_", "QUNZHI_WRITER_", "QUNZHI_INGEST_WRITER")
+
+
 def qunzhi_env(database_url: str, token: str, aes_key: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUNZHI_")}
+    # The caller's QUNZHI_ settings stay out (the benchmark sets its own), except the writer's
+    # tuning knobs, so they can be compared: QUNZHI_GROUP_COMMIT_*, QUNZHI_WRITER_*, QUNZHI_INGEST_WRITER.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUNZHI_") or k.startswith(TUNING)}
     env.update({
         "QUNZHI_ENVIRONMENT": "development", "QUNZHI_DATABASE_URL": database_url,
         "QUNZHI_AIBOT_TOKEN": token, "QUNZHI_AIBOT_AES_KEY": aes_key, "QUNZHI_RUN_SCHEDULER": "false",

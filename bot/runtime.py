@@ -1,8 +1,9 @@
 """One place that builds the database, services and clients, shared by the app, CLI and jobs.
 
 Group commit (callbacks): ``process_async`` hands each event to the runtime's writer, sharded by
-group (one shard on SQLite, whose single write lock makes more pointless; four on PostgreSQL,
-to overlap network round trips). The writer is a separate process by default
+group (one shard by default: SQLite has a single write lock, and on PostgreSQL a batch of plain
+activity is one statement, so one shard with bigger batches costs less CPU than several with
+small ones; ``QUNZHI_GROUP_COMMIT_WRITERS`` sets more). The writer is a separate process by default
 (``QUNZHI_INGEST_WRITER=process``, ``bot/writer.py``), so storing events does not compete with
 HTTP and crypto for the web process's interpreter lock; threads in the web process otherwise.
 A writer shard handles up to ``group_commit_max`` waiting events in one transaction with a
@@ -87,9 +88,11 @@ install_log_redaction()
 
 REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
 GROUP_COMMIT_MAX = 128  # events per transaction
-# Writer shards: SQLite has one write lock, so one; on PostgreSQL each statement waits a network
-# round trip, so a few shards overlap them (measured: one writer halved PostgreSQL's rate).
-GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 4}
+# Writer shards. SQLite has one write lock, so one. On PostgreSQL a batch of plain activity is one
+# autocommit statement (``handlers.dispatch.ingest_autocommit``): with four shards the batches
+# were a quarter the size and the fixed cost per batch dominated (ingest benchmark, one run:
+# 4 shards 0.56 of bare, 1 shard 0.65-0.79; average batch 2.7 against 9).
+GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 1}
 
 
 def _env_flag(name: str, default: bool) -> bool:

@@ -41,7 +41,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Callable, Union
 
-from handlers.dispatch import Planned, bulk_claim, handle_bulk, handle_event, plan
+from handlers.dispatch import Planned, bulk_claim, handle_bulk, handle_event, ingest_autocommit, plan
 from handlers.events import Event, Reply
 
 if TYPE_CHECKING:
@@ -90,44 +90,70 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
         (alone.append(i) if p.anonymous else plans.append((i, p)))
     done: list[tuple[int, Outcome]] = []
     retry: list[int] = []
-    try:
-        with rt.db.session() as s:
-            if rt.db.dialect == "sqlite":
-                # pysqlite starts no transaction before the first DML: without an explicit
-                # BEGIN the first SAVEPOINT would open it and its RELEASE would commit it.
-                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            a = 0
-            while a < len(plans):
-                b = a
-                while b < len(plans) and plans[b][1].bulk and b - a < BULK_MAX:
-                    b += 1
-                if rt.bulk and b > a:
-                    if a == 0 and b == len(plans):
-                        # The whole batch is one bulk run (the usual case): no SAVEPOINT, two round
-                        # trips fewer. If it fails, the batch is rolled back and retried one by one.
-                        k, keys = bulk_claim(s, [p for _, p in plans])
+    failed: list[int] = []
+    if (rt.bulk and plans and rt.db.dialect == "postgresql" and len(plans) <= BULK_MAX
+            and all(p.bulk for _, p in plans)):
+        try:  # the usual case on PostgreSQL: the whole batch is one bulk run, one statement
+            taken = _ingest_autocommit(rt, plans)
+        except Exception as e:  # one statement: nothing of it was written
+            log.warning("bulk ingest of %d events failed (%r); processing them one by one", len(plans), e)
+            failed, plans = [i for i, _ in plans], []
+        else:
+            if taken:
+                deliver([(i, r) for (i, _), r in zip(plans, taken)])  # committed
+                plans = plans[len(taken):]  # from a dialogue's next answer on: the path below
+    if plans:
+        try:
+            with rt.db.session() as s:
+                if rt.db.dialect == "sqlite":
+                    # pysqlite starts no transaction before the first DML: without an explicit
+                    # BEGIN the first SAVEPOINT would open it and its RELEASE would commit it.
+                    s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                a = 0
+                while a < len(plans):
+                    b = a
+                    while b < len(plans) and plans[b][1].bulk and b - a < BULK_MAX:
+                        b += 1
+                    if rt.bulk and b > a:
+                        if a == 0 and b == len(plans):
+                            # The whole batch is one bulk run (the usual case): no SAVEPOINT, two round
+                            # trips fewer. If it fails, the batch is rolled back and retried one by one.
+                            k, keys = bulk_claim(s, [p for _, p in plans])
+                            if k:
+                                done.extend(zip((i for i, _ in plans[:k]),
+                                                handle_bulk(s, [p for _, p in plans[:k]], rt.services, keys)))
+                        else:
+                            k = _bulk(rt, s, plans[a:b], done, retry)
                         if k:
-                            done.extend(zip((i for i, _ in plans[:k]),
-                                            handle_bulk(s, [p for _, p in plans[:k]], rt.services, keys)))
-                    else:
-                        k = _bulk(rt, s, plans[a:b], done, retry)
-                    if k:
-                        a += k
-                        continue
-                _one(rt, s, *plans[a], done, retry)
-                a += 1
-    except Exception as e:
-        log.warning("batch of %d events failed to commit (%r); processing them one by one", len(events), e)
-        retry, done = [i for i, _ in plans], []
+                            a += k
+                            continue
+                    _one(rt, s, *plans[a], done, retry)
+                    a += 1
+        except Exception as e:
+            log.warning("batch of %d events failed to commit (%r); processing them one by one", len(plans), e)
+            retry, done = [i for i, _ in plans], []
     if done:  # committed: now the requests may be answered
         deliver(done)
-    for i in retry + alone:
+    for i in failed + retry + alone:
         try:
             outcome: Outcome = rt.process(events[i])
         except Exception as e:
             log.error("event %s failed: %r", events[i].dedupe_key, e)
             outcome = e
         deliver([(i, outcome)])
+
+
+def _ingest_autocommit(rt: "Runtime", plans: list[tuple[int, Planned]]) -> list[list[Reply]]:
+    """``ingest_autocommit`` on this thread's ingest connection: the replies of the leading plans
+    it stored (committed), [] if it could not be used. A connection that failed is dropped."""
+    conn = rt.db.ingest_connection()
+    try:
+        found = ingest_autocommit(conn, [p for _, p in plans], rt.services)
+    except Exception:
+        if conn.closed or conn.broken:
+            rt.db.drop_ingest_connection()
+        raise
+    return [] if found is None else found[1]
 
 
 def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
@@ -222,6 +248,7 @@ class ThreadWriter:
             if stop:
                 break
         self.alive = False
+        self.rt.db.drop_ingest_connection()
 
 
 def _settle(futures, items: list[tuple[int, Outcome]]) -> None:
@@ -314,6 +341,7 @@ def _serve_lane(rt: "Runtime", sock: socket.socket) -> None:
         log.warning("the web process went away; writer lane stops")
     finally:
         sock.close()
+        rt.db.drop_ingest_connection()
 
 
 def _pickle_batch(bid: int, batch: list[tuple[Event, asyncio.Future]]):

@@ -281,3 +281,54 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
                               groups=[groups[k] for k in sorted(groups)],
                               members=[members[k] for k in sorted(members)], messages=messages)
     return out
+
+
+def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[int, list[list[Reply]]] | None:
+    """PostgreSQL: ``bulk_claim`` + ``handle_bulk`` for ``plans`` (all ``bulk``) as one statement on
+    the autocommit connection ``conn`` (``storage.repo.pg_ingest``), committed when it returns.
+    Returns how many leading plans it took (up to the first hint-message from a sender in a
+    dialogue) and their replies; None if the statement cannot be used (nothing was written).
+    Raises on a database error (nothing was written: it is one statement)."""
+    events, persons, members, messages, groups = [], [], [], [], []
+    seen_keys: set[str] = set()
+    seen_messages: set[str] = set()
+    store_text = services.settings.store_message_text
+    firsts: list[str | None] = []
+    for pos, p in enumerate(plans):
+        e = p.event
+        at = repo.pg_json_time(e.at)  # once per event: it is in most of the event's rows
+        k = p.key[:200] if p.key else None
+        dup = k is not None and k in seen_keys
+        if k is not None:
+            seen_keys.add(k)
+        firsts.append(None if dup else k)
+        events.append({"pos": pos, "key": None if dup else k, "dup": dup, "at": at, "sender": e.sender_id,
+                       "hint": p.hint})
+        persons.append({"pos": pos, "id": e.sender_id, "name": None, "role": "cadre", "created_at": at})
+        if not e.group_id:
+            continue
+        groups.append({"pos": pos, **repo.new_group_row(group_id=e.group_id, platform=e.platform, at=at,
+                                                        name=e.group_name, source="activity")})
+        members.extend({"pos": pos, "group_id": e.group_id, "person_id": pid, "joined_at": at}
+                       for pid in _member_ids(e))
+        if e.kind == "message":
+            mkey = (e.dedupe_key or f"{e.platform}:{e.sender_id}:{e.at.timestamp()}")[:200]
+            if mkey in seen_messages:  # only the first can be stored; a later one is a duplicate
+                continue
+            seen_messages.add(mkey)
+            text = e.text or ""
+            messages.append({"pos": pos, "dedupe_key": mkey, "platform": e.platform, "group_id": e.group_id,
+                             "sender_id": e.sender_id, "sent_at": at, "is_ritual": is_ritual(text),
+                             "text": text if store_text else None})
+    found = repo.pg_ingest(conn, events, persons, members, messages, groups)
+    if found is None:
+        return None
+    cut, claimed = found
+    out: list[list[Reply]] = []
+    for p, k in zip(plans[:cut], firsts[:cut]):
+        if p.key and k not in claimed:  # claimed before, or a repeat within this batch
+            log.info("duplicate event %s ignored", p.key[:200])
+            out.append([])
+        else:
+            out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
+    return cut, out

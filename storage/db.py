@@ -1,6 +1,8 @@
 """One place that builds the engine and sessions, and brings the schema up to date."""
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -62,6 +64,9 @@ class Database:
         if migrate:
             upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
+        self._own: weakref.WeakSet = weakref.WeakSet()  # what ``ingest_connection`` opened
+        self._own_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -80,5 +85,41 @@ class Database:
         finally:
             s.close()
 
+    def ingest_connection(self):
+        """PostgreSQL: this thread's own psycopg connection for the one-statement bulk ingest
+        (``handlers.dispatch.ingest_autocommit``), taken out of the pool: in autocommit (the
+        statement is its own transaction, no BEGIN/COMMIT round trips) and with generic plans
+        for its prepared statements (the statement's plan does not depend on its JSON
+        parameters, and planning it anew for every batch cost more than running it). Kept for
+        the next batch; ``drop_ingest_connection`` after an error, ``dispose`` closes them all."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed:
+            return conn
+        # Outside the pool: its session settings must not reach the pool's other users.
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        conn = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        try:
+            conn.autocommit = True
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+        except BaseException:
+            conn.close()
+            raise
+        with self._own_lock:
+            self._own.add(conn)
+        self._local.conn = conn
+        return conn
+
+    def drop_ingest_connection(self) -> None:
+        """Close this thread's ingest connection (after an error: the next batch opens a new one;
+        and when a writer thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
     def dispose(self) -> None:
+        with self._own_lock:
+            own, self._own = list(self._own), weakref.WeakSet()
+        for conn in own:
+            conn.close()
         self.engine.dispose()

@@ -150,6 +150,11 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} is not a record value")
 
 
+def pg_json_time(value: datetime) -> str:
+    """A timestamp as the JSON record parameters carry it (what ``pg_json`` would write for it)."""
+    return _json_value(value)
+
+
 def pg_json(value) -> str:
     return json.dumps(value, default=_json_value, ensure_ascii=False, separators=(",", ":"))
 
@@ -425,6 +430,119 @@ def claim_until_dialogue(session: Session, rows: list[dict]) -> tuple[int, set[s
             cut = min(cut, int(value))
         else:
             keys.add(value)
+    return cut, keys
+
+
+# --- PostgreSQL: a whole bulk batch in one autocommit statement -------------------------------
+# What ``claim_until_dialogue`` + ``record_activity_bulk`` do in four statements and a
+# transaction, as one statement (its own transaction, so no BEGIN/COMMIT round trips either).
+# Which events are fresh (claimed now, before the first hint-message from a sender in a dialogue)
+# is only known inside the statement, so every row carries its event's position and each insert
+# joins ``fresh``. A statement's CTEs all see one snapshot: groups therefore get their counters by
+# INSERT … ON CONFLICT DO UPDATE: a new group is inserted with its counts, and an existing one,
+# even one another writer committed after this statement's snapshot was taken, has them added
+# to its newest version. Member counts grow by the memberships this statement inserted (a
+# recount would read the snapshot and miss the other writer's: the test of two writers caught
+# it); every path keeps ``member_count`` equal to the group's memberships, so adding is exact.
+_PG_INGEST_EVENTS = ("pos int, key text, dup boolean, at timestamptz, sender text, hint boolean")
+_GROUP_COUNTERS = ("message_count", "ritual_count", "member_count", "last_message_at", "last_work_at", "updated_at")
+
+
+def _pg_recordset(table_name: str, cols: tuple[str, ...], alias: str = "x") -> str | None:
+    table = Base.metadata.tables[table_name]
+    types = [_pg_record_type(table.c[c].type) for c in cols]
+    if None in types:
+        return None
+    return (f"json_to_recordset(%s::json) AS {alias}(pos int, "
+            + ", ".join(f"{_q(c)} {t}" for c, t in zip(cols, types)) + ")")
+
+
+@lru_cache(maxsize=16)
+def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], message_cols: tuple[str, ...],
+                   group_cols: tuple[str, ...]) -> str | None:
+    """The statement; parameters (JSON arrays, in this order): events, persons, memberships,
+    messages, groups. Returns ('c', cut position) and ('k', key) for each key claimed now."""
+    rs = {t: _pg_recordset(t, c) for t, c in (("persons", person_cols), ("memberships", member_cols),
+                                              ("messages", message_cols), ("groups", group_cols))}
+    if None in rs.values() or not set(_GROUP_COUNTERS[:3] + ("updated_at",)) <= set(group_cols):
+        return None
+
+    def names(cols, prefix=""):
+        return ", ".join(prefix + _q(c) for c in cols)
+
+    group_all = group_cols + tuple(c for c in ("last_message_at", "last_work_at") if c not in group_cols)
+    # A new group's row (``new_group_row``) starts every count at 0: inserted, it carries this
+    # batch's counts, which are also what an existing group's counts grow by.
+    expr = {"message_count": "coalesce(a.n, 0)", "ritual_count": "coalesce(a.r, 0)",
+            "member_count": "coalesce(gm.added, 0)",
+            "last_message_at": "GREATEST(x.last_message_at, a.lm)" if "last_message_at" in group_cols else "a.lm",
+            "last_work_at": "GREATEST(x.last_work_at, a.lw)" if "last_work_at" in group_cols else "a.lw",
+            "updated_at": "coalesce(a.upd, x.updated_at)"}
+    group_select = ", ".join(expr.get(c, f"x.{_q(c)}") for c in group_all)
+    g = _q("groups")
+    return (
+        f"WITH e AS (SELECT * FROM json_to_recordset(%s::json) AS e({_PG_INGEST_EVENTS})), "
+        "cut AS (SELECT coalesce(min(e.pos), 2147483647) AS pos FROM e JOIN conversations c "
+        "ON c.person_id = e.sender WHERE e.hint), "
+        "ins AS (INSERT INTO processed_events (key, at) SELECT e.key, e.at FROM e, cut WHERE e.pos < cut.pos "
+        "AND e.key IS NOT NULL AND NOT e.dup ORDER BY e.key ON CONFLICT (key) DO NOTHING RETURNING key), "
+        "fresh AS (SELECT e.pos FROM e, cut WHERE e.pos < cut.pos AND NOT e.dup "
+        "AND (e.key IS NULL OR e.key IN (SELECT key FROM ins))), "
+        f"p AS (INSERT INTO {_q('persons')} ({names(person_cols)}) SELECT DISTINCT ON (x.id) "
+        f"{names(person_cols, 'x.')} FROM {rs['persons']} JOIN fresh f ON f.pos = x.pos "
+        "ORDER BY x.id, x.pos ON CONFLICT (id) DO NOTHING), "
+        f"m AS (INSERT INTO memberships ({names(member_cols)}) SELECT DISTINCT ON (x.group_id, x.person_id) "
+        f"{names(member_cols, 'x.')} FROM {rs['memberships']} JOIN fresh f ON f.pos = x.pos "
+        "ORDER BY x.group_id, x.person_id, x.pos ON CONFLICT (group_id, person_id) DO NOTHING RETURNING group_id), "
+        f"mr AS (SELECT * FROM {rs['messages']}), "
+        f"k AS (INSERT INTO messages ({names(message_cols)}) SELECT {names(message_cols, 'x.')} FROM mr x "
+        "JOIN fresh f ON f.pos = x.pos ORDER BY x.pos ON CONFLICT (dedupe_key) DO NOTHING "
+        "RETURNING dedupe_key, group_id, sent_at, is_ritual), "
+        "a AS (SELECT k.group_id AS gid, count(*) AS n, count(*) FILTER (WHERE k.is_ritual) AS r, "
+        "max(k.sent_at) AS lm, max(k.sent_at) FILTER (WHERE NOT k.is_ritual) AS lw, "
+        "(array_agg(k.sent_at ORDER BY mr.pos DESC))[1] AS upd FROM k JOIN mr USING (dedupe_key) GROUP BY k.group_id), "
+        "gm AS (SELECT group_id AS gid, count(*) AS added FROM m GROUP BY group_id), "
+        f"gi AS (INSERT INTO {g} ({names(group_all)}) SELECT DISTINCT ON (x.id) {group_select} "
+        f"FROM {rs['groups']} JOIN fresh f ON f.pos = x.pos LEFT JOIN a ON a.gid = x.id "
+        "LEFT JOIN gm ON gm.gid = x.id ORDER BY x.id, x.pos ON CONFLICT (id) DO UPDATE SET "
+        f"message_count = {g}.message_count + excluded.message_count, "
+        f"ritual_count = {g}.ritual_count + excluded.ritual_count, "
+        f"last_message_at = GREATEST({g}.last_message_at, excluded.last_message_at), "
+        f"last_work_at = GREATEST({g}.last_work_at, excluded.last_work_at), "
+        f"updated_at = CASE WHEN excluded.message_count > 0 THEN excluded.updated_at ELSE {g}.updated_at END, "
+        f"member_count = {g}.member_count + excluded.member_count "
+        "WHERE excluded.message_count > 0 OR excluded.member_count > 0) "
+        "SELECT 'c', pos::text FROM cut UNION ALL SELECT 'k', key FROM ins")
+
+
+def pg_ingest(conn, events: list[dict], persons: list[dict], members: list[dict], messages: list[dict],
+              groups: list[dict]) -> tuple[int, set[str]] | None:
+    """Run the one-statement bulk ingest on an autocommit psycopg connection ``conn``: returns
+    (cut, claimed keys) as ``claim_until_dialogue`` does, or None (nothing done) if a column
+    cannot travel as JSON. Rows are per event (``pos``); see ``handlers.dispatch.ingest_autocommit``."""
+    def cols(rows, fallback):
+        return tuple(c for c in rows[0] if c != "pos") if rows else fallback
+
+    # An empty list takes the columns its rows usually have, so the SQL text (and its prepared
+    # statement) stays the same.
+    person_cols = cols(persons, ("id", "name", "role", "created_at"))
+    member_cols = cols(members, ("group_id", "person_id", "joined_at"))
+    message_cols = cols(messages, ("dedupe_key", "platform", "group_id", "sender_id", "sent_at", "is_ritual", "text"))
+    group_cols = cols(groups, tuple(new_group_row(group_id="", platform="", at=None, name="", source="")))
+    sql = _pg_ingest_sql(person_cols, member_cols, message_cols, group_cols)
+    if sql is None:
+        return None
+    if any(_python_defaults(t, c) != () for t, c in (("persons", person_cols), ("memberships", member_cols),
+                                                     ("messages", message_cols), ("groups", group_cols))):
+        return None  # a column default the statement would not apply: the generic path applies it
+    cut, keys = len(events), set()
+    with conn.cursor() as cur:
+        cur.execute(sql, tuple(pg_json(r) for r in (events, persons, members, messages, groups)))
+        for kind, value in cur.fetchall():
+            if kind == "c":
+                cut = min(cut, int(value))
+            else:
+                keys.add(value)
     return cut, keys
 
 

@@ -142,6 +142,7 @@ def test_a_failing_bulk_statement_falls_back_to_the_per_event_path(runtime, db, 
         raise RuntimeError("simulated failure of a multi-row statement")
 
     monkeypatch.setattr(repo, "record_activity_bulk", broken)
+    monkeypatch.setattr(repo, "pg_ingest", broken)  # PostgreSQL's one-statement path
     events = _events(clock)[:5]
     replies = _run_batch(runtime, events, bulk=True)
     assert replies[0] and replies[2] == []
@@ -158,16 +159,19 @@ def test_missed_deadline_answers_503_and_the_retry_is_stored_once(client, clock,
     runtime = client.app.state.runtime
     import handlers.dispatch as dispatch
 
-    real = dispatch.handle_bulk
     slow_once = {"left": 1}
 
-    def slow(s, plans, services, *rest):
-        if slow_once["left"]:
-            slow_once["left"] -= 1
-            time.sleep(0.4)
-        return real(s, plans, services, *rest)
+    def slowed(real):
+        def slow(*args):
+            if slow_once["left"]:
+                slow_once["left"] -= 1
+                time.sleep(0.4)
+            return real(*args)
+        return slow
 
-    monkeypatch.setattr("bot.writer.handle_bulk", slow)
+    # the session path's bulk step, and PostgreSQL's one-statement path
+    monkeypatch.setattr("bot.writer.handle_bulk", slowed(dispatch.handle_bulk))
+    monkeypatch.setattr("bot.writer.ingest_autocommit", slowed(dispatch.ingest_autocommit))
     original = runtime.process_async
 
     async def short_deadline(event, **kw):
