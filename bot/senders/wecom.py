@@ -6,9 +6,10 @@
   ``fetch_access_token`` hard-codes the real host and has no timeout); on 40014/42001 it is
   refreshed once and the call retried once.
 * Errors are mapped to ``TransientSendError`` / ``PermanentSendError`` (``bot.senders.base``).
-* Blocking (``requests``): call from a worker thread, never on the event loop. One
-  ``requests.Session`` per sender with a connection pool of ``pool_size`` (≥ the dispatcher's
-  workers) and keep-alive, shared by all threads; the token is fetched once and refreshed once
+* Blocking: call from a worker thread, never on the event loop. One connection pool per sender
+  (``pool_size`` ≥ the dispatcher's workers, keep-alive) shared by all threads: urllib3's pool
+  behind ``bot.senders.http.PooledHTTP``, or a ``requests.Session`` when the environment names a
+  proxy for the API base; the token is fetched once and refreshed once
   per expiry (threads that saw the same stale token wait for one refresh).
 * ``message/send`` carries ``enable_duplicate_check=1`` and ``duplicate_check_interval``
   (``duplicate_check_interval`` seconds, default 1800, WeCom's maximum 14400): WeCom drops the same
@@ -33,6 +34,7 @@ from requests.adapters import HTTPAdapter
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
+from bot.senders.http import PooledHTTP
 from bot.senders.base import TOKEN_ERRCODES, PermanentSendError, SendError, SendResult, TransientSendError, error_for
 
 log = logging.getLogger("qunzhi.senders.wecom")
@@ -67,15 +69,19 @@ class WeComSender:
                               token_fetcher=self._expiring)
         self.client.API_BASE_URL = self.api_base
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            # Proxy settings from the environment are read once here, not on every request
-            # (requests re-reads os.environ per call: a measurable cost at hundreds of calls/s).
-            session.proxies.update(requests.utils.get_environ_proxies(self.api_base))
-            session.trust_env = False
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            # Proxy settings from the environment are read once here, not on every request.
+            proxies = requests.utils.get_environ_proxies(self.api_base)
+            if not proxies:  # the usual case: urllib3's pool directly (bot/senders/http.py says why)
+                session = PooledHTTP(pool_size=pool_size, verify=verify)
+            else:
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.proxies.update(proxies)
+                session.trust_env = False
+                session.verify = verify
         self.client._http = session
 
     @property

@@ -75,6 +75,39 @@ def test_timeout_is_transient(sender, fake_wecom):
     assert e.value.timeout
 
 
+def test_refused_connection_is_transient_and_not_a_timeout(fake_wecom):
+    """Nothing listens: the message cannot have been accepted, so it is no timeout (a timeout
+    makes the outbox keep the row's first attempt, as WeCom may have accepted it). The error
+    names neither the access token nor the secret."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        sender = WeComSender(make_settings(wecom_api_base=f"http://127.0.0.1:{port}/cgi-bin/"), timeout=1.0)
+        sender.client.session.set(sender.client.access_token_key, "secret-token-value", 7200)
+        with pytest.raises(TransientSendError) as e:
+            sender.send_text(["a"], "x")
+        with pytest.raises(TransientSendError) as g:
+            sender.refresh_token()
+    assert not e.value.timeout and not g.value.timeout
+    assert "secret-token-value" not in str(e.value) and "secret-for-tests" not in str(g.value)
+
+
+def test_sender_keeps_a_requests_session_when_a_proxy_is_configured(fake_wecom, monkeypatch):
+    import requests
+
+    from bot.senders.http import PooledHTTP
+
+    assert isinstance(WeComSender(make_settings(wecom_api_base=fake_wecom.base_url)).client._http, PooledHTTP)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = WeComSender(make_settings(wecom_api_base="https://qyapi.weixin.qq.com/cgi-bin/"))
+    assert isinstance(proxied.client._http, requests.Session)
+    assert proxied.client._http.proxies.get("https") == "http://127.0.0.1:9"
+
+
 def test_other_errcodes_are_permanent(sender, fake_wecom):
     fake_wecom.fail_next(1, errcode=81013, errmsg="user & party & tag all invalid")
     with pytest.raises(PermanentSendError) as e:
