@@ -74,7 +74,7 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
         repo.add_members(session, g.id, (event.sender_id,), event.at)
         text = event.text or ""
         repo.record_message(
-            session, dedupe_key=event.dedupe_key or f"{event.platform}:{event.sender_id}:{event.at.timestamp()}",
+            session, dedupe_key=message_key(event),
             platform=event.platform, group_id=g.id, sender_id=event.sender_id, sent_at=event.at,
             is_ritual=is_ritual(text), text=text if services.settings.store_message_text else None)
     elif event.kind == "dissolve_confirmed":
@@ -220,6 +220,19 @@ def bulk_claim(session: Session, plans: list[Planned]) -> tuple[int, set[str]]:
         session, ProcessedEvent, [{"key": k, "at": at} for k, at in claims], ["key"])}
 
 
+def message_key(event: Event) -> str:
+    """The ``messages.dedupe_key`` of a group message (the event's own key, else sender and time)."""
+    return event.dedupe_key or f"{event.platform}:{event.sender_id}:{event.at.timestamp()}"
+
+
+def _message_row(e: Event, sent_at, store_text: bool) -> dict:
+    """A group message's ``messages`` row as the bulk paths insert it (``sent_at`` as they pass times)."""
+    text = e.text or ""
+    return {"dedupe_key": message_key(e)[:200], "platform": e.platform, "group_id": e.group_id,
+            "sender_id": e.sender_id, "sent_at": sent_at, "is_ritual": is_ritual(text),
+            "text": text if store_text else None}
+
+
 def _member_ids(event: Event) -> tuple[str, ...]:
     """Who ``_record_group_activity`` adds to the group's members for this event."""
     if event.kind == "message":
@@ -272,11 +285,7 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
         for pid in _member_ids(e):
             members.setdefault((e.group_id, pid), {"group_id": e.group_id, "person_id": pid, "joined_at": e.at})
         if e.kind == "message":
-            text = e.text or ""
-            messages.append({
-                "dedupe_key": (e.dedupe_key or f"{e.platform}:{e.sender_id}:{e.at.timestamp()}")[:200],
-                "platform": e.platform, "group_id": e.group_id, "sender_id": e.sender_id, "sent_at": e.at,
-                "is_ritual": is_ritual(text), "text": text if store_text else None})
+            messages.append(_message_row(e, e.at, store_text))
     repo.record_activity_bulk(session, persons=[persons[k] for k in sorted(persons)],
                               groups=[groups[k] for k in sorted(groups)],
                               members=[members[k] for k in sorted(members)], messages=messages)
@@ -312,14 +321,11 @@ def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[i
         members.extend({"pos": pos, "group_id": e.group_id, "person_id": pid, "joined_at": at}
                        for pid in _member_ids(e))
         if e.kind == "message":
-            mkey = (e.dedupe_key or f"{e.platform}:{e.sender_id}:{e.at.timestamp()}")[:200]
-            if mkey in seen_messages:  # only the first can be stored; a later one is a duplicate
+            row = _message_row(e, at, store_text)
+            if row["dedupe_key"] in seen_messages:  # only the first can be stored; a later one is a duplicate
                 continue
-            seen_messages.add(mkey)
-            text = e.text or ""
-            messages.append({"pos": pos, "dedupe_key": mkey, "platform": e.platform, "group_id": e.group_id,
-                             "sender_id": e.sender_id, "sent_at": at, "is_ritual": is_ritual(text),
-                             "text": text if store_text else None})
+            seen_messages.add(row["dedupe_key"])
+            messages.append({"pos": pos, **row})
     found = repo.pg_ingest(conn, events, persons, members, messages, groups)
     if found is None:
         return None

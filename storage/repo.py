@@ -445,7 +445,7 @@ def claim_until_dialogue(session: Session, rows: list[dict]) -> tuple[int, set[s
 # recount would read the snapshot and miss the other writer's: the test of two writers caught
 # it); every path keeps ``member_count`` equal to the group's memberships, so adding is exact.
 _PG_INGEST_EVENTS = ("pos int, key text, dup boolean, at timestamptz, sender text, hint boolean")
-_GROUP_COUNTERS = ("message_count", "ritual_count", "member_count", "last_message_at", "last_work_at", "updated_at")
+_GROUP_COUNTERS = ("message_count", "ritual_count", "member_count", "updated_at")  # in every new group row
 
 
 def _pg_recordset(table_name: str, cols: tuple[str, ...], alias: str = "x") -> str | None:
@@ -464,7 +464,7 @@ def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], m
     messages, groups. Returns ('c', cut position) and ('k', key) for each key claimed now."""
     rs = {t: _pg_recordset(t, c) for t, c in (("persons", person_cols), ("memberships", member_cols),
                                               ("messages", message_cols), ("groups", group_cols))}
-    if None in rs.values() or not set(_GROUP_COUNTERS[:3] + ("updated_at",)) <= set(group_cols):
+    if None in rs.values() or not set(_GROUP_COUNTERS) <= set(group_cols):
         return None
 
     def names(cols, prefix=""):
