@@ -328,6 +328,22 @@ def ledger_rows(session: Session, tz) -> list[list[Any]]:
     return rows
 
 
+def xlsx_append(ws, values: list[Any]) -> None:
+    """Append one row to an openpyxl sheet; every xlsx this project writes goes through here.
+
+    openpyxl turns any string starting with ``=`` into a live formula (formula injection: a group
+    named ``=HYPERLINK(...)`` would become a link in the commission's spreadsheet). Every string
+    cell is therefore set explicitly as text, so it reads back exactly as typed."""
+    row = ws.max_row + 1 if ws.max_row > 1 or ws.cell(1, 1).value is not None else 1
+    for col, value in enumerate(values, 1):
+        cell = ws.cell(row=row, column=col)
+        if isinstance(value, str):
+            cell.value = value
+            cell.data_type = "s"  # after assignment: overrides openpyxl's "f" for a leading "="
+        else:
+            cell.value = value
+
+
 def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
@@ -340,12 +356,12 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     def sheet(title: str, headers: list[str], rows: list[list[Any]], widths: list[int], first: bool = False):
         ws = wb.active if first else wb.create_sheet()
         ws.title = title
-        ws.append(headers)
+        xlsx_append(ws, headers)
         for c in ws[1]:
             c.font, c.fill = head_font, head_fill
             c.alignment = Alignment(horizontal="center", vertical="center")
         for row in rows:
-            ws.append(row)
+            xlsx_append(ws, row)
         ws.freeze_panes = "A2"
         for i, w in enumerate(widths, 1):
             ws.column_dimensions[get_column_letter(i)].width = w
