@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
+from governance import labels
 from storage import audit
 from storage.importers import ImportFormatError, import_ledger, import_messages
 from storage.models import Group, Person
@@ -75,9 +76,9 @@ def register(app: typer.Typer) -> None:
                 table.add_column(col)
             for g in rows:
                 table.add_row(g.id, g.name, g.owner_id or "", g.unit or "", g.category or "",
-                              "是" if g.protected else "", g.status, g.expires_at.isoformat() if g.expires_at else "",
+                              "是" if g.protected else "", g.status, labels.fmt_day(g.expires_at, rt.settings.tz),
                               str(g.member_count),
-                              g.last_work_at.astimezone(rt.settings.tz).strftime("%Y-%m-%d") if g.last_work_at else "")
+                              labels.fmt_day(g.last_work_at, rt.settings.tz))
         Console().print(table)
 
     roles_app = typer.Typer(help="人员角色", no_args_is_help=True)

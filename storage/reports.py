@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from governance import labels
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Membership, OutboxMessage,
                             Person, PulseResponse, StatSnapshot, UselessVote)
 from storage.outbox import enqueue
@@ -57,7 +58,7 @@ def _fmt_day(d: date) -> str:
 
 
 def _fmt_dt(dt: datetime | None, tz) -> str:
-    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M") if dt else ""
+    return labels.fmt_dt(dt, tz)
 
 
 # --- burden ------------------------------------------------------------------------------------
@@ -322,7 +323,7 @@ def ledger_rows(session: Session, tz) -> list[list[Any]]:
         rows.append([g.id, g.name, g.unit or "", g.category or "", g.purpose or "",
                      names.get(g.owner_id) or g.owner_id or "", STATUS_NAMES.get(g.status, g.status),
                      "是" if g.protected else "否", "是" if g.temporary else "否",
-                     g.expires_at.isoformat() if g.expires_at else "", _fmt_dt(g.registered_at, tz),
+                     labels.fmt_day(g.expires_at, tz), _fmt_dt(g.registered_at, tz),
                      g.member_count, g.message_count, g.ritual_count, _fmt_dt(g.last_work_at, tz),
                      _fmt_dt(g.first_seen_at, tz)])
     return rows

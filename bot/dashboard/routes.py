@@ -9,15 +9,17 @@ from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy import func, or_, select
 
 from bot.dashboard import actions, auth
+from governance import labels
 from storage import reports
 from storage.audit import verify
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Person, PulseResponse, StatSnapshot,
@@ -35,7 +37,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")  # pages get the configured zone as ``tz`` (see _render)
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+env.filters["dt"] = pass_context(lambda ctx, v: labels.fmt_dt(v, ctx.get("tz") or DEFAULT_TZ))  # local time
+env.filters["day"] = pass_context(lambda ctx, v: labels.fmt_day(v, ctx.get("tz") or DEFAULT_TZ))  # local date
 env.globals["kind_names"] = reports.KIND_NAMES
 env.globals["action_names"] = reports.ACTION_NAMES
 env.globals["status_names"] = reports.STATUS_NAMES
@@ -70,6 +75,7 @@ def _rt(request: Request):
 
 
 def _render(name: str, request: Request, sess: auth.DashSession | None, **ctx) -> str:
+    ctx.setdefault("tz", _rt(request).settings.tz)
     return env.get_template(name).render(request=request, sess=sess, path=request.url.path, **ctx)
 
 
@@ -309,8 +315,7 @@ def audit_trail(request: Request, s, before: int | None = None) -> Response:
     names = dict(s.execute(select(Group.id, Group.name)).all())
     people = dict(s.execute(select(Person.id, Person.name)).all())
     result = verify(s)
-    return _page("audit.html", request, sess, rows=rows, names=names, people=people, verify=result,
-                 tz=_rt(request).settings.tz)
+    return _page("audit.html", request, sess, rows=rows, names=names, people=people, verify=result)
 
 
 @router.get("/feedback")
