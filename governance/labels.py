@@ -69,7 +69,13 @@ ACTIONS = {
 DISSOLVE_METHODS = {
     "appchat": "机器人移出成员并改名",
     "bridge": "桥接端解散",
-    "order": "通知群主手动解散",
+    "order": "群主手动解散",
+}
+# The same, as a reply says what happens next (合并 …: "将解散（…）").
+DISSOLVE_METHOD_REPLIES = {
+    "appchat": "机器人将移出成员并改名",
+    "bridge": "已通知桥接端解散",
+    "order": "已通知群主手动解散",
 }
 
 # The platform steps of an appchat dissolution / restore (storage.lifecycle DISSOLVE_STEPS).
@@ -161,6 +167,7 @@ TABLES: dict[str, dict[str, str]] = {
     "status": GROUP_STATUSES,
     "action": ACTIONS,
     "method": DISSOLVE_METHODS,
+    "method_reply": DISSOLVE_METHOD_REPLIES,
     "step": PLATFORM_STEPS,
     "result": SWEEP_RESULTS,
     "message": MESSAGE_KINDS,
@@ -176,6 +183,7 @@ UNKNOWN = {
     "status": "未知状态",
     "action": "其他操作",
     "method": "其他方式",
+    "method_reply": "将按其他方式解散",
     "step": "其他步骤",
     "result": "未知结果",
     "message": "其他消息",
@@ -229,6 +237,20 @@ def actor(code: str | None, names: dict[str, str | None] | None = None) -> str:
     if code.startswith("system:") or code.startswith("admin:"):
         return UNKNOWN["operator"] if code.startswith("system:") else "管理员"
     return code
+
+
+def method(code: str | None) -> str:
+    return label("method", code)
+
+
+def period_name(key: str) -> str:
+    """A report or pulse period key as people say it: 2026-W47 → 2026年第47周, 2026-11 → 2026年11月."""
+    y, _, rest = str(key).partition("-")
+    if y.isdigit() and rest.startswith("W") and rest[1:].isdigit():
+        return f"{int(y)}年第{int(rest[1:])}周"
+    if y.isdigit() and rest.isdigit():
+        return f"{int(y)}年{int(rest)}月"
+    return "未知时段"
 
 
 # --- dates shown to users ------------------------------------------------------------------------

@@ -41,9 +41,12 @@ DEFAULT_TZ = ZoneInfo("Asia/Shanghai")  # pages get the configured zone as ``tz`
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 env.filters["dt"] = pass_context(lambda ctx, v: labels.fmt_dt(v, ctx.get("tz") or DEFAULT_TZ))  # local time
 env.filters["day"] = pass_context(lambda ctx, v: labels.fmt_day(v, ctx.get("tz") or DEFAULT_TZ))  # local date
-env.globals["kind_names"] = reports.KIND_NAMES
-env.globals["action_names"] = reports.ACTION_NAMES
-env.globals["status_names"] = reports.STATUS_NAMES
+env.filters["kind_name"] = labels.kind
+env.filters["status_name"] = labels.status
+env.filters["action_name"] = labels.action
+env.globals["kind_names"] = labels.FINDING_KINDS
+env.globals["status_names"] = labels.GROUP_STATUSES
+env.globals["actor_name"] = labels.actor
 
 
 class SecureRoute(APIRoute):
@@ -229,7 +232,7 @@ def overview(request: Request, s) -> Response:
     reports.ensure_snapshot(s, _today(rt))
     stats = reports.compute_stats(s)
     rep = reports.build_report(s, period="week", now=rt.now(), settings=rt.settings)
-    return _page("overview.html", request, sess, stats=stats, rep=rep, digest=reports.render_text(rep))
+    return _page("overview.html", request, sess, stats=stats, rep=rep, digest=reports.render_text(rep, markdown=False))
 
 
 @router.get("/api/charts.json")
@@ -252,8 +255,9 @@ def charts(request: Request, s) -> Response:
         "groups_protected": [x.data.get("groups_protected", 0) for x in snaps],
         "per_cadre_median": [x.data.get("groups_per_cadre_median", 0) for x in snaps],
         "per_cadre_max": [x.data.get("groups_per_cadre_max", 0) for x in snaps],
-        "findings": [{"name": reports.KIND_NAMES.get(k, k), "value": v} for k, v in sorted(findings.items())],
+        "findings": [{"name": labels.kind(k), "value": v} for k, v in sorted(findings.items())],
         "pulse_periods": periods,
+        "pulse_period_names": [labels.period_name(p) for p in periods],
         "pulse": {label: [by_period[p].get(v, 0) for p in periods] for v, label in ((1, "轻"), (2, "适中"), (3, "重"))},
     }, headers={"Cache-Control": "no-store"})
 

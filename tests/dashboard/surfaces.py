@@ -72,10 +72,8 @@ def local_surfaces(runtime, person_ids) -> dict[str, str]:
     return out
 
 
-def cli_surfaces(runtime, monkeypatch, tmp_path, *, as_of: str, apply: bool = True,
-                 columns: int | None = None) -> dict[str, str]:
-    """``qunzhi groups``, ``scan`` (table and --json), ``sweep`` (dry run, then --apply),
-    ``report`` text/json/xlsx, ``roles list``."""
+def cli_runner(runtime, monkeypatch, *, columns: int | None = None):
+    """``run(*args) -> output`` of the ``qunzhi`` command against this runtime's database."""
     from bot import cli as cli_module
     from bot.runtime import Runtime
     from bot.settings import get_settings
@@ -88,32 +86,40 @@ def cli_surfaces(runtime, monkeypatch, tmp_path, *, as_of: str, apply: bool = Tr
     monkeypatch.setenv("QUNZHI_ADMIN_TOKEN", "admin-token-for-tests")
     if columns:
         monkeypatch.setenv("COLUMNS", str(columns))
-    get_settings.cache_clear()
     monkeypatch.setattr(cli_module, "runtime", lambda: Runtime(get_settings(), db=runtime.db, clock=runtime.now))
     runner = CliRunner()
 
     def run(*args) -> str:
-        res = runner.invoke(cli_module.app, list(args), catch_exceptions=False)
+        get_settings.cache_clear()
+        try:
+            res = runner.invoke(cli_module.app, list(args), catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
         assert res.exit_code == 0, (args, res.output)
         return res.output
 
+    return run
+
+
+def cli_surfaces(runtime, monkeypatch, tmp_path, *, as_of: str, apply: bool = True,
+                 columns: int | None = None) -> dict[str, str]:
+    """``qunzhi groups``, ``scan`` (table and --json), ``sweep`` (dry run, then --apply),
+    ``report`` text/json/xlsx, ``roles list``."""
+    run = cli_runner(runtime, monkeypatch, columns=columns)
     out: dict[str, str] = {}
-    try:
-        out["groups"] = run("groups")
-        out["roles list"] = run("roles", "list")
-        out["scan"] = run("scan", "--as-of", as_of)
-        out["scan --json"] = run("scan", "--as-of", as_of, "--json")
-        out["sweep"] = run("sweep", "--as-of", as_of)
-        for period in ("week", "month"):
-            out[f"report {period} text"] = run("report", "--period", period, "--format", "text")
-            out[f"report {period} json"] = run("report", "--period", period, "--format", "json")
-            x = tmp_path / f"r-{period}.xlsx"
-            run("report", "--period", period, "--format", "xlsx", "--out", str(x))
-            out[f"report {period} xlsx"] = xlsx_text(x)
-        if apply:
-            out["sweep --apply"] = run("sweep", "--as-of", as_of, "--apply")
-    finally:
-        get_settings.cache_clear()
+    out["groups"] = run("groups")
+    out["roles list"] = run("roles", "list")
+    out["scan"] = run("scan", "--as-of", as_of)
+    out["scan --json"] = run("scan", "--as-of", as_of, "--json")
+    out["sweep"] = run("sweep", "--as-of", as_of)
+    for period in ("week", "month"):
+        out[f"report {period} text"] = run("report", "--period", period, "--format", "text")
+        out[f"report {period} json"] = run("report", "--period", period, "--format", "json")
+        x = tmp_path / f"r-{period}.xlsx"
+        run("report", "--period", period, "--format", "xlsx", "--out", str(x))
+        out[f"report {period} xlsx"] = xlsx_text(x)
+    if apply:
+        out["sweep --apply"] = run("sweep", "--as-of", as_of, "--apply")
     return out
 
 
@@ -128,7 +134,7 @@ def digest_text(runtime) -> str:
         enqueue_commission_digest(s, runtime.now(), runtime.settings)
     with runtime.db.session() as s:
         rows = s.execute(select(OutboxMessage).where(OutboxMessage.kind == "digest")).scalars().all()
-        return "\n".join(json.dumps(r.payload, ensure_ascii=False) for r in rows)
+        return "\n".join(f"{r.payload.get('title', '')}\n{r.payload['text']}" for r in rows)
 
 
 def as_of_day(now: datetime, tz) -> str:
