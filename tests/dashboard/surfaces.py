@@ -109,6 +109,7 @@ def cli_surfaces(runtime, monkeypatch, tmp_path, *, as_of: str, apply: bool = Tr
     out: dict[str, str] = {}
     out["groups"] = run("groups")
     out["roles list"] = run("roles", "list")
+    out["scheduler --outbox"] = run("scheduler", "--outbox")
     out["scan"] = run("scan", "--as-of", as_of)
     out["scan --json"] = run("scan", "--as-of", as_of, "--json")
     out["sweep"] = run("sweep", "--as-of", as_of)

@@ -274,3 +274,23 @@ def test_groups_table_shows_every_column_on_a_wide_terminal(county, monkeypatch)
     for head in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态", "到期", "成员", "最近工作消息"):
         assert head in out
     assert "张镇长" in out and "已提醒待解散" in out
+
+
+def test_dashboard_dates_are_local_dates(county):
+    """11月17日 20:00 UTC is 11月18日 in Beijing: the pages show the local date."""
+    from datetime import datetime, timezone
+
+    evening = datetime(2026, 11, 17, 20, 0, tzinfo=timezone.utc)
+    with county.db.session() as s:
+        g = s.get(Group, "z-active")
+        g.last_work_at = evening
+        s.add(FindingRecord(key="late", kind="zombie", group_ids=["z-active"], person_ids=[], score=1.0,
+                            action="warn", reasons=["夜间发现"], status="open", first_seen=evening, last_seen=evening))
+        audit.record(s, actor="a", action="keep", at=evening, group_id="z-active", reason="夜间保留")
+    pages = web_surfaces(county)
+    findings = visible(pages["/dashboard/findings"])
+    row = next(line for line in findings.split("夜间发现")[1].splitlines() if line.strip())
+    assert row.strip() == "2026-11-18"
+    groups = visible(pages["/dashboard/groups?status=active"])
+    assert "2026-11-18" in groups.split("防汛抗旱群")[1].split("平台群")[0]
+    assert "2026-11-18 04:00" in visible(pages["/dashboard/audit"])
