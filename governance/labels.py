@@ -253,6 +253,14 @@ def period_name(key: str) -> str:
     return "未知时段"
 
 
+def audit_reason(action_code: str | None, reason: str | None, data: dict | None = None) -> str:
+    """An audit record's reason as shown; a role change written before roles were labelled
+    ("cadre → admin") reads in Chinese from its data."""
+    if action_code == "role_change" and isinstance(data, dict) and data.get("new"):
+        return f"{role(data.get('old')) or '无'} → {role(data.get('new'))}"
+    return reason or ""
+
+
 # --- dates shown to users ------------------------------------------------------------------------
 def _ymd(d: date) -> str:
     return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"

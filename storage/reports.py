@@ -408,7 +408,7 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     people = dict(session.execute(select(Person.id, Person.name)).all())
     arows = [[a.id, _fmt_dt(a.at, tz), labels.actor(a.actor, people), labels.action(a.action),
               names.get(a.group_id, a.group_id or ""),
-              a.reason or "", a.hash[:16]]
+              labels.audit_reason(a.action, a.reason, a.data), a.hash[:16]]
              for a in session.execute(select(AuditRecord).where(AuditRecord.at >= t0, AuditRecord.at < t1)
                                       .order_by(AuditRecord.id)).scalars()]
     sheet("处置记录", AUDIT_HEADERS, arows, [8, 18, 14, 10, 28, 40, 20])

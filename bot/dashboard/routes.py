@@ -47,6 +47,7 @@ env.filters["action_name"] = labels.action
 env.globals["kind_names"] = labels.FINDING_KINDS
 env.globals["status_names"] = labels.GROUP_STATUSES
 env.globals["actor_name"] = labels.actor
+env.globals["audit_reason"] = labels.audit_reason
 
 
 class SecureRoute(APIRoute):

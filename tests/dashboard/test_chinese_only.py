@@ -99,6 +99,9 @@ def build_county(db) -> None:
         for i, action in enumerate(AUDIT_ACTIONS):
             audit.record(s, actor=actors[i % len(actors)], action=action, at=IN_WEEK, group_id="z-active",
                          reason="测试记录")
+        # a role change recorded by an earlier version, with the codes in its reason
+        audit.record(s, actor="cli", action="role_change", at=IN_WEEK, reason="cadre → unit_admin",
+                     data={"person_id": "ua", "old": "cadre", "new": "unit_admin", "unit": "城关镇"})
         # notices and outbox rows of every kind and status, for every role
         for i, kind in enumerate(MESSAGE_KINDS):
             for pid in ("a", "ua", "adm", "d"):
@@ -212,6 +215,8 @@ def test_dashboard_pages_and_downloads_are_chinese(county):
 
 
 def test_cli_tables_and_reports_are_chinese(county, monkeypatch, tmp_path):
+    run = cli_runner(county, monkeypatch)
+    assert "纪委监委" in run("roles", "set", "b", "commission")  # its audit record is checked below
     out = cli_surfaces(county, monkeypatch, tmp_path, as_of="2026-11-23")
     assert "防汛抗旱群" in out["sweep"] and "秋粮收购专班" in out["sweep"]
     assert "…" not in out["scan"] + out["sweep"] + out["sweep --apply"]  # long reasons wrap, never cut
