@@ -40,7 +40,7 @@ SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, member
 def _runtime(request: Request):
     rt = request.app.state.runtime
     if not rt.settings.local_mode:
-        raise HTTPException(404, "Not Found")
+        raise HTTPException(404, "本地体验只在未配置企业微信时提供")
     return rt
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select
 
 from bot.dashboard import actions, auth
 from governance import labels
+from governance.model import FINDING_KINDS
 from storage import reports
 from storage.audit import verify
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Person, PulseResponse, StatSnapshot,
@@ -44,7 +45,7 @@ env.filters["day"] = pass_context(lambda ctx, v: labels.fmt_day(v, ctx.get("tz")
 env.filters["kind_name"] = labels.kind
 env.filters["status_name"] = labels.status
 env.filters["action_name"] = labels.action
-env.globals["kind_names"] = labels.FINDING_KINDS
+env.globals["kind_names"] = {k: labels.kind(k) for k in FINDING_KINDS}
 env.globals["status_names"] = labels.GROUP_STATUSES
 env.globals["actor_name"] = labels.actor
 env.globals["audit_reason"] = labels.audit_reason

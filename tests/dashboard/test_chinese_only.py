@@ -211,7 +211,9 @@ def _check(surfaces: dict[str, str], allowed: set[str]) -> None:
 
 
 def test_dashboard_pages_and_downloads_are_chinese(county):
-    _check(web_surfaces(county), _allowed(county.db))
+    pages = web_surfaces(county)
+    _check(pages, _allowed(county.db))
+    assert "**" not in visible(pages["/dashboard"]) and "工作群治理周报" in visible(pages["/dashboard"])
 
 
 def test_cli_tables_and_reports_are_chinese(county, monkeypatch, tmp_path):
