@@ -10,10 +10,7 @@ from datetime import date, datetime, timezone
 
 import typer
 
-KIND_NAMES = {"zombie": "僵尸群", "duplicate": "重复群", "overlap": "交叉群", "expired": "到期/完成",
-              "unregistered": "未报备", "overloaded_member": "人员群过多", "rebound": "反弹回潮"}
-ACTION_NAMES = {"warn": "提醒", "dissolve": "解散", "merge": "合并", "review": "核查", "none": "无"}
-RESULT_NAMES = {"planned": "将执行", "done": "已执行", "skipped": "跳过", "pending": "进行中", "error": "出错"}
+from governance import labels
 
 
 def parse_as_of(value: str | None, settings) -> datetime:
@@ -48,13 +45,16 @@ def make_sender(settings):
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A table as wide as the terminal; long cells wrap, nothing is cut off."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(*headers, show_lines=False)
+    t = Table(show_lines=False)
+    for h in headers:
+        t.add_column(h, overflow="fold")
     for r in rows:
         t.add_row(*r)
-    console = Console(width=160, record=True, force_terminal=False)
+    console = Console(record=True, force_terminal=False)
     with console.capture() as cap:
         console.print(t)
     return cap.get()
@@ -91,8 +91,8 @@ def register(app: typer.Typer) -> None:
         rows = []
         for f in findings:
             groups = "、".join(names.get(g, g) for g in f.group_ids[:3]) + ("等" if len(f.group_ids) > 3 else "")
-            rows.append([KIND_NAMES.get(f.kind, f.kind), groups or "-", "、".join(f.person_ids[:3]) or "-",
-                         f"{f.score:g}", ACTION_NAMES.get(f.action, f.action), "；".join(f.reasons)])
+            rows.append([labels.kind(f.kind), groups or "-", "、".join(f.person_ids[:3]) or "-",
+                         f"{f.score:g}", labels.action(f.action), "；".join(f.reasons)])
         typer.echo(f"截至{now.astimezone(rt.settings.tz):%Y-%m-%d %H:%M}，共{len(findings)}项发现：")
         typer.echo(_table(["类型", "群", "人员", "分值", "建议", "原因"], rows))
 
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
                   apply: bool = typer.Option(False, "--apply", help="真正执行（默认只预演，不做改动）")) -> None:
         """推进群的生命周期：提醒、解散、清除。默认只显示将做什么。"""
         from bot.cli import runtime
-        from storage.lifecycle import ACTION_LABELS, sweep
+        from storage.lifecycle import sweep
 
         rt = runtime()
         now = parse_as_of(as_of, rt.settings)
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         if not report.steps:
             typer.echo(f"{head}：截至{stamp}，没有需要推进的群（发现{report.findings}项）。")
             return
-        rows = [[s.name, s.group_id, ACTION_LABELS.get(s.action, s.action), s.method or "-", s.detail,
-                 RESULT_NAMES.get(s.result, s.result)] for s in report.steps]
+        rows = [[s.name, s.group_id, labels.action(s.action), labels.method(s.method) or "-", s.detail,
+                 labels.label("result", s.result)] for s in report.steps]
         typer.echo(f"{head}：截至{stamp}，共{len(report.steps)}步（发现{report.findings}项）。")
         typer.echo(_table(["群", "编号", "操作", "方式", "说明", "结果"], rows))

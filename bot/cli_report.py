@@ -38,7 +38,7 @@ def report(period: str = typer.Option("week", "--period", help="week（上一整
             write_xlsx(s, rep, str(out), rt.settings)
             typer.echo(f"已导出台账：{out}")
             return
-        body = render_text(rep) if fmt == "text" else json.dumps(rep.to_dict(), ensure_ascii=False, indent=2, default=str)
+        body = render_text(rep, markdown=False) if fmt == "text" else json.dumps(rep.to_dict(), ensure_ascii=False, indent=2, default=str)
     if out is not None:
         out.write_text(body + "\n", encoding="utf-8")
         typer.echo(f"已写入：{out}")

@@ -35,6 +35,7 @@ from collections.abc import Set
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
+from governance import labels
 from governance.model import GroupFacts, Params
 
 STATES = ("active", "warned", "dissolved", "purged", "merged")
@@ -50,17 +51,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("active", "merge"): "merged",
     ("warned", "merge"): "merged",
 }
-ACTION_NAMES = {
-    "warn": "提醒",
-    "keep": "保留",
-    "veto": "保留",
-    "renew": "续期",
-    "dissolve": "解散",
-    "restore": "恢复",
-    "purge": "清除",
-    "merge": "合并",
-}
-STATE_NAMES = {"active": "正常", "warned": "已提醒", "dissolved": "已解散", "purged": "已清除", "merged": "已合并"}
+ACTIONS = frozenset(a for _, a in TRANSITIONS)  # the names users read: governance.labels
 AUTO_DISSOLVE_KINDS = frozenset({"zombie", "expired"})
 WARN_KINDS = frozenset({"zombie", "expired", "duplicate", "overlap"})
 KEEP_EXEMPT_KINDS = frozenset({"zombie", "duplicate", "overlap"})
@@ -95,12 +86,12 @@ def transition(
     """Apply ``action`` to ``state`` at ``now``; raises :class:`LifecycleError`."""
     if action == "veto":
         action = "keep"
-    name = ACTION_NAMES.get(action)
-    if name is None:
-        raise LifecycleError(f"未知操作：{action}")
+    if action not in ACTIONS:
+        raise LifecycleError("未知操作")
+    name = labels.action(action)
     target = TRANSITIONS.get((state.status, action))
     if target is None:
-        raise LifecycleError(f"群当前状态为“{STATE_NAMES.get(state.status, state.status)}”，不能{name}")
+        raise LifecycleError(f"群当前状态为“{labels.status(state.status)}”，不能{name}")
     if action in ("warn", "dissolve", "merge") and state.protected:
         raise LifecycleError(f"常设群不能{name}")
     if action == "warn":

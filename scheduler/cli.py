@@ -6,6 +6,8 @@ import threading
 
 import typer
 
+from governance import labels
+
 
 def register(app: typer.Typer) -> None:
     @app.command("scheduler")
@@ -29,14 +31,17 @@ def register(app: typer.Typer) -> None:
                 if requeue:
                     row = s.get(OutboxMessage, requeue)
                     if row is None or row.status not in ("uncertain", "dead"):
-                        typer.echo("只能重发状态为 uncertain 或 dead 的消息。")
+                        typer.echo(f"只能重发状态为“{labels.label('outbox_status', 'uncertain')}”或"
+                                   f"“{labels.label('outbox_status', 'dead')}”的消息。")
                         raise typer.Exit(1)
                     row.status, row.attempts, row.next_attempt_at = "pending", 0, rt.now()
                     typer.echo(f"已重新排队：{requeue}")
                 for status, n in s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)):
-                    typer.echo(f"{status}\t{n}")
+                    typer.echo(f"{labels.label('outbox_status', status)}\t{n}")
                 for row in s.execute(select(OutboxMessage).where(OutboxMessage.status == "uncertain")).scalars():
-                    typer.echo(f"uncertain #{row.id} → {row.recipient} ({row.kind}): {row.last_error}")
+                    typer.echo(f"{labels.label('outbox_status', 'uncertain')} #{row.id} → {row.recipient}"
+                               f"（{labels.label('message', row.kind)}）：可能已送达，请人工确认，"
+                               f"未送达时用 --requeue {row.id} 重发")
             return
         if once:
             if once not in jobs.JOBS:

@@ -6,12 +6,13 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
+from governance import labels
 from storage import audit
 from storage.importers import ImportFormatError, import_ledger, import_messages
 from storage.models import Group, Person
 from storage.repo import get_or_create_person
 
-ROLES = {"cadre": "干部", "unit_admin": "单位管理员", "admin": "管理员", "commission": "纪委监委"}
+ROLES = labels.ROLES
 
 
 def _run_import(kind: str, file: Path, skip_invalid: bool) -> None:
@@ -37,6 +38,50 @@ def _run_import(kind: str, file: Path, skip_invalid: bool) -> None:
     typer.echo(f"导入完成：{result.summary()}。")
 
 
+def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
+    """The ledger as a table that fits the terminal: all columns from 120 columns on, otherwise
+    name and number (below it) in one column and the essentials beside it. Cells wrap, nothing is cut."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    wide = console.width >= 120
+    table = Table(title=f"工作群台账（{len(rows)}）", box=box.SIMPLE_HEAD, pad_edge=False)
+    dates = {"no_wrap": True}
+    if wide:
+        for col in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态"):
+            table.add_column(col, overflow="fold")
+        table.add_column("到期", **dates)
+        table.add_column("成员", justify="right")
+        table.add_column("最近工作消息", **dates)
+    else:
+        from rich.cells import cell_len
+
+        longest = max((cell_len(g.name) for g in rows), default=0)
+        # the name gets room first; the other columns wrap
+        # the name gets what the other columns leave (they wrap within 6 characters)
+        table.add_column("群名称", overflow="fold", min_width=min(longest, max(8, console.width - 54)))
+        table.add_column("单位", overflow="fold", max_width=12)
+        table.add_column("状态", overflow="fold", max_width=14)
+        table.add_column("成员", justify="right")
+        table.add_column("最近工作", no_wrap=True, min_width=10)
+    for g in rows:
+        owner = owners.get(g.owner_id) or g.owner_id or ""
+        expires, last = labels.fmt_day(g.expires_at, tz), labels.fmt_day(g.last_work_at, tz)
+        state = labels.status(g.status) + ("（常设）" if g.protected and not wide else "")
+        if wide:
+            table.add_row(Text(g.id), Text(g.name), Text(owner), Text(g.unit or ""), Text(g.category or ""),
+                          "是" if g.protected else "", state, expires, str(g.member_count), last)
+        else:
+            if expires:
+                state += f"\n{expires}到期"
+            table.add_row(Text.assemble(g.name, "\n", (g.id, "dim")), Text(g.unit or ""), state,
+                          str(g.member_count), last)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     from bot.cli import import_app
 
@@ -56,10 +101,7 @@ def register(app: typer.Typer) -> None:
     def list_groups(unit: str = typer.Option(None, "--unit", help="只看某单位"),
                     status: str = typer.Option(None, "--status", help="active/warned/dissolved/merged/purged"),
                     limit: int = typer.Option(200, "--limit", help="最多显示多少行")) -> None:
-        """在终端以表格列出台账。"""
-        from rich.console import Console
-        from rich.table import Table
-
+        """在终端以表格列出台账（终端较窄时合并、减少列，群名不截断）。"""
         from bot.cli import runtime
 
         rt = runtime()
@@ -70,15 +112,8 @@ def register(app: typer.Typer) -> None:
             if status:
                 q = q.where(Group.status == status)
             rows = s.execute(q).scalars().all()
-            table = Table(title=f"工作群台账（{len(rows)}）")
-            for col in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态", "到期", "成员", "最近工作消息"):
-                table.add_column(col)
-            for g in rows:
-                table.add_row(g.id, g.name, g.owner_id or "", g.unit or "", g.category or "",
-                              "是" if g.protected else "", g.status, g.expires_at.isoformat() if g.expires_at else "",
-                              str(g.member_count),
-                              g.last_work_at.astimezone(rt.settings.tz).strftime("%Y-%m-%d") if g.last_work_at else "")
-        Console().print(table)
+            owners = dict(s.execute(select(Person.id, Person.name)).all())
+        print_groups(rows, owners, rt.settings.tz)
 
     roles_app = typer.Typer(help="人员角色", no_args_is_help=True)
     app.add_typer(roles_app, name="roles")
@@ -92,7 +127,8 @@ def register(app: typer.Typer) -> None:
         from bot.cli import runtime
 
         if role not in ROLES:
-            typer.secho(f"角色“{role}”无效，可用：{', '.join(ROLES)}", fg=typer.colors.RED, err=True)
+            typer.secho(f"角色“{role}”无效，可用：{'、'.join(f'{k}（{v}）' for k, v in ROLES.items())}",
+                        fg=typer.colors.RED, err=True)
             raise typer.Exit(2)
         rt = runtime()
         now = rt.now()
@@ -107,7 +143,7 @@ def register(app: typer.Typer) -> None:
                 p.unit = unit
             if name:
                 p.name = name
-            audit.record(s, actor="cli", action="role_change", at=now, reason=f"{old} → {role}",
+            audit.record(s, actor="cli", action="role_change", at=now, reason=f"{labels.role(old)} → {labels.role(role)}",
                          data={"person_id": person_id, "old": old, "new": role, "unit": p.unit})
         typer.echo(f"已将 {person_id} 设为{ROLES[role]}。")
 
@@ -119,4 +155,4 @@ def register(app: typer.Typer) -> None:
         rt = runtime()
         with rt.db.session() as s:
             for p in s.execute(select(Person).where(Person.role != "cadre").order_by(Person.role, Person.id)).scalars():
-                typer.echo(f"{p.id}\t{ROLES.get(p.role, p.role)}\t{p.unit or ''}\t{p.name or ''}")
+                typer.echo(f"{p.id}\t{labels.role(p.role)}\t{p.unit or ''}\t{p.name or ''}")

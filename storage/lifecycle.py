@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
+from governance import labels
 from governance.dates import fmt_date
 from governance.lifecycle import AUTO_DISSOLVE_KINDS, WARN_KINDS, GroupState, LifecycleError, next_step, transition
 from governance.model import Finding, GroupFacts, Params
@@ -559,8 +560,6 @@ class SweepReport:
         return dict(out)
 
 
-ACTION_LABELS = {"warn": "提醒", "unwarn": "撤销提醒", "dissolve": "解散", "purge": "清除", "resume": "继续执行",
-                 "escalate": "逾期上报"}
 
 
 def plan(session: Session, now: datetime, settings, findings: list[Finding] | None = None) -> list[Step]:
@@ -583,7 +582,7 @@ def plan(session: Session, now: datetime, settings, findings: list[Finding] | No
             continue
         if step is None:
             continue
-        detail = "、".join(sorted(g_kinds)) if step != "purge" else f"解散已满{params.restore_days}天"
+        detail = labels.kinds(sorted(g_kinds)) if step != "purge" else f"解散已满{params.restore_days}天"
         method = None
         if step == "dissolve":
             method = _caps(session.get(Group, facts.id), settings).method
@@ -595,7 +594,7 @@ def plan(session: Session, now: datetime, settings, findings: list[Finding] | No
             done = (st.get("restore") or {}).get("done", []) if g.status == RESTORING else st.get("done", [])
             steps.append(Step(g.id, g.name, "resume", "appchat",
                               ("恢复" if g.status == RESTORING else "解散") + "：" +
-                              "、".join(s for s in todo if s not in done)))
+                              "、".join(labels.label("step", s) for s in todo if s not in done)))
         elif g.dissolve_method == "order" and g.order_deadline and g.order_deadline <= now and not st.get("escalated_at"):
             steps.append(Step(g.id, g.name, "escalate", "order", "解散通知逾期未执行"))
     return steps
@@ -652,7 +651,7 @@ def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None) -> S
                 step.result, step.detail = "skipped", str(e)
             except Exception as e:  # one group's failure must not stop the others
                 log.exception("sweep step failed for %s", step.group_id)
-                step.result, step.detail = "error", repr(e)
+                step.result, step.detail = "error", "处理出错，详见服务日志"
         report.steps = [st for st in steps if st.action != "resume"]  # replaced by what really ran:
         for st in advance_pending(db, now, settings, sender):
             report.steps.append(st)
@@ -791,13 +790,13 @@ def _advance_one(db, gid: str, now: datetime, settings, sender) -> Step:
                 st2 = dict(g.dissolve_state or {})
                 st2["last_error"] = str(e)[:300]
                 g.dissolve_state = st2
-            step.result, step.detail = "pending", f"{step.detail}：{name_}暂时失败，下次重试"
+            step.result, step.detail = "pending", f"{step.detail}：{labels.label('step', name_)}暂时失败，下次重试"
             return step
         except permanent as e:
             with db.session() as s:
                 g = _locked(s, gid)
                 _permanent_failure(s, g, restoring, str(e), now, settings)
-            step.result, step.detail = "error", f"{step.detail}：平台拒绝（{e}），已改为人工处理"
+            step.result, step.detail = "error", f"{step.detail}：平台拒绝{labels.label('step', name_)}，已改为人工处理"
             return step
         with db.session() as s:  # record progress right after the call succeeded
             g = _locked(s, gid)

@@ -15,21 +15,12 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from governance import labels
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Membership, OutboxMessage,
                             Person, PulseResponse, StatSnapshot, UselessVote)
 from storage.outbox import enqueue
 
 LIVE = ("active", "warned")
-KIND_NAMES = {
-    "zombie": "僵尸群", "duplicate": "重复群", "overlap": "交叉群", "expired": "到期未解散",
-    "unregistered": "未登记", "overloaded_member": "入群过多的干部", "rebound": "反弹回潮",
-}
-ACTION_NAMES = {
-    "register": "登记", "warn": "提醒", "keep": "保留", "veto": "保留", "renew": "续期", "done": "任务完成",
-    "dissolve": "解散", "restore": "恢复", "merge": "合并", "protect": "设为常设", "unprotect": "取消常设",
-    "purge": "清除", "import": "导入", "approve": "审批",
-}
-STATUS_NAMES = {"active": "正常", "warned": "待解散", "dissolved": "已解散", "purged": "已清除", "merged": "已合并"}
 MIN_FEEDBACK = 5  # anonymous answers are shown per unit only from this many on
 
 
@@ -57,7 +48,7 @@ def _fmt_day(d: date) -> str:
 
 
 def _fmt_dt(dt: datetime | None, tz) -> str:
-    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M") if dt else ""
+    return labels.fmt_dt(dt, tz)
 
 
 # --- burden ------------------------------------------------------------------------------------
@@ -217,14 +208,15 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{round(x * 100)}%"
 
 
-def render_text(report: Report) -> str:
-    """The chat digest (markdown, one phone screen)."""
+def render_text(report: Report, *, markdown: bool = True) -> str:
+    """The chat digest (markdown, one phone screen); ``markdown=False`` for a terminal or a page:
+    no ``**``, links written out as "查看看板：URL"."""
     r = report
     title = "周报" if r.period == "week" else "月报"
     scope = "本周" if r.period == "week" else "本月"
     f = r.findings_open
     lines = [
-        f"**{r.county}工作群治理{title}（{_fmt_day(r.start)}—{_fmt_day(r.end)}）**",
+        _bold(f"{r.county}工作群治理{title}（{_fmt_day(r.start)}—{_fmt_day(r.end)}）", markdown),
         f"台账在册 {r.groups_live} 个群（已登记 {r.groups_registered}，常设 {r.groups_protected}，临时 {r.groups_temporary}）；"
         f"{scope}解散 {r.dissolved}，合并 {r.merged}，续期 {r.renewed}，保留 {r.kept}，恢复 {r.restored}。",
         f"待处理：僵尸群 {f.get('zombie', 0)}，重复群 {f.get('duplicate', 0)} 对，交叉群 {f.get('overlap', 0)}，"
@@ -241,8 +233,20 @@ def render_text(report: Report) -> str:
         pp = f"（上期 {_pct(r.pulse_heavy_share_prev)}）" if r.pulse_heavy_share_prev is not None else ""
         pulse = f"负担脉搏：重 {_pct(r.pulse_heavy_share)}{pp}"
     lines.append(f"{pulse}；匿名反映 {r.formalism_reports} 条，“这个群没用” {r.useless_votes} 票。")
-    lines.append(f"[查看看板]({r.dashboard_url}) [下载台账]({r.xlsx_url})")
+    if markdown:
+        lines.append(f"[查看看板]({r.dashboard_url}) [下载台账]({r.xlsx_url})")
+    else:
+        lines += [f"查看看板：{r.dashboard_url}", f"下载台账：{r.xlsx_url}"]
     return "\n".join(lines)
+
+
+def _bold(text: str, markdown: bool) -> str:
+    return f"**{text}**" if markdown else text
+
+
+def digest_title(report: Report) -> str:
+    title = "周报" if report.period == "week" else "月报"
+    return f"{report.county}工作群治理{title}（{_fmt_day(report.start)}—{_fmt_day(report.end)}）"
 
 
 # --- digest to the commission ------------------------------------------------------------------
@@ -267,7 +271,7 @@ def enqueue_commission_digest(session: Session, now: datetime, settings, *, peri
         before = session.execute(select(func.count()).select_from(OutboxMessage)
                                  .where(OutboxMessage.dedupe_key == key)).scalar_one()
         enqueue(session, channel="user", recipient=pid, kind="digest",
-                payload={"text": text, "markdown": True, "title": f"工作群治理{report.period_key}"},
+                payload={"text": text, "markdown": True, "title": digest_title(report)},
                 at=now, dedupe_key=key, not_before=not_before)
         queued += 0 if before else 1
     return queued
@@ -308,7 +312,7 @@ def ensure_snapshot(session: Session, day: date) -> None:
 
 
 # --- the Excel ledger (台账) -------------------------------------------------------------------
-LEDGER_HEADERS = ["群ID", "群名称", "单位", "类别", "用途", "群主", "状态", "常设", "临时", "到期日",
+LEDGER_HEADERS = ["群编号", "群名称", "单位", "类别", "用途", "群主", "状态", "常设", "临时", "到期日",
                   "登记时间", "成员数", "消息数", "留痕消息数", "最后工作消息", "首次发现"]
 FINDING_HEADERS = ["编号", "问题类型", "涉及群", "分值", "建议处置", "依据", "状态", "首次发现", "最近发现"]
 AUDIT_HEADERS = ["序号", "时间", "操作人", "动作", "群", "理由", "哈希"]
@@ -320,12 +324,36 @@ def ledger_rows(session: Session, tz) -> list[list[Any]]:
     rows = []
     for g in session.execute(select(Group).order_by(Group.unit, Group.name, Group.id)).scalars():
         rows.append([g.id, g.name, g.unit or "", g.category or "", g.purpose or "",
-                     names.get(g.owner_id) or g.owner_id or "", STATUS_NAMES.get(g.status, g.status),
+                     names.get(g.owner_id) or g.owner_id or "", labels.status(g.status),
                      "是" if g.protected else "否", "是" if g.temporary else "否",
-                     g.expires_at.isoformat() if g.expires_at else "", _fmt_dt(g.registered_at, tz),
+                     labels.fmt_day(g.expires_at, tz), _fmt_dt(g.registered_at, tz),
                      g.member_count, g.message_count, g.ritual_count, _fmt_dt(g.last_work_at, tz),
                      _fmt_dt(g.first_seen_at, tz)])
     return rows
+
+
+def xlsx_append(ws, values: list[Any]) -> None:
+    """Append one row to an openpyxl sheet; every xlsx this project writes goes through here.
+
+    openpyxl turns any string starting with ``=`` into a live formula (formula injection: a group
+    named ``=HYPERLINK(...)`` would become a link in the commission's spreadsheet). Every string
+    cell is therefore set explicitly as text, so it reads back exactly as typed."""
+    row = ws.max_row + 1 if ws.max_row > 1 or ws.cell(1, 1).value is not None else 1
+    for col, value in enumerate(values, 1):
+        cell = ws.cell(row=row, column=col)
+        if isinstance(value, str):
+            cell.value = value
+            cell.data_type = "s"  # after assignment: overrides openpyxl's "f" for a leading "="
+        else:
+            cell.value = value
+
+
+def _by_label(counts: dict[str, int], label) -> dict[str, int]:
+    """Counts per code summed per Chinese label (keep and veto are both 保留)."""
+    out: dict[str, int] = {}
+    for code, n in counts.items():
+        out[label(code)] = out.get(label(code), 0) + n
+    return out
 
 
 def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) -> None:
@@ -340,12 +368,12 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     def sheet(title: str, headers: list[str], rows: list[list[Any]], widths: list[int], first: bool = False):
         ws = wb.active if first else wb.create_sheet()
         ws.title = title
-        ws.append(headers)
+        xlsx_append(ws, headers)
         for c in ws[1]:
             c.font, c.fill = head_font, head_fill
             c.alignment = Alignment(horizontal="center", vertical="center")
         for row in rows:
-            ws.append(row)
+            xlsx_append(ws, row)
         ws.freeze_panes = "A2"
         for i, w in enumerate(widths, 1):
             ws.column_dimensions[get_column_letter(i)].width = w
@@ -359,26 +387,28 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
         ["在册群数", r.groups_live], ["已登记", r.groups_registered], ["常设群", r.groups_protected],
         ["临时群", r.groups_temporary], ["本期解散", r.dissolved], ["本期合并", r.merged], ["本期续期", r.renewed],
         ["本期保留", r.kept], ["本期恢复", r.restored], ["本期设为常设", r.protected_new],
-        *[[f"待处理：{KIND_NAMES.get(k, k)}", v] for k, v in r.findings_open.items()],
+        *[[f"待处理：{labels.kind(k)}", v] for k, v in r.findings_open.items()],
         ["回头看发现反弹", r.rebounds_new], ["干部数", r.cadres], ["人均所在群（中位数）", r.groups_per_cadre_median],
         ["人均所在群（最多）", r.groups_per_cadre_max], ["负担脉搏回答数", r.pulse_responses],
         ["负担“重”占比", _pct(r.pulse_heavy_share)], ["匿名反映", r.formalism_reports],
         ["“这个群没用”票数", r.useless_votes],
-        *[[f"本期操作：{ACTION_NAMES.get(k, k)}", v] for k, v in r.actions.items()],
+        *[[f"本期操作：{name}", v] for name, v in _by_label(r.actions, labels.action).items()],
     ]
     sheet("概况", ["指标", "数值"], summary, [28, 36], first=True)
     sheet("台账", LEDGER_HEADERS, ledger_rows(session, tz),
           [24, 28, 16, 12, 30, 12, 10, 6, 6, 12, 18, 8, 10, 10, 18, 18])
     names = dict(session.execute(select(Group.id, Group.name)).all())
-    frows = [[f.id, KIND_NAMES.get(f.kind, f.kind), "、".join(names.get(g, g) for g in f.group_ids), round(f.score, 2),
-              f.action, "；".join(map(str, f.reasons)), "待处理" if f.status == "open" else "已解决",
+    frows = [[f.id, labels.kind(f.kind), "、".join(names.get(g, g) for g in f.group_ids), round(f.score, 2),
+              labels.action(f.action), "；".join(map(str, f.reasons)), "待处理" if f.status == "open" else "已解决",
               _fmt_dt(f.first_seen, tz), _fmt_dt(f.last_seen, tz)]
              for f in session.execute(select(FindingRecord).order_by(FindingRecord.status.desc(), FindingRecord.kind,
                                                                      FindingRecord.id)).scalars()]
     sheet("问题清单", FINDING_HEADERS, frows, [8, 14, 40, 8, 10, 60, 10, 18, 18])
     t0, t1 = _utc(r.start, tz), _utc(r.end + timedelta(days=1), tz)
-    arows = [[a.id, _fmt_dt(a.at, tz), a.actor, ACTION_NAMES.get(a.action, a.action), names.get(a.group_id, a.group_id or ""),
-              a.reason or "", a.hash[:16]]
+    people = dict(session.execute(select(Person.id, Person.name)).all())
+    arows = [[a.id, _fmt_dt(a.at, tz), labels.actor(a.actor, people), labels.action(a.action),
+              names.get(a.group_id, a.group_id or ""),
+              labels.audit_reason(a.action, a.reason, a.data), a.hash[:16]]
              for a in session.execute(select(AuditRecord).where(AuditRecord.at >= t0, AuditRecord.at < t1)
                                       .order_by(AuditRecord.id)).scalars()]
     sheet("处置记录", AUDIT_HEADERS, arows, [8, 18, 14, 10, 28, 40, 20])

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from bot.dashboard.auth import check_origin
 from bot.dashboard.routes import SecureRoute, env
+from governance import labels
 from handlers.events import Event
 from storage import repo
 from storage.models import Group, OutboxMessage, Person
@@ -39,7 +40,7 @@ SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, member
 def _runtime(request: Request):
     rt = request.app.state.runtime
     if not rt.settings.local_mode:
-        raise HTTPException(404, "Not Found")
+        raise HTTPException(404, "本地体验只在未配置企业微信时提供")
     return rt
 
 
@@ -77,7 +78,8 @@ def persons(request: Request) -> JSONResponse:
     with rt.db.session() as s:
         rows = s.execute(select(Person).order_by(Person.unit, Person.id)).scalars().all()
         groups = s.execute(select(Group).where(Group.status.in_(("active", "warned"))).order_by(Group.name)).scalars().all()
-        return JSONResponse({"persons": [{"id": p.id, "name": p.name or p.id, "unit": p.unit or "", "role": p.role}
+        return JSONResponse({"persons": [{"id": p.id, "name": p.name or p.id, "unit": p.unit or "", "role": p.role,
+                                          "role_name": labels.role(p.role)}
                                          for p in rows],
                              "groups": [{"id": g.id, "name": g.name} for g in groups]})
 
@@ -117,4 +119,12 @@ def inbox(request: Request, person_id: str) -> JSONResponse:
         rows = s.execute(select(OutboxMessage).where(OutboxMessage.recipient == person_id)
                          .order_by(OutboxMessage.id.desc()).limit(20)).scalars().all()
         return JSONResponse({"messages": [{"kind": m.kind, "status": m.status,
-                                           "text": (m.payload or {}).get("text") or str(m.payload)} for m in rows]})
+                                           "kind_name": labels.label("message", m.kind),
+                                           "status_name": labels.label("outbox_status", m.status),
+                                           "text": _shown(m.payload)} for m in rows]})
+
+
+def _shown(payload) -> str:
+    """What the person reads of a queued message: its text (a card without one is named)."""
+    p = payload if isinstance(payload, dict) else {}
+    return str(p["text"]) if p.get("text") else "（卡片消息）"

@@ -9,15 +9,18 @@ from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy import func, or_, select
 
 from bot.dashboard import actions, auth
+from governance import labels
+from governance.model import FINDING_KINDS
 from storage import reports
 from storage.audit import verify
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Person, PulseResponse, StatSnapshot,
@@ -35,10 +38,17 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")  # pages get the configured zone as ``tz`` (see _render)
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-env.globals["kind_names"] = reports.KIND_NAMES
-env.globals["action_names"] = reports.ACTION_NAMES
-env.globals["status_names"] = reports.STATUS_NAMES
+env.filters["dt"] = pass_context(lambda ctx, v: labels.fmt_dt(v, ctx.get("tz") or DEFAULT_TZ))  # local time
+env.filters["day"] = pass_context(lambda ctx, v: labels.fmt_day(v, ctx.get("tz") or DEFAULT_TZ))  # local date
+env.filters["kind_name"] = labels.kind
+env.filters["status_name"] = labels.status
+env.filters["action_name"] = labels.action
+env.globals["kind_names"] = {k: labels.kind(k) for k in FINDING_KINDS}
+env.globals["status_names"] = labels.GROUP_STATUSES
+env.globals["actor_name"] = labels.actor
+env.globals["audit_reason"] = labels.audit_reason
 
 
 class SecureRoute(APIRoute):
@@ -70,6 +80,7 @@ def _rt(request: Request):
 
 
 def _render(name: str, request: Request, sess: auth.DashSession | None, **ctx) -> str:
+    ctx.setdefault("tz", _rt(request).settings.tz)
     return env.get_template(name).render(request=request, sess=sess, path=request.url.path, **ctx)
 
 
@@ -223,7 +234,7 @@ def overview(request: Request, s) -> Response:
     reports.ensure_snapshot(s, _today(rt))
     stats = reports.compute_stats(s)
     rep = reports.build_report(s, period="week", now=rt.now(), settings=rt.settings)
-    return _page("overview.html", request, sess, stats=stats, rep=rep, digest=reports.render_text(rep))
+    return _page("overview.html", request, sess, stats=stats, rep=rep, digest=reports.render_text(rep, markdown=False))
 
 
 @router.get("/api/charts.json")
@@ -246,8 +257,9 @@ def charts(request: Request, s) -> Response:
         "groups_protected": [x.data.get("groups_protected", 0) for x in snaps],
         "per_cadre_median": [x.data.get("groups_per_cadre_median", 0) for x in snaps],
         "per_cadre_max": [x.data.get("groups_per_cadre_max", 0) for x in snaps],
-        "findings": [{"name": reports.KIND_NAMES.get(k, k), "value": v} for k, v in sorted(findings.items())],
+        "findings": [{"name": labels.kind(k), "value": v} for k, v in sorted(findings.items())],
         "pulse_periods": periods,
+        "pulse_period_names": [labels.period_name(p) for p in periods],
         "pulse": {label: [by_period[p].get(v, 0) for p in periods] for v, label in ((1, "轻"), (2, "适中"), (3, "重"))},
     }, headers={"Cache-Control": "no-store"})
 
@@ -309,8 +321,7 @@ def audit_trail(request: Request, s, before: int | None = None) -> Response:
     names = dict(s.execute(select(Group.id, Group.name)).all())
     people = dict(s.execute(select(Person.id, Person.name)).all())
     result = verify(s)
-    return _page("audit.html", request, sess, rows=rows, names=names, people=people, verify=result,
-                 tz=_rt(request).settings.tz)
+    return _page("audit.html", request, sess, rows=rows, names=names, people=people, verify=result)
 
 
 @router.get("/feedback")

@@ -5,6 +5,7 @@ the replies. A refusal changes nothing and says who may act.
 """
 from __future__ import annotations
 
+from governance import labels
 from governance.dates import fmt_date
 from governance.lifecycle import LifecycleError
 from handlers.context import Context
@@ -14,7 +15,6 @@ from handlers.registry import command
 from storage import lifecycle, repo
 from storage.models import Group
 
-METHOD_NAMES = {"appchat": "机器人将移出成员并改名", "bridge": "已通知桥接端解散", "order": "已通知群主手动解散"}
 
 
 def _admin_refusal(g: Group | None = None) -> Reply:
@@ -114,7 +114,7 @@ def merge(ctx: Context, args: str) -> Reply:
     except LifecycleError as e:
         return Reply(f"不能合并“{a.name}”：{e}。")
     return Reply(f"已安排合并：“{a.name}”的{members}位成员会收到通知改用“{b.name}”；“{a.name}”将解散"
-                 f"（{METHOD_NAMES.get(method, method)}）。")
+                 f"（{labels.label('method_reply', method)}）。")
 
 
 def _protect(ctx: Context, args: str, on: bool) -> Reply:

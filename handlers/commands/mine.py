@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from governance import labels
 from governance.dates import fmt_date
 from handlers.context import Context
 from handlers.events import Reply
 from handlers.registry import command
 from storage.models import Group, Membership
 
-STATUS = {"active": "正常", "warned": "待解散", "dissolved": "已解散（可恢复）", "merged": "已合并"}
 SHOW = 8
 
 
 def describe(g: Group, ctx: Context) -> str:
-    bits = [STATUS.get(g.status, g.status)]
+    bits = [labels.status(g.status) + ("（可恢复）" if g.status == "dissolved" else "")]
     if g.protected:
         bits.append("常设")
     if g.temporary and g.expires_at:

@@ -30,7 +30,7 @@ def test_xlsx_ledger(cli, tmp_path):
     wb = load_workbook(out)
     assert wb.sheetnames == ["概况", "台账", "问题清单", "处置记录", "单位负担"]
     ledger = wb["台账"]
-    assert [c.value for c in ledger[1]][:7] == ["群ID", "群名称", "单位", "类别", "用途", "群主", "状态"]
+    assert [c.value for c in ledger[1]][:7] == ["群编号", "群名称", "单位", "类别", "用途", "群主", "状态"]
     assert all(wb[n].freeze_panes == "A2" for n in wb.sheetnames)
     assert ledger.column_dimensions["B"].width >= 20
     rows = {r[0]: r for r in ledger.iter_rows(min_row=2, values_only=True)}

@@ -32,7 +32,7 @@
     var labels = ["轻", "适中", "重"];
     init("chart-pulse", {
       tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 40, right: 16, top: 32, bottom: 28 },
-      xAxis: { type: "category", data: d.pulse_periods }, yAxis: { type: "value", minInterval: 1 },
+      xAxis: { type: "category", data: d.pulse_period_names || d.pulse_periods }, yAxis: { type: "value", minInterval: 1 },
       series: labels.map(function (l) { return { name: l, type: "bar", stack: "pulse", data: d.pulse[l] }; }),
       graphic: empty(d.pulse_periods) ? [{ type: "text", left: "center", top: "middle", style: { text: "回答不足，暂不显示" } }] : []
     });

@@ -13,7 +13,7 @@
     fetch("/local/persons").then(function (r) { return r.json(); }).then(function (d) {
       d.persons.forEach(function (p) {
         var o = document.createElement("option"); o.value = p.id;
-        o.textContent = p.name + "（" + p.unit + "，" + p.role + "）"; who.appendChild(o);
+        o.textContent = p.name + "（" + p.unit + "，" + (p.role_name || p.role) + "）"; who.appendChild(o);
       });
       d.groups.forEach(function (g) {
         var o = document.createElement("option"); o.value = g.id; o.textContent = "群：" + g.name; where.appendChild(o);
@@ -39,7 +39,7 @@
       fetch("/local/inbox?person_id=" + encodeURIComponent(who.value)).then(function (r) { return r.json(); })
         .then(function (d) {
           if (!d.messages.length) { add("bot", "推送", "暂无推送。"); }
-          d.messages.forEach(function (m) { add("bot", "推送（" + m.kind + "，" + m.status + "）", m.text); });
+          d.messages.forEach(function (m) { add("bot", "推送（" + (m.kind_name || m.kind) + "，" + (m.status_name || m.status) + "）", m.text); });
         });
     });
   });
