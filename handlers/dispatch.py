@@ -115,6 +115,10 @@ def _run_command(session: Session, event: Event, person, services: Services) -> 
     text = normalize(event.text)
     ctx = Context(session=session, event=event, person=person, services=services, text=text)
     found = registry.match(text)
+    if found is not None and found[0].anonymous:
+        # An anonymous command changes nothing else about its sender: ending (or expiring) their
+        # dialogue in the same transaction as the answer would link the two.
+        return _as_list(found[0].callback(ctx, found[1]))
     conv = session.get(Conversation, person.id)
     if conv is not None and conv.updated_at < event.at - CONVERSATION_TTL:
         session.delete(conv)  # an abandoned dialogue must not swallow tomorrow's 好的 as an answer

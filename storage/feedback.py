@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage import repo
-from storage.models import FindingRecord, FormalismReport, Group, Person, PulseAsk, PulseResponse, UselessVote
+from storage.models import FindingRecord, FormalismReport, Group, Message, Person, PulseAsk, PulseResponse, UselessVote
 from storage.outbox import notify
 
 MIN_RESPONSES = 5
@@ -91,11 +91,31 @@ def pulse_summary(session: Session, period: str) -> dict[str | None, PulseSummar
 
 
 # --- this group is useless -------------------------------------------------------------------
+FEW_VOTES = f"不足{MIN_RESPONSES}票"
+
+
+def shown_votes(votes: int) -> int | None:
+    """A vote count as it may be shown anywhere (dashboard, digest, exports, notices): only from
+    ``MIN_RESPONSES`` votes up, the same k as the pulse; None below (show ``FEW_VOTES``)."""
+    return votes if votes >= MIN_RESPONSES else None
+
+
+def vote_count_words(votes: int) -> str:
+    """"有N位成员" from k votes up, else "有成员" without a number."""
+    return f"有{votes}位成员" if shown_votes(votes) is not None else "有成员"
+
+
 def useless_threshold(member_count: int, votes_min: int) -> int:
     """``votes_min`` votes or a third of the members, whichever comes first, but never fewer than 2
     (one vote in a two-person group would name the voter to the owner)."""
     third = math.ceil(member_count / 3) if member_count else votes_min
     return max(2, min(votes_min, third))
+
+
+def seen_in_group(session: Session, group_id: str, person_id: str) -> bool:
+    """Whether the bot has seen ``person_id`` write in the group (for a group without a member list)."""
+    return session.execute(select(Message.id).where(Message.group_id == group_id, Message.sender_id == person_id)
+                           .limit(1)).first() is not None
 
 
 @dataclass(frozen=True)
@@ -120,7 +140,7 @@ def record_useless_vote(session: Session, *, secret: bytes, group: Group, person
         _useless_finding(session, group, votes, now)
         if group.owner_id:
             notify(session, person_id=group.owner_id, kind="useless_review", group_id=group.id, at=now,
-                   text=f"有{votes}位成员匿名反映“{group.name}”没有用处。请看看是否还需要它："
+                   text=f"{vote_count_words(votes)}匿名认为“{group.name}”没有用处。请看看是否还需要它："
                         f"不需要可回复“完成 {group.name}”，需要请回复“保留 {group.name} 理由”。",
                    dedupe_key=f"useless_review:{group.id}:{_monday(local_day)}")
     return VoteResult(new, votes, threshold, review)
@@ -130,14 +150,16 @@ def _useless_finding(session: Session, group: Group, votes: int, now: datetime) 
     """Kind ``useless`` in the findings table (dashboard and digest), never in ``qunzhi scan`` output."""
     key = f"useless:{group.id}"
     row = session.execute(select(FindingRecord).where(FindingRecord.key == key)).scalar_one_or_none()
-    reasons = [f"{votes}位成员匿名认为此群没用"]
+    reasons = [f"{votes}位成员匿名认为此群没用" if shown_votes(votes) is not None
+               else f"有成员匿名认为此群没用（{FEW_VOTES}）"]
+    score = float(shown_votes(votes) or 0)
     if row is None:
         repo.insert_ignore(session, FindingRecord, [{
-            "key": key, "kind": "useless", "group_ids": [group.id], "person_ids": [], "score": float(votes),
+            "key": key, "kind": "useless", "group_ids": [group.id], "person_ids": [], "score": score,
             "action": "review", "reasons": reasons, "status": "open", "first_seen": now, "last_seen": now,
         }], ["key"])
     else:
-        row.score, row.reasons, row.last_seen, row.status = float(votes), reasons, now, "open"
+        row.score, row.reasons, row.last_seen, row.status = score, reasons, now, "open"
 
 
 # --- formalism reports -----------------------------------------------------------------------
