@@ -54,7 +54,7 @@ def _pulse_value(key: str) -> int | None:
 
 def _record(ctx: Context, value: int) -> bool:
     return feedback.record_pulse(ctx.session, secret=ctx.settings.pseudonym_secret, person=ctx.person,
-                                 value=value, local_day=ctx.today)
+                                 value=value, local_day=ctx.today, tz=ctx.settings.tz)
 
 
 def _acknowledge_card(ctx: Context, card: dict = RECEIVED_BUTTON) -> None:
@@ -111,7 +111,7 @@ def _vote(ctx: Context, g: Group) -> tuple[dict, Reply]:
         return NOT_MEMBER_BUTTON, Reply(f"只有“{g.name}”的成员可以反映这个群没用，这次未记录。")
     r = feedback.record_useless_vote(ctx.session, secret=ctx.settings.pseudonym_secret, group=g,
                                      person_id=ctx.person.id, now=ctx.now, local_day=ctx.today,
-                                     votes_min=ctx.settings.useless_votes_min)
+                                     votes_min=ctx.settings.useless_votes_min, tz=ctx.settings.tz)
     if not r.new:
         return VOTED_BUTTON, Reply("您已经反映过这个群，不必重复，这次未重复记录。")
     tip = "" if ctx.event.is_direct else "（以后可以私聊我发送，更不显眼。）"
