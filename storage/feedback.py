@@ -229,6 +229,7 @@ def _useless_finding(session: Session, group: Group, votes: int, now: datetime) 
     reasons = [f"{votes}位成员匿名认为此群没用" if shown_votes(votes) is not None
                else f"有成员匿名认为此群没用（{FEW_VOTES}）"]
     score = float(shown_votes(votes) or 0)
+    now = day_start(now)  # written with a vote: no time finer than the day
     if row is None:
         repo.insert_ignore(session, FindingRecord, [{
             "key": key, "kind": "useless", "group_ids": [group.id], "person_ids": [], "score": score,

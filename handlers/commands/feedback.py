@@ -127,15 +127,17 @@ def useless(ctx: Context, args: str) -> Reply:
 
 
 @conversation("card:useless")
-def useless_clicked(ctx: Context, _conv) -> Reply | None:
+def useless_clicked(ctx: Context, _conv) -> None:
     key = str(ctx.event.data.get("event_key", ""))
     gid = ctx.event.data.get("group_id") or (key.split(":", 1)[1] if key.startswith("useless:") else None)
     g = ctx.session.get(Group, gid) if gid else None
     if g is None:
         return None
-    card, reply = _vote(ctx, g)
+    card, _reply = _vote(ctx, g)
+    # The tapped card says whether the tap counted and why not; no message: a reply would be queued
+    # to the sender (aibot) and name who tried to vote on which group.
     _acknowledge_card(ctx, card)
-    return None if card is RECEIVED_BUTTON else reply  # a refusal says why; a counted tap needs no message
+    return None
 
 
 # --- formalism report --------------------------------------------------------------------------
