@@ -24,6 +24,7 @@ LIVE = ("active", "warned")
 KIND_NAMES = {
     "zombie": "僵尸群", "duplicate": "重复群", "overlap": "交叉群", "expired": "到期未解散",
     "unregistered": "未登记", "overloaded_member": "入群过多的干部", "rebound": "反弹回潮",
+    "useless": "成员认为没用",
 }
 ACTION_NAMES = {
     "register": "登记", "warn": "提醒", "keep": "保留", "veto": "保留", "renew": "续期", "done": "任务完成",

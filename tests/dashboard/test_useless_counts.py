@@ -56,3 +56,23 @@ def test_five_votes_show_the_count(known, runtime, clock):
     assert r.useless_votes == 5 and "“这个群没用” 5 票" in text and xlsx["“这个群没用”票数"] == 5
     page = _feedback_page(runtime, clock)
     assert "<td>5</td>" in page[page.index("防汛抗旱群"):][:200]
+
+
+def test_useless_findings_read_in_chinese_without_a_count_below_five(known, runtime, clock):
+    from storage.feedback import _useless_finding
+    from storage.models import Group
+
+    with known.session() as s:
+        _useless_finding(s, s.get(Group, "g4"), 3, NOW)
+    clock.set(NOW)
+    with TestClient(create_app(runtime=runtime, start_scheduler=False), base_url=ORIGIN) as c:
+        login(c)
+        page = c.get("/dashboard/findings").text
+    row = page[page.index("有成员匿名认为此群没用") - 400:]
+    assert "useless" not in page.replace('value="useless"', "") and "成员认为没用" in row
+    with known.session() as s:
+        buf = io.BytesIO()
+        write_xlsx(s, build_report(s, period="week", now=NOW, settings=SETTINGS), buf, SETTINGS)
+    ws = load_workbook(io.BytesIO(buf.getvalue()))["问题清单"]
+    [kind] = [r[1] for r in ws.iter_rows(min_row=2, values_only=True) if "此群没用" in str(r[5])]
+    assert kind == "成员认为没用"
