@@ -26,16 +26,24 @@ HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备
 
 def handle_event(session: Session, event: Event, services: Services) -> list[Reply]:
     """Process one event exactly once (in the caller's transaction) and return the replies."""
-    key = _stored_key(event, services)
-    if key and not repo.mark_processed(session, key, event.at):
+    anonymous = _is_anonymous(event)
+    if anonymous and event.dedupe_key:
+        # Salted with the day's salt (destroyed when the day's window closes), stored with the day only.
+        from storage.feedback import anonymous_dedupe_key, day_start
+
+        key = anonymous_dedupe_key(session, services.settings.pseudonym_secret, event.dedupe_key, event.at)
+        at = day_start(event.at)
+    else:
+        key, at = _stored_key(event, services, anonymous), event.at
+    if key and not repo.mark_processed(session, key, at):
         log.info("duplicate event %s ignored", key)
         return []
-    if _is_anonymous(event):
+    if anonymous:
         # Creating the person here would write a row naming the voter in the answer's transaction.
         person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
     else:
         person = repo.get_or_create_person(session, event.sender_id, event.at)
-    if event.group_id and not _is_anonymous(event):
+    if event.group_id and not anonymous:
         _record_group_activity(session, event, services)
     if event.kind == "message" and event.addressed_to_bot:
         return _run_command(session, event, person, services)
@@ -51,7 +59,9 @@ def _stored_key(event: Event, services: Services, anonymous: bool | None = None)
     CreateTime``), and its row is written in the same transaction as the anonymous answer (on
     PostgreSQL they share ``xmin``). For card clicks and anonymous commands the key is therefore
     stored as a keyed hash (``pseudonym_secret``, like the answers' own pseudonyms): still
-    deterministic, so a retry is recognised, but it names nobody."""
+    deterministic, so a retry is recognised, but it names nobody. ``handle_event`` stores the key
+    of an anonymous event salted with its day's salt instead (``storage.feedback.anonymous_dedupe_key``),
+    which needs the database: the key planned here for an anonymous event is never stored."""
     key = event.dedupe_key
     if anonymous is None:
         anonymous = _is_anonymous(event)
@@ -115,6 +125,10 @@ def _run_command(session: Session, event: Event, person, services: Services) -> 
     text = normalize(event.text)
     ctx = Context(session=session, event=event, person=person, services=services, text=text)
     found = registry.match(text)
+    if found is not None and found[0].anonymous:
+        # An anonymous command changes nothing else about its sender: ending (or expiring) their
+        # dialogue in the same transaction as the answer would link the two.
+        return _as_list(found[0].callback(ctx, found[1]))
     conv = session.get(Conversation, person.id)
     if conv is not None and conv.updated_at < event.at - CONVERSATION_TTL:
         session.delete(conv)  # an abandoned dialogue must not swallow tomorrow's 好的 as an answer

@@ -187,6 +187,20 @@ def weekly_pulse(rt) -> int:
     return asked
 
 
+def close_anonymous_windows(rt) -> dict:
+    """Daily after local midnight: destroy the salts of closed anonymous windows, make their votes'
+    keys random and drop their dedupe rows (``storage.feedback.close_windows``), then resolve
+    useless findings whose window no longer meets the threshold."""
+    from storage.feedback import close_windows, refresh_useless_findings
+
+    now = rt.now()
+    with rt.db.session() as s:
+        counts = close_windows(s, now)
+        counts["findings_resolved"] = refresh_useless_findings(s, now, rt.settings.useless_votes_min)
+    log.info("anonymous windows closed: %s", counts)
+    return counts
+
+
 def lookback(rt) -> int:
     """回头看: 30 days after a dissolution, look for the group coming back (same name or most of
     the same members in a group first seen after the dissolution). Only a rebound is reported."""
@@ -269,6 +283,7 @@ JOBS = {
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,
     "weekly_pulse": weekly_pulse,
+    "close_anonymous_windows": close_anonymous_windows,
     "lookback": lookback,
     "commission_digest": commission_digest,
     "daily_stats": daily_stats,

@@ -45,6 +45,8 @@ def job_specs(settings) -> list[tuple[str, object]]:
         ("weekly_pulse", CronTrigger(day_of_week="tue", hour=10, minute=0, timezone=tz)),
         ("commission_digest", CronTrigger(day_of_week="mon", hour=9, minute=30, timezone=tz)),
         ("daily_stats", CronTrigger(hour=23, minute=50, timezone=tz)),
+        # windows close at local midnight (pulse weeks, useless-vote windows) or UTC midnight (dedupe days)
+        ("close_anonymous_windows", CronTrigger(hour=0, minute=20, timezone=tz)),
     ]
 
 

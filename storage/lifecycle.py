@@ -203,10 +203,18 @@ def refresh_findings(session: Session, now: datetime, settings) -> list[Finding]
             r.group_ids, r.person_ids, r.score = list(f.group_ids), list(f.person_ids), f.score
             r.action, r.reasons, r.status, r.last_seen = f.action, list(f.reasons), "open", now
     for r in session.execute(select(FindingRecord).where(FindingRecord.status == "open")).scalars():
-        if r.key not in by_key:
+        if r.key not in by_key and r.kind not in OWN_CONDITION_KINDS:
             r.status, r.last_seen = "resolved", now
+    from storage.feedback import refresh_useless_findings
+
+    refresh_useless_findings(session, now, settings.useless_votes_min)  # open while their votes still count
     session.flush()
     return findings
+
+
+# Findings the scan does not produce (storage.feedback writes "useless" from anonymous votes): the
+# scan's absence says nothing about them, their own source resolves them.
+OWN_CONDITION_KINDS = ("useless",)
 
 
 # --- small helpers ---------------------------------------------------------------------------

@@ -244,14 +244,33 @@ class PulseResponse(Base):
 
 
 class UselessVote(Base):
-    """An anonymous "this group is useless" vote (这个群没用)."""
+    """An anonymous "this group is useless" vote (这个群没用), counted in its group's 30-day window."""
 
     __tablename__ = "useless_votes"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     group_id: Mapped[str] = mapped_column(String(128), index=True)
     voter_key: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date)
+    window_start: Mapped[date | None] = mapped_column(Date)  # the day the group's vote window opened
     __table_args__ = (UniqueConstraint("group_id", "voter_key"),)
+
+
+class AnonSalt(Base):
+    """A random salt for the pseudonyms and dedupe keys of one anonymous window (a pulse week, a
+    group's 30-day vote window, a day of anonymous dedupe keys). Kept only while the window is
+    open: ``storage.feedback.close_windows`` deletes it once the window closes. Never back it up
+    (``BACKUP_EXCLUDED_TABLES``): a restored salt would let the pseudonym key attribute votes again."""
+
+    __tablename__ = "anon_salts"
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)  # pulse|useless|dedupe
+    scope: Mapped[str] = mapped_column(String(128), primary_key=True)  # group id for useless, else ""
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)  # 2026-W48, or the window's first day
+    salt: Mapped[str] = mapped_column(String(64))
+    closes_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# Tables a backup must leave out (the backup command of a later issue reads this list).
+BACKUP_EXCLUDED_TABLES = ("anon_salts",)
 
 
 class FormalismReport(Base):

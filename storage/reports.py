@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from governance import labels
+from storage.feedback import FEW_VOTES, shown_votes
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Membership, OutboxMessage,
                             Person, PulseResponse, StatSnapshot, UselessVote)
 from storage.outbox import enqueue
@@ -120,7 +121,7 @@ class Report:
     pulse_heavy_share: float | None
     pulse_heavy_share_prev: float | None
     formalism_reports: int
-    useless_votes: int
+    useless_votes: int | None  # None below MIN_FEEDBACK votes (shown as 不足5票, never as a number)
     dashboard_url: str
     xlsx_url: str
     trend: list[dict[str, Any]] = field(default_factory=list)
@@ -197,8 +198,8 @@ def build_report(session: Session, *, period: str = "week", now: datetime, setti
         burdened_units=units[:5], pulse_responses=n_pulse, pulse_heavy_share=heavy, pulse_heavy_share_prev=heavy_prev,
         formalism_reports=session.execute(select(func.count()).select_from(FormalismReport).where(
             FormalismReport.day >= start, FormalismReport.day <= end)).scalar_one(),
-        useless_votes=session.execute(select(func.count()).select_from(UselessVote).where(
-            UselessVote.day >= start, UselessVote.day <= end)).scalar_one(),
+        useless_votes=shown_votes(session.execute(select(func.count()).select_from(UselessVote).where(
+            UselessVote.day >= start, UselessVote.day <= end)).scalar_one()),
         dashboard_url=f"{base}/dashboard", xlsx_url=f"{base}/dashboard/download/report.xlsx?period={period}",
         trend=list(reversed(trend)),
     )
@@ -206,6 +207,10 @@ def build_report(session: Session, *, period: str = "week", now: datetime, setti
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{round(x * 100)}%"
+
+
+def _votes(n: int | None) -> str:
+    return FEW_VOTES if n is None else f"{n} 票"
 
 
 def render_text(report: Report, *, markdown: bool = True) -> str:
@@ -232,7 +237,7 @@ def render_text(report: Report, *, markdown: bool = True) -> str:
     else:
         pp = f"（上期 {_pct(r.pulse_heavy_share_prev)}）" if r.pulse_heavy_share_prev is not None else ""
         pulse = f"负担脉搏：重 {_pct(r.pulse_heavy_share)}{pp}"
-    lines.append(f"{pulse}；匿名反映 {r.formalism_reports} 条，“这个群没用” {r.useless_votes} 票。")
+    lines.append(f"{pulse}；匿名反映 {r.formalism_reports} 条，“这个群没用” {_votes(r.useless_votes)}。")
     if markdown:
         lines.append(f"[查看看板]({r.dashboard_url}) [下载台账]({r.xlsx_url})")
     else:
@@ -391,7 +396,7 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
         ["回头看发现反弹", r.rebounds_new], ["干部数", r.cadres], ["人均所在群（中位数）", r.groups_per_cadre_median],
         ["人均所在群（最多）", r.groups_per_cadre_max], ["负担脉搏回答数", r.pulse_responses],
         ["负担“重”占比", _pct(r.pulse_heavy_share)], ["匿名反映", r.formalism_reports],
-        ["“这个群没用”票数", r.useless_votes],
+        ["“这个群没用”票数", FEW_VOTES if r.useless_votes is None else r.useless_votes],
         *[[f"本期操作：{name}", v] for name, v in _by_label(r.actions, labels.action).items()],
     ]
     sheet("概况", ["指标", "数值"], summary, [28, 36], first=True)

@@ -342,8 +342,11 @@ def feedback(request: Request, s) -> Response:
         else:
             hidden += 1
     shown.sort(key=lambda r: -r["heavy"])
-    votes = s.execute(select(Group.name, Group.unit, func.count(UselessVote.id)).join(Group, Group.id == UselessVote.group_id)
-                      .group_by(Group.id, Group.name, Group.unit).order_by(func.count(UselessVote.id).desc()).limit(50)).all()
+    from storage.feedback import FEW_VOTES, shown_votes
+
+    votes = [(name, unit, FEW_VOTES if shown_votes(n) is None else n) for name, unit, n in s.execute(
+        select(Group.name, Group.unit, func.count(UselessVote.id)).join(Group, Group.id == UselessVote.group_id)
+        .group_by(Group.id, Group.name, Group.unit).order_by(func.count(UselessVote.id).desc()).limit(50))]
     reps = s.execute(select(FormalismReport).order_by(FormalismReport.day.desc(), FormalismReport.id.desc())
                      .limit(100)).scalars().all()
     return _page("feedback.html", request, sess, units=shown, hidden=hidden, votes=votes, reports=reps,

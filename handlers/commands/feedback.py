@@ -20,6 +20,10 @@ USELESS_WORDS = ("这个群没用", "这个群没有用", "此群没用", "该�
 REPORT_WORDS = ("反映",)
 PULSE_WORDS = {"1": 1, "2": 2, "3": 3, "轻": 1, "适中": 2, "重": 3}
 RECEIVED_BUTTON = {"replace_name": "已收到，谢谢（匿名）"}
+PULSE_AGAIN_BUTTON = {"replace_name": "本周已回答过，未重复记录"}
+VOTED_BUTTON = {"replace_name": "已反映过，未重复记录"}
+NOT_MEMBER_BUTTON = {"replace_name": "仅限群成员，未记录"}
+NOT_COUNTED_BUTTON = {"replace_name": "此群已不在使用中，未记录"}
 
 
 def is_anonymous_text(normalized_text: str) -> bool:
@@ -50,16 +54,16 @@ def _pulse_value(key: str) -> int | None:
 
 def _record(ctx: Context, value: int) -> bool:
     return feedback.record_pulse(ctx.session, secret=ctx.settings.pseudonym_secret, person=ctx.person,
-                                 value=value, local_day=ctx.today)
+                                 value=value, local_day=ctx.today, tz=ctx.settings.tz)
 
 
-def _acknowledge_card(ctx: Context) -> None:
-    """Update the tapped card to show the tap counted (one tap is all it costs).
+def _acknowledge_card(ctx: Context, card: dict = RECEIVED_BUTTON) -> None:
+    """Update the tapped card to show the tap counted (one tap is all it costs), or why it did not.
     No user id and no answer in the update: the outbox must not link a person to a value."""
     code = ctx.event.data.get("response_code")
     if code:
         enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
-                payload={"response_code": code, "card": RECEIVED_BUTTON}, at=ctx.now,
+                payload={"response_code": code, "card": card}, at=ctx.now,
                 dedupe_key=f"card_update:{code}"[:200])
 
 
@@ -69,8 +73,7 @@ def pulse_clicked(ctx: Context, _conv) -> None:
     value = _pulse_value(str(ctx.event.data.get("event_key", "")))
     if value is None:
         return None
-    _record(ctx, value)
-    _acknowledge_card(ctx)
+    _acknowledge_card(ctx, RECEIVED_BUTTON if _record(ctx, value) else PULSE_AGAIN_BUTTON)
     return None
 
 
@@ -81,26 +84,38 @@ def pulse_text(ctx: Context, args: str) -> Reply | None:
         return None
     if not feedback.recently_asked(ctx.session, ctx.person.id, ctx.now):
         return Reply("没听懂。可以说“帮助”看看我能做什么。")
-    _record(ctx, PULSE_WORDS[ctx.text])
+    if not _record(ctx, PULSE_WORDS[ctx.text]):
+        return Reply("您本周已经回答过了，这次没有重复记录。")
     return Reply("收到，谢谢。")
 
 
 # --- this group is useless ---------------------------------------------------------------------
-def _vote(ctx: Context, g: Group) -> Reply:
-    if g.status not in ("active", "warned"):
-        return Reply(f"“{g.name}”已不在使用中，不用再反映了。")
+def _may_vote(ctx: Context, g: Group) -> bool:
+    """Only members vote: said inside the group (the platform vouches for the sender), on its member
+    list, or, for a group whose member list is unknown, seen writing in it."""
+    if ctx.event.group_id == g.id:
+        return True
     from storage import repo
 
     members = repo.member_ids(ctx.session, g.id)
-    if members and ctx.person.id not in members:
-        return Reply(f"只有“{g.name}”的成员可以反映这个群没用。")
+    if members:
+        return ctx.person.id in members
+    return feedback.seen_in_group(ctx.session, g.id, ctx.person.id)
+
+
+def _vote(ctx: Context, g: Group) -> tuple[dict, Reply]:
+    """The vote, and how the tapped card and the reply say whether it counted."""
+    if g.status not in ("active", "warned"):
+        return NOT_COUNTED_BUTTON, Reply(f"“{g.name}”已不在使用中，不用再反映了，这次未记录。")
+    if not _may_vote(ctx, g):
+        return NOT_MEMBER_BUTTON, Reply(f"只有“{g.name}”的成员可以反映这个群没用，这次未记录。")
     r = feedback.record_useless_vote(ctx.session, secret=ctx.settings.pseudonym_secret, group=g,
                                      person_id=ctx.person.id, now=ctx.now, local_day=ctx.today,
-                                     votes_min=ctx.settings.useless_votes_min)
+                                     votes_min=ctx.settings.useless_votes_min, tz=ctx.settings.tz)
     if not r.new:
-        return Reply("您已经反映过这个群，不必重复。")
+        return VOTED_BUTTON, Reply("您已经反映过这个群，不必重复，这次未重复记录。")
     tip = "" if ctx.event.is_direct else "（以后可以私聊我发送，更不显眼。）"
-    return Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
+    return RECEIVED_BUTTON, Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
 
 
 @command(*USELESS_WORDS, summary="匿名反映某个群没用", anonymous=True)
@@ -108,7 +123,7 @@ def useless(ctx: Context, args: str) -> Reply:
     g = resolve(ctx, args)
     if isinstance(g, Reply):
         return g
-    return _vote(ctx, g)
+    return _vote(ctx, g)[1]
 
 
 @conversation("card:useless")
@@ -118,8 +133,10 @@ def useless_clicked(ctx: Context, _conv) -> None:
     g = ctx.session.get(Group, gid) if gid else None
     if g is None:
         return None
-    _vote(ctx, g)
-    _acknowledge_card(ctx)
+    card, _reply = _vote(ctx, g)
+    # The tapped card says whether the tap counted and why not; no message: a reply would be queued
+    # to the sender (aibot) and name who tried to vote on which group.
+    _acknowledge_card(ctx, card)
     return None
 
 

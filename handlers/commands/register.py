@@ -128,10 +128,20 @@ def _target_group(ctx: Context, data: dict) -> Group | Reply | None:
         if g.owner_id is None and ctx.may_administer(g):
             return g  # an administrator registers an unowned ledger group for its owner
         if g.unit == data.get("unit"):
+            if g.owner_id is None:
+                # Stating the unit proves nothing: an unowned group is claimed from inside it
+                # (the platform vouches for the sender being there) or by its unit's administrator.
+                return _unclaimable(g)
             return g  # same name in the same unit, owned by someone else: the owner check refuses
     # An unowned group seen only in activity is claimed from inside it (报备 sent in the group),
     # never by name from outside: otherwise anyone could make it theirs and have it dissolved.
     return None
+
+
+def _unclaimable(g: Group) -> Reply:
+    unit = f"{g.unit}的" if g.unit else ""
+    return Reply(f"“{g.name}”还没有群主，不能在群外认领。请在该群里发送“报备”，"
+                 f"或请{unit}单位管理员登记。这次没有改动任何内容。")
 
 
 def _finish(ctx: Context, data: dict) -> Reply:
