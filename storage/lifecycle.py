@@ -106,12 +106,24 @@ def _facts(g: Group, members: frozenset[str]) -> GroupFacts:
         status=g.status, last_work_at=g.last_work_at, last_message_at=g.last_message_at,
         message_count=g.message_count or 0, ritual_count=g.ritual_count or 0, member_ids=members,
         kept_until=g.kept_until, dissolved_at=g.dissolved_at, first_seen_at=g.first_seen_at,
+        observed_since=g.observed_since, members_known=_members_known(g, members),
     )
+
+
+#: sources whose groups the bot has seen through an adapter (their members show up in the events)
+_OBSERVED_SOURCES = ("activity", "bridge")
+
+
+def _members_known(g, members: frozenset[str]) -> bool:
+    """A group registered in a private chat (or a ledger row without members) has no membership
+    source until an adapter or an archive covering it shows one."""
+    return bool(members) or g.source in _OBSERVED_SOURCES
 
 
 _FACT_COLUMNS = ("id", "name", "platform", "owner_id", "unit", "category", "purpose", "protected", "registered_at",
                  "temporary", "created_at", "expires_at", "done_at", "status", "last_work_at", "last_message_at",
-                 "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state")
+                 "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state",
+                 "observed_since", "source")
 
 
 def _stream_memberships(session: Session, batch: int = 50_000):
@@ -260,10 +272,11 @@ def _caps(g: Group, settings):
 def _why(g: Group, facts: GroupFacts | None, findings: list[Finding], now: datetime, settings) -> str:
     kinds = {f.kind for f in findings}
     today = _today(now, settings)
-    if "zombie" in kinds and facts is not None:
-        days = int((now - idle_since(facts)).total_seconds() // 86400)
+    since = idle_since(facts) if facts is not None else None
+    if "zombie" in kinds and since is not None:
+        days = int((now - since).total_seconds() // 86400)
         s = f"已{days}天没有工作消息"
-        if facts.last_message_at and facts.last_message_at > idle_since(facts) and facts.ritual_count:
+        if facts.last_message_at and facts.last_message_at > since and facts.ritual_count:
             s += f"（其间只有“收到”“签到”等留痕消息，累计{facts.ritual_count}条）"
         return s
     if "expired" in kinds:
