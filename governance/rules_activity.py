@@ -8,7 +8,7 @@
   members are unknown (``members_known`` False) counts as watched only from
   ``observed_since``, and without it is never a zombie.  **Boundary:** idle for exactly
   ``zombie_days`` (to the microsecond) is a zombie; one microsecond less is not.
-  The group must also be at least ``zombie_days`` old.  Protected (常设) groups are
+  The group must also be at least ``zombie_days`` old.  Protected (受保护) groups are
   reported with action ``none`` (dormant only); kept groups (``kept_until > now``) and
   groups not ``active``/``warned`` are skipped.
 * :func:`zombie_ids` - the same test vectorised over numpy arrays (1M groups < 0.1 s).
@@ -81,7 +81,7 @@ def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Findi
             f"最近一条在{quiet}天前）"
         )
     if group.protected:
-        reasons.append("常设群，仅报告休眠，不建议解散")
+        reasons.append("受保护群，仅报告休眠，不建议解散")
         action = "none"
     else:
         action = "warn"

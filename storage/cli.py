@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
                 q = q.where(Group.status == status)
             rows = s.execute(q).scalars().all()
             table = Table(title=f"工作群台账（{len(rows)}）")
-            for col in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态", "到期", "成员", "最近工作消息"):
+            for col in ("群编号", "群名称", "群主", "单位", "类别", "受保护", "状态", "到期", "成员", "最近工作消息"):
                 table.add_column(col)
             for g in rows:
                 table.add_row(g.id, g.name, g.owner_id or "", g.unit or "", g.category or "",

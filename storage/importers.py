@@ -487,6 +487,7 @@ class _Plan:
                 diff.pop("created_at", None)
             if cat in protected_cats and not g.protected:
                 diff["protected"] = True
+                diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
             if r.member_ids:  # an empty member cell leaves the stored members alone
@@ -512,11 +513,19 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     removed memberships and one bulk insert of added ones (COPY on PostgreSQL for new groups)."""
     sink: dict = {}
     rows, errors = read_ledger(path, sink)
+    protected_cats = set(settings.protected_categories)
+    # 受保护 = exempt from automatic warning and dissolution: such a group has no end date. The
+    # import is run by an operator with database access, so a protected category in it counts as an
+    # administrator's grant of protection.
+    dated = [r for r in rows if r.category in protected_cats and r.expires_at is not None]
+    if dated:
+        errors = sorted(errors + [RowError(r.row, f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期")
+                                  for r in dated], key=lambda e: e.row)
+        rows = [r for r in rows if not (r.category in protected_cats and r.expires_at is not None)]
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result
     tz = settings.tz
-    protected_cats = set(settings.protected_categories)
     temp_cats = set(settings.temporary_categories)
     pg = session.get_bind().dialect.name == "postgresql"
     session.flush()

@@ -74,7 +74,7 @@ def test_zombie_young_group_with_old_work_is_impossible_but_guarded():
 
 def test_protected_zombie_is_reported_dormant_only():
     f = zombie(group(protected=True, last_work_at=NOW - 60 * D), NOW, P)
-    assert f.action == "none" and any("常设群，仅报告休眠" in r for r in f.reasons)
+    assert f.action == "none" and any("受保护群，仅报告休眠" in r for r in f.reasons)
 
 
 def test_kept_and_dead_groups_are_not_proposed():

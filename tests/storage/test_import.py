@@ -333,3 +333,16 @@ def test_import_messages_covers_and_groups_in_file_only_options(cli, db, tmp_pat
     assert "ok" not in zombies and "d1" not in zombies
     bad = cli("import", "messages", str(archive), "--covers", "2026-11-30..2026-09-01")
     assert bad.exit_code == 2 and "结束早于开始" in bad.output
+
+
+def test_ledger_refuses_an_end_date_on_a_protected_category(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇机关群,企业微信,zhang,城关镇,机关群,,2025-01-05,2026-12-31,zhang;li\n"
+                 "g2,城关镇领导班子群,企业微信,zhang,城关镇,领导班子群,,2025-01-05,,zhang;li\n", encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1 and "第2行" in r.output and "受保护" in r.output and "到期" in r.output
+    r = cli("import", "groups", str(f), "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    groups, _, _ = state(db)
+    assert [(g[0], g[6], g[8]) for g in groups] == [("g2", True, None)]  # the operator's import grants it
