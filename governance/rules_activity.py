@@ -37,11 +37,13 @@ DAY = 86400.0
 
 def watched_since(group: GroupFacts) -> datetime | None:
     """Since when the bot has observed the group; None if it never has (see module docstring)."""
-    starts = [t for t in (group.observed_since, group.first_seen_at if group.members_known else None)
-              if t is not None]
-    if not starts:
-        return None if not group.members_known else group.created_at
-    return min(starts)
+    observed = group.observed_since
+    if not group.members_known:
+        return observed
+    first = group.first_seen_at
+    if observed is None:
+        return first if first is not None else group.created_at
+    return observed if first is None or observed < first else first
 
 
 def idle_since(group: GroupFacts) -> datetime | None:

@@ -505,6 +505,14 @@ class _Plan:
             self.updated += 1
 
 
+def _protected_ids(session: Session, ids: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(ids), 1000):
+        out.update(session.execute(select(Group.id).where(Group.id.in_(ids[i:i + 1000]),
+                                                          Group.protected.is_(True))).scalars())
+    return out
+
+
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
                   skip_invalid: bool = False) -> ImportResult:
     """Validate the whole file, then write it in chunks of ``CHUNK`` rows with a few bulk statements each:
@@ -517,11 +525,14 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     # 受保护 = exempt from automatic warning and dissolution: such a group has no end date. The
     # import is run by an operator with database access, so a protected category in it counts as an
     # administrator's grant of protection.
-    dated = [r for r in rows if r.category in protected_cats and r.expires_at is not None]
-    if dated:
-        errors = sorted(errors + [RowError(r.row, f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期")
-                                  for r in dated], key=lambda e: e.row)
-        rows = [r for r in rows if not (r.category in protected_cats and r.expires_at is not None)]
+    dated = [r for r in rows if r.expires_at is not None]
+    already = _protected_ids(session, [r.group_id for r in dated if r.category not in protected_cats])
+    bad = {r.row: (f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期" if r.category in protected_cats
+                   else f"群“{r.name}”已受保护，不能有到期日期（如需改为临时群，请管理员先取消保护）")
+           for r in dated if r.category in protected_cats or r.group_id in already}
+    if bad:
+        errors = sorted(errors + [RowError(n, why) for n, why in bad.items()], key=lambda e: e.row)
+        rows = [r for r in rows if r.row not in bad]
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result

@@ -346,3 +346,18 @@ def test_ledger_refuses_an_end_date_on_a_protected_category(cli, db, tmp_path):
     assert r.exit_code == 0, r.output
     groups, _, _ = state(db)
     assert [(g[0], g[6], g[8]) for g in groups] == [("g2", True, None)]  # the operator's import grants it
+
+
+def test_ledger_refuses_an_end_date_on_a_group_already_protected(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇调度群,企业微信,zhang,城关镇,工作群,,2025-01-05,,zhang;li\n", encoding="utf-8")
+    assert cli("import", "groups", str(f)).exit_code == 0
+    with db.session() as s:
+        s.get(Group, "g1").protected = True  # 保护 by an administrator
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇调度群,企业微信,zhang,城关镇,临时群,,2025-01-05,2026-12-31,zhang;li\n", encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1 and "第2行" in r.output and "受保护" in r.output
+    groups, _, _ = state(db)
+    assert [(g[0], g[5], g[6], g[7], g[8]) for g in groups] == [("g1", "工作群", True, False, None)]
