@@ -135,7 +135,7 @@ def build_county(session, rng: random.Random, cfg: DemoConfig, now: datetime) ->
         for v in range(cfg.villages):  # one village group each, in daily use
             vc = [c for c in village_cadres if c.startswith(f"t{t}v{v}c")]
             group(f"g{gid}", f"{town}{v}村两委群", f"{town}{v}村", vc[0], vc + [head], "needed", registered=True,
-                  category="常设群", protected=True); gid += 1
+                  category="机关群", protected=True); gid += 1
     for i in range(6):  # county-level groups that pull every town head in
         heads = [f"t{t}h" for t in range(cfg.towns)]
         group(f"g{gid}", f"全县{TASKS[i]}调度群", "县委办", county_heads[i % 4], heads + county_heads,
@@ -308,7 +308,7 @@ def format_result(r: dict) -> str:
         f"最多 {r['groups_per_cadre_max_before']} → {r['groups_per_cadre_max_after']}",
         f"留痕消息占比：{r['ritual_share_before']} → {r['ritual_share_after']}",
         f"解散 {r['groups_dissolved']}，保留 {r['groups_kept']}，续期 {r['groups_renewed']}，恢复 {r['groups_restored']}",
-        f"常设群被解散：{r['protected_dissolved']}（应为 0）",
+        f"受保护群被解散：{r['protected_dissolved']}（应为 0）",
         f"助手发出的消息：每名干部每周 {r['bot_messages_per_cadre_week']} 条",
         f"工作时间以外发出的消息：{r['messages_outside_working_time']}（应为 0）",
     ])

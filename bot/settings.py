@@ -1,7 +1,9 @@
 """One settings object for the whole service (environment prefix ``QUNZHI_``)."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     weekly_message_budget: int = 2
     work_start: str = "09:00"
     work_end: str = "17:30"
+    # JSON file with official holiday schedules for years the chinesecalendar package does not cover
+    # yet: {"2027": {"holidays": ["2027-01-01", "2027-02-05..2027-02-11"], "workdays": ["2027-02-14"]}}
+    holiday_schedule: str = ""
     useless_votes_min: int = 3
 
     run_scheduler: bool = True
@@ -77,6 +82,17 @@ class Settings(BaseSettings):
     def _tz(cls, v: str) -> str:
         ZoneInfo(v)  # raises on an unknown zone
         return v
+
+    @model_validator(mode="after")
+    def _check_holiday_schedule(self):
+        if self.holiday_schedule:
+            load_holiday_schedule(self.holiday_schedule)  # raises ValueError with the reason in Chinese
+        return self
+
+    @property
+    def holiday_schedules(self) -> dict:
+        """The parsed ``QUNZHI_HOLIDAY_SCHEDULE`` (read once per process; ``{}`` without one)."""
+        return load_holiday_schedule(self.holiday_schedule) if self.holiday_schedule else {}
 
     @model_validator(mode="after")
     def _refuse_placeholders(self):
@@ -120,6 +136,24 @@ class Settings(BaseSettings):
         # Outside development QUNZHI_PSEUDONYM_KEY is required (see _refuse_placeholders): whoever
         # holds the admin token must not be able to recompute who voted.
         return (self.pseudonym_key or ("dev-pseudonym:" + self.database_url)).encode()
+
+
+@lru_cache(maxsize=8)
+def load_holiday_schedule(path: str) -> dict:
+    """Read and parse an operator's holiday schedule file (see ``governance.worktime.parse_schedule``)."""
+    from governance.worktime import ScheduleError, parse_schedule
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"找不到节假日安排文件 QUNZHI_HOLIDAY_SCHEDULE={path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"节假日安排文件 {path} 无法读取：{e}") from None
+    try:
+        return parse_schedule(data)
+    except ScheduleError as e:
+        raise ValueError(f"节假日安排文件 {path} 有误：{e}") from None
 
 
 @lru_cache

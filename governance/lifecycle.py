@@ -93,7 +93,7 @@ def transition(
     if target is None:
         raise LifecycleError(f"群当前状态为“{labels.status(state.status)}”，不能{name}")
     if action in ("warn", "dissolve", "merge") and state.protected:
-        raise LifecycleError(f"常设群不能{name}")
+        raise LifecycleError(f"受保护群不能{name}")
     if action == "warn":
         return replace(state, status=target, warned_at=now, warning_sent_at=None)
     if action == "keep":

@@ -54,6 +54,12 @@ class GroupFacts:
     kept_until: datetime | None = None  # owner answered 保留: exempt until then
     dissolved_at: datetime | None = None
     first_seen_at: datetime | None = None  # when the bot first saw it
+    #: start of the bot's observation established by data, not by the wall clock: the earliest
+    #: start of a message archive's coverage (``qunzhi import messages``); None if none covered it
+    observed_since: datetime | None = None
+    #: False for a group without any membership source (registered in a private chat, no ledger
+    #: member list, never seen by an adapter): it is judged only once observed (``observed_since``)
+    members_known: bool = True
 
     @property
     def live(self) -> bool:

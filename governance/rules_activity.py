@@ -2,10 +2,13 @@
 
 * :func:`zombie` - no work (non-ritual) message for ``zombie_days``.  The group is idle
   since ``last_work_at``; without any observed work message, since it was created or
-  since the bot started watching it (``first_seen_at``), whichever is later - the bot
-  cannot call a group dead that it has not watched.  **Boundary:** idle for exactly
+  since the bot started watching it (:func:`watched_since`), whichever is later - the bot
+  cannot call a group dead that it has not watched.  The watch starts at the earliest of
+  ``observed_since`` (start of an archive's coverage) and ``first_seen_at``; a group whose
+  members are unknown (``members_known`` False) counts as watched only from
+  ``observed_since``, and without it is never a zombie.  **Boundary:** idle for exactly
   ``zombie_days`` (to the microsecond) is a zombie; one microsecond less is not.
-  The group must also be at least ``zombie_days`` old.  Protected (常设) groups are
+  The group must also be at least ``zombie_days`` old.  Protected (受保护) groups are
   reported with action ``none`` (dormant only); kept groups (``kept_until > now``) and
   groups not ``active``/``warned`` are skipped.
 * :func:`zombie_ids` - the same test vectorised over numpy arrays (1M groups < 0.1 s).
@@ -32,13 +35,25 @@ from governance.model import Finding, GroupFacts, Params
 DAY = 86400.0
 
 
-def idle_since(group: GroupFacts) -> datetime:
-    """Start of the current idle period (see module docstring)."""
+def watched_since(group: GroupFacts) -> datetime | None:
+    """Since when the bot has observed the group; None if it never has (see module docstring)."""
+    observed = group.observed_since
+    if not group.members_known:
+        return observed
+    first = group.first_seen_at
+    if observed is None:
+        return first if first is not None else group.created_at
+    return observed if first is None or observed < first else first
+
+
+def idle_since(group: GroupFacts) -> datetime | None:
+    """Start of the current idle period (see module docstring); None if never watched."""
     if group.last_work_at is not None:
         return group.last_work_at
-    if group.first_seen_at is not None and group.first_seen_at > group.created_at:
-        return group.first_seen_at
-    return group.created_at
+    watched = watched_since(group)
+    if watched is None:
+        return None
+    return max(watched, group.created_at)
 
 
 def _days(delta: timedelta) -> int:
@@ -50,6 +65,8 @@ def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Findi
         return None
     limit = timedelta(days=params.zombie_days)
     since = idle_since(group)
+    if since is None:  # members unknown and never observed: no verdict
+        return None
     idle = now - since
     if idle < limit or now - group.created_at < limit:
         return None
@@ -66,7 +83,7 @@ def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Findi
             f"最近一条在{quiet}天前）"
         )
     if group.protected:
-        reasons.append("常设群，仅报告休眠，不建议解散")
+        reasons.append("受保护群，仅报告休眠，不建议解散")
         action = "none"
     else:
         action = "warn"
@@ -87,8 +104,8 @@ def zombie_ids(
 ) -> np.ndarray:
     """Indices of zombie groups over arrays (epoch seconds; NaN = no work message seen).
 
-    ``created_epoch`` should already be ``max(created, first_seen)`` for groups the bot
-    started watching late.  Protected groups are left out unless ``include_protected``.
+    ``created_epoch`` should already be ``max(created, watched_since)`` for groups the bot
+    started watching late (NaN for a group never watched: never a zombie).  Protected groups are left out unless ``include_protected``.
     Same boundary as :func:`zombie` (idle >= days is a zombie)."""
     t = now.timestamp() if isinstance(now, datetime) else float(now)
     limit = t - days * DAY  # a timestamp at or before this is old enough

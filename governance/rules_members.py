@@ -47,7 +47,7 @@ def _rank(g: GroupFacts, now: datetime) -> tuple:
 
 def _why_target(target: GroupFacts, other: GroupFacts) -> str:
     if target.protected and not other.protected:
-        return "常设群"
+        return "受保护群"
     if target.registered and not other.registered:
         return "已报备"
     if len(target.member_ids) > len(other.member_ids):
@@ -101,7 +101,7 @@ def _pair_finding(kind: str, a: GroupFacts, b: GroupFacts, score: float, inter: 
     if source.kept(now):
         return None
     if source.protected:
-        reasons.append("两个群都是常设群，请管理员人工核实" if target.protected else "较小的群是常设群，不自动合并，请人工核实")
+        reasons.append("两个群都是受保护群，请管理员人工核实" if target.protected else "较小的群是受保护群，不自动合并，请人工核实")
         action = "review"
     else:
         reasons.append(f"建议将「{source.name}」并入「{target.name}」（{_why_target(target, source)}）")

@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
         from storage.models import OutboxMessage
 
         rt = runtime()
+        warning = jobs.holiday_schedule_check(rt)
+        if warning:
+            typer.secho(f"注意：{warning}", fg=typer.colors.YELLOW, err=True)
         if outbox or requeue:
             with rt.db.session() as s:
                 if requeue:

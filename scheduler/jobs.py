@@ -249,12 +249,24 @@ def commission_digest(rt) -> int:
         return enqueue_commission_digest(s, rt.now(), rt.settings)
 
 
+def holiday_schedule_check(rt) -> str | None:
+    """From a month before a year without an official holiday schedule, log (and return) the warning."""
+    from governance.worktime import schedule_warning
+
+    msg = schedule_warning(rt.now().astimezone(rt.settings.tz).date(), _wt(rt))
+    if msg:
+        logging.getLogger("qunzhi.worktime").warning("official holiday schedule missing: %s", msg)
+    return msg
+
+
 def daily_stats(rt) -> dict:
     """Store today's figures (``stat_snapshots``) so the trend charts get one point a day.
     Scheduled late in the local day; a run delayed past midnight (downtime) stores the figures
-    under the day it actually runs, which is what they describe."""
+    under the day it actually runs, which is what they describe. Also repeats the warning about a
+    missing holiday schedule (:func:`holiday_schedule_check`) once a day."""
     from storage.reports import snapshot_stats
 
+    holiday_schedule_check(rt)
     local_today = rt.now().astimezone(rt.settings.tz).date()
     with rt.db.session() as s:
         return snapshot_stats(s, local_today)

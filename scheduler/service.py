@@ -176,4 +176,7 @@ class SchedulerService:
 
 def start_in_process(runtime, **kw) -> SchedulerService:
     """Called by the app's lifespan (``qunzhi serve``): run the scheduler in this process."""
+    from scheduler.jobs import holiday_schedule_check
+
+    holiday_schedule_check(runtime)  # logged; repeated daily by daily_stats
     return SchedulerService(runtime, **kw).start()

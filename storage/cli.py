@@ -8,24 +8,30 @@ from sqlalchemy import select
 
 from governance import labels
 from storage import audit
-from storage.importers import ImportFormatError, import_ledger, import_messages
+from storage.importers import ImportFormatError, import_ledger, import_messages, parse_covers
 from storage.models import Group, Person
 from storage.repo import get_or_create_person
 
 ROLES = labels.ROLES
 
 
-def _run_import(kind: str, file: Path, skip_invalid: bool) -> None:
+def _run_import(kind: str, file: Path, skip_invalid: bool, covers: str | None = None,
+                groups_in_file_only: bool = False) -> None:
     from bot.cli import runtime
 
     if not file.exists():
         typer.secho(f"找不到文件：{file}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     rt = runtime()
-    fn = import_ledger if kind == "groups" else import_messages
+    extra: dict = {}
     try:
+        if kind == "messages":
+            extra["groups_in_file_only"] = groups_in_file_only
+            if covers:
+                extra["covers"] = parse_covers(covers, rt.settings.tz)
+        fn = import_ledger if kind == "groups" else import_messages
         with rt.db.session() as s:
-            result = fn(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid)
+            result = fn(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid, **extra)
     except ImportFormatError as e:
         typer.secho(f"导入失败：{e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -35,7 +41,7 @@ def _run_import(kind: str, file: Path, skip_invalid: bool) -> None:
         typer.secho(f"发现{len(result.errors)}行无效，未导入任何数据。修正后重试，或加 --skip-invalid 跳过无效行。",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    typer.echo(f"导入完成：{result.summary()}。")
+    typer.echo(f"导入完成：{result.summary(rt.settings.tz)}。")
 
 
 def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
@@ -51,7 +57,7 @@ def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
     table = Table(title=f"工作群台账（{len(rows)}）", box=box.SIMPLE_HEAD, pad_edge=False)
     dates = {"no_wrap": True}
     if wide:
-        for col in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态"):
+        for col in ("群编号", "群名称", "群主", "单位", "类别", "受保护", "状态"):
             table.add_column(col, overflow="fold")
         table.add_column("到期", **dates)
         table.add_column("成员", justify="right")
@@ -70,7 +76,7 @@ def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
     for g in rows:
         owner = owners.get(g.owner_id) or g.owner_id or ""
         expires, last = labels.fmt_day(g.expires_at, tz), labels.fmt_day(g.last_work_at, tz)
-        state = labels.status(g.status) + ("（常设）" if g.protected and not wide else "")
+        state = labels.status(g.status) + ("（受保护）" if g.protected and not wide else "")
         if wide:
             table.add_row(Text(g.id), Text(g.name), Text(owner), Text(g.unit or ""), Text(g.category or ""),
                           "是" if g.protected else "", state, expires, str(g.member_count), last)
@@ -93,9 +99,17 @@ def register(app: typer.Typer) -> None:
 
     @import_app.command("messages")
     def import_msgs(file: Path = typer.Argument(..., help="消息记录（JSONL，每行一条）"),
-                    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="跳过无效行，导入其余行")) -> None:
-        """导入消息记录：每行 group_id, sender_id, sent_at, text, msg_id（按 msg_id 去重）"""
-        _run_import("messages", file, skip_invalid)
+                    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="跳过无效行，导入其余行"),
+                    covers: str = typer.Option(None, "--covers", metavar="开始..结束",
+                                               help="记录覆盖的时间段，如 2026-09-01..2026-11-30"
+                                                    "（默认：文件中最早到最晚的消息时间）"),
+                    groups_in_file_only: bool = typer.Option(
+                        False, "--groups-in-file-only",
+                        help="只算文件中出现的群（默认：文件所涉平台上的全部已知群）")) -> None:
+        """导入消息记录：每行 group_id, sender_id, sent_at, text, msg_id（按 msg_id 去重）。
+
+        覆盖期内没有任何工作消息的群，自建群或覆盖期开始起算未活跃天数。"""
+        _run_import("messages", file, skip_invalid, covers, groups_in_file_only)
 
     @app.command("groups")
     def list_groups(unit: str = typer.Option(None, "--unit", help="只看某单位"),

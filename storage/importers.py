@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from governance.dates import DateParseError, parse_date
@@ -62,11 +62,17 @@ class ImportResult:
     skipped: int = 0
     errors: list[RowError] = field(default_factory=list)
     imported: bool = False
+    #: message imports: the period the file covers and how many groups it covers
+    covers: tuple[datetime, datetime] | None = None
+    covered: int = 0
 
-    def summary(self) -> str:
+    def summary(self, tz: ZoneInfo | None = None) -> str:
         s = f"新增{self.created}，更新{self.updated}，未变{self.unchanged}"
         if self.skipped:
             s += f"，跳过无效行{self.skipped}"
+        if self.covers is not None:
+            a, b = (t.astimezone(tz) if tz else t for t in self.covers)
+            s += f"；记录覆盖{a:%Y-%m-%d %H:%M}至{b:%Y-%m-%d %H:%M}，涉及{self.covered}个群"
         return s
 
 
@@ -481,6 +487,7 @@ class _Plan:
                 diff.pop("created_at", None)
             if cat in protected_cats and not g.protected:
                 diff["protected"] = True
+                diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
             if r.member_ids:  # an empty member cell leaves the stored members alone
@@ -498,6 +505,14 @@ class _Plan:
             self.updated += 1
 
 
+def _protected_ids(session: Session, ids: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(ids), 1000):
+        out.update(session.execute(select(Group.id).where(Group.id.in_(ids[i:i + 1000]),
+                                                          Group.protected.is_(True))).scalars())
+    return out
+
+
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
                   skip_invalid: bool = False) -> ImportResult:
     """Validate the whole file, then write it in chunks of ``CHUNK`` rows with a few bulk statements each:
@@ -506,11 +521,22 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     removed memberships and one bulk insert of added ones (COPY on PostgreSQL for new groups)."""
     sink: dict = {}
     rows, errors = read_ledger(path, sink)
+    protected_cats = set(settings.protected_categories)
+    # 受保护 = exempt from automatic warning and dissolution: such a group has no end date. The
+    # import is run by an operator with database access, so a protected category in it counts as an
+    # administrator's grant of protection.
+    dated = [r for r in rows if r.expires_at is not None]
+    already = _protected_ids(session, [r.group_id for r in dated if r.category not in protected_cats])
+    bad = {r.row: (f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期" if r.category in protected_cats
+                   else f"群“{r.name}”已受保护，不能有到期日期（如需改为临时群，请管理员先取消保护）")
+           for r in dated if r.category in protected_cats or r.group_id in already}
+    if bad:
+        errors = sorted(errors + [RowError(n, why) for n, why in bad.items()], key=lambda e: e.row)
+        rows = [r for r in rows if r.row not in bad]
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result
     tz = settings.tz
-    protected_cats = set(settings.protected_categories)
     temp_cats = set(settings.temporary_categories)
     pg = session.get_bind().dialect.name == "postgresql"
     session.flush()
@@ -623,8 +649,82 @@ def refresh_activity(session: Session, group_ids: Iterable[str]) -> None:
             message_count=agg[0], ritual_count=agg[1], last_message_at=agg[2], last_work_at=last_work))
 
 
+def parse_covers(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``--covers FROM..TO``: dates (``2026-09-01``, ``2026年9月1日``; FROM from 00:00, TO to the end of
+    the day in ``tz``) or ISO 8601 times with a time zone."""
+    parts = text.split("..")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise ImportFormatError(f"覆盖期“{text}”应写成“开始..结束”，例如 2026-09-01..2026-11-30。")
+
+    def one(v: str, end: bool) -> datetime:
+        v = v.strip()
+        if "T" in v or " " in v:
+            try:
+                t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ImportFormatError(f"覆盖期中的“{v}”不是有效的时间。") from None
+            if t.tzinfo is None:
+                raise ImportFormatError(f"覆盖期中的“{v}”缺少时区（应如 2026-09-01T00:00:00+08:00）。")
+            return t
+        try:
+            d = _parse_date_cached(v)
+        except DateParseError:
+            raise ImportFormatError(f"覆盖期中的“{v}”不是有效的日期。") from None
+        return datetime.combine(d, time.max if end else time(0), tz)
+
+    start, end = one(parts[0], False), one(parts[1], True)
+    if end < start:
+        raise ImportFormatError("覆盖期的结束早于开始。")
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+#: groups known only from the ledger or a registration: their chat platform is unknown, so a
+#: file naming some of them does not cover the others
+_NO_PLATFORM = "ledger"
+
+
+def _cover(session: Session, file_ids: set[str], covers: tuple[datetime, datetime],
+           groups_in_file_only: bool) -> tuple[int, int, list[str]]:
+    """Record that the archive covers ``covers`` for some groups: their observation starts no later than
+    the start of the coverage (``groups.observed_since``).  Covered are the groups the file names and,
+    unless ``groups_in_file_only``, every known group of the file's platforms (the platforms of the
+    known groups it names, ``ledger`` left out).  A group created after the coverage ends is not covered.
+    Returns (covered groups, groups whose observation start moved earlier, platforms)."""
+    start, end = covers
+    t = Group.__table__
+    ids = sorted(file_ids)
+    platforms: set[str] = set()
+    if not groups_in_file_only:
+        for i in range(0, len(ids), 1000):
+            platforms.update(session.execute(select(t.c.platform).where(t.c.id.in_(ids[i:i + 1000]))
+                                             .distinct()).scalars())
+        platforms.discard(_NO_PLATFORM)
+    earlier = or_(t.c.observed_since.is_(None), t.c.observed_since > start)
+    moved = covered = 0
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        moved += session.execute(update(t).where(t.c.id.in_(chunk), t.c.created_at <= end, earlier)
+                                 .values(observed_since=start).execution_options(synchronize_session=False)).rowcount
+        cond = [t.c.id.in_(chunk), t.c.created_at <= end]
+        if platforms:
+            cond.append(t.c.platform.not_in(sorted(platforms)))  # counted with their platform below
+        covered += session.execute(select(func.count()).select_from(t).where(*cond)).scalar_one()
+    if platforms:
+        plats = sorted(platforms)
+        moved += session.execute(update(t).where(t.c.platform.in_(plats), t.c.created_at <= end, earlier)
+                                 .values(observed_since=start).execution_options(synchronize_session=False)).rowcount
+        covered += session.execute(select(func.count()).select_from(t).where(
+            t.c.platform.in_(plats), t.c.created_at <= end)).scalar_one()
+    return covered, moved, sorted(platforms)
+
+
 def import_messages(session: Session, path: Path, *, now: datetime, settings, skip_invalid: bool = False,
-                    actor: str = "import") -> ImportResult:
+                    actor: str = "import", covers: tuple[datetime, datetime] | None = None,
+                    groups_in_file_only: bool = False) -> ImportResult:
+    """Import an archive and record what it covers (see :func:`_cover`): by default from the earliest to
+    the latest ``sent_at`` in the file; ``covers`` states it.  A covered group without any work message
+    in the file is idle since the later of its creation and the start of the coverage, whenever the
+    import runs."""
     rows, errors = read_messages(path)
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
@@ -655,7 +755,18 @@ def import_messages(session: Session, path: Path, *, now: datetime, settings, sk
         for gid in touched:
             cnt = session.execute(select(func.count()).where(Membership.group_id == gid)).scalar_one()
             session.execute(update(Group).where(Group.id == gid).values(member_count=cnt))
+    if covers is None and rows:
+        covers = (min(r.sent_at for r in rows).astimezone(timezone.utc),
+                  max(r.sent_at for r in rows).astimezone(timezone.utc))
+    moved, platforms = 0, []
+    if covers is not None:
+        result.covers = covers
+        result.covered, moved, platforms = _cover(session, {r.group_id for r in rows}, covers, groups_in_file_only)
+    if touched or moved:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入消息记录 {path.name}",
-                     data={"messages": result.created, "groups": len(touched), "skipped": result.skipped})
+                     data={"messages": result.created, "groups": len(touched), "skipped": result.skipped,
+                           "covers": [covers[0].isoformat(), covers[1].isoformat()] if covers else None,
+                           "covered_groups": result.covered, "observation_moved": moved,
+                           "platforms": platforms, "groups_in_file_only": groups_in_file_only})
     result.imported = True
     return result

@@ -107,12 +107,24 @@ def _facts(g: Group, members: frozenset[str]) -> GroupFacts:
         status=g.status, last_work_at=g.last_work_at, last_message_at=g.last_message_at,
         message_count=g.message_count or 0, ritual_count=g.ritual_count or 0, member_ids=members,
         kept_until=g.kept_until, dissolved_at=g.dissolved_at, first_seen_at=g.first_seen_at,
+        observed_since=g.observed_since, members_known=_members_known(g, members),
     )
+
+
+#: sources whose groups the bot has seen through an adapter (their members show up in the events)
+_OBSERVED_SOURCES = ("activity", "bridge")
+
+
+def _members_known(g, members: frozenset[str]) -> bool:
+    """A group registered in a private chat (or a ledger row without members) has no membership
+    source until an adapter or an archive covering it shows one."""
+    return bool(members) or g.source in _OBSERVED_SOURCES
 
 
 _FACT_COLUMNS = ("id", "name", "platform", "owner_id", "unit", "category", "purpose", "protected", "registered_at",
                  "temporary", "created_at", "expires_at", "done_at", "status", "last_work_at", "last_message_at",
-                 "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state")
+                 "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state",
+                 "observed_since", "source")
 
 
 def _stream_memberships(session: Session, batch: int = 50_000):
@@ -269,10 +281,11 @@ def _caps(g: Group, settings):
 def _why(g: Group, facts: GroupFacts | None, findings: list[Finding], now: datetime, settings) -> str:
     kinds = {f.kind for f in findings}
     today = _today(now, settings)
-    if "zombie" in kinds and facts is not None:
-        days = int((now - idle_since(facts)).total_seconds() // 86400)
+    since = idle_since(facts) if facts is not None else None
+    if "zombie" in kinds and since is not None:
+        days = int((now - since).total_seconds() // 86400)
         s = f"已{days}天没有工作消息"
-        if facts.last_message_at and facts.last_message_at > idle_since(facts) and facts.ritual_count:
+        if facts.last_message_at and facts.last_message_at > since and facts.ritual_count:
             s += f"（其间只有“收到”“签到”等留痕消息，累计{facts.ritual_count}条）"
         return s
     if "expired" in kinds:
@@ -346,7 +359,7 @@ def begin_dissolution(session: Session, g: Group, now: datetime, settings, *, ac
     The caller has checked the lifecycle guard (dissolve or merge); protection is checked
     here again."""
     if g.protected:
-        raise LifecycleError("常设群不能解散")
+        raise LifecycleError("受保护群不能解散")
     if g.status not in LIVE:
         raise LifecycleError("群已不在使用中")
     caps = _caps(g, settings)
@@ -517,10 +530,17 @@ def merge_group(session: Session, a: Group, b: Group, now: datetime, settings, *
     a.merged_into = new.merged_into
     audit.record(session, actor=actor, action="merge", at=now, group_id=a.id, reason="合并",
                  data={"into": b.id, "into_name": b.name})
-    for pid in repo.member_ids(session, a.id):
+    members = repo.member_ids(session, a.id)
+    for pid in members:
         notify(session, person_id=pid, kind="merge", group_id=a.id, at=now,
                text=f"“{a.name}”已合并到“{b.name}”，今后请在“{b.name}”沟通，“{a.name}”将解散。",
                dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200])
+    if not members:  # member list unknown: whoever is responsible tells the members
+        for pid in _responsible(session, a):
+            notify(session, person_id=pid, kind="merge", group_id=a.id, at=now,
+                   text=(f"“{a.name}”已合并到“{b.name}”，“{a.name}”将解散。机器人不知道该群的成员，"
+                         f"请在群里告知成员今后在“{b.name}”沟通。"),
+                   dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200])
     return begin_dissolution(session, a, now, settings, actor=actor, reason="合并", final_status="merged")
 
 
@@ -530,15 +550,18 @@ def set_protected(session: Session, g: Group, protected: bool, now: datetime, *,
         raise LifecycleError(f"“{g.name}”正在解散或恢复中，请先回复“恢复 {g.name}”")
     if bool(g.protected) == protected:
         return False
-    g.protected = protected
-    g.updated_at = now
     data: dict[str, Any] = {}
+    if g.protect_requested_by:
+        data["requested_by"] = g.protect_requested_by
+    g.protected = protected
+    g.protect_requested_at = g.protect_requested_by = None
+    g.updated_at = now
     if protected and g.status == "warned":
         g.warned_at = g.warning_sent_at = None
-        _set_status(g, "active", now, "设为常设群，撤销解散提醒")
+        _set_status(g, "active", now, "设为受保护群，撤销解散提醒")
         data["withdrew_warning"] = True
     audit.record(session, actor=actor, action="protect" if protected else "unprotect", at=now, group_id=g.id,
-                 reason="设为常设群" if protected else "取消常设群", data=data)
+                 reason="设为受保护群" if protected else "取消保护", data=data)
     return True
 
 

@@ -83,9 +83,15 @@ class Group(Base):
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     first_seen_at: Mapped[datetime]
+    # start of the bot's observation established by data (the earliest start of a message archive's
+    # coverage, ``qunzhi import messages``), independent of when an import ran; None: not covered
+    observed_since: Mapped[datetime | None]
     expires_at: Mapped[date | None] = mapped_column(Date)
     registered_at: Mapped[datetime | None]
     registered_by: Mapped[str | None] = mapped_column(String(64))
+    # an owner registered a protected category: protection waits for a unit administrator (确认保护)
+    protect_requested_at: Mapped[datetime | None]
+    protect_requested_by: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16), default="chat")  # chat|ledger|activity|bridge
     # lifecycle
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)

@@ -222,7 +222,7 @@ def render_text(report: Report, *, markdown: bool = True) -> str:
     f = r.findings_open
     lines = [
         _bold(f"{r.county}工作群治理{title}（{_fmt_day(r.start)}—{_fmt_day(r.end)}）", markdown),
-        f"台账在册 {r.groups_live} 个群（已登记 {r.groups_registered}，常设 {r.groups_protected}，临时 {r.groups_temporary}）；"
+        f"台账在册 {r.groups_live} 个群（已登记 {r.groups_registered}，受保护 {r.groups_protected}，临时 {r.groups_temporary}）；"
         f"{scope}解散 {r.dissolved}，合并 {r.merged}，续期 {r.renewed}，保留 {r.kept}，恢复 {r.restored}。",
         f"待处理：僵尸群 {f.get('zombie', 0)}，重复群 {f.get('duplicate', 0)} 对，交叉群 {f.get('overlap', 0)}，"
         f"到期未解散 {f.get('expired', 0)}，未登记 {f.get('unregistered', 0)}；回头看发现反弹 {r.rebounds_new} 个。",
@@ -317,7 +317,7 @@ def ensure_snapshot(session: Session, day: date) -> None:
 
 
 # --- the Excel ledger (台账) -------------------------------------------------------------------
-LEDGER_HEADERS = ["群编号", "群名称", "单位", "类别", "用途", "群主", "状态", "常设", "临时", "到期日",
+LEDGER_HEADERS = ["群编号", "群名称", "单位", "类别", "用途", "群主", "状态", "受保护", "临时", "到期日",
                   "登记时间", "成员数", "消息数", "留痕消息数", "最后工作消息", "首次发现"]
 FINDING_HEADERS = ["编号", "问题类型", "涉及群", "分值", "建议处置", "依据", "状态", "首次发现", "最近发现"]
 AUDIT_HEADERS = ["序号", "时间", "操作人", "动作", "群", "理由", "哈希"]
@@ -389,9 +389,9 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     r = report
     summary = [
         ["报告期", f"{r.start.isoformat()} 至 {r.end.isoformat()}"], ["生成时间", _fmt_dt(r.generated_at, tz)],
-        ["在册群数", r.groups_live], ["已登记", r.groups_registered], ["常设群", r.groups_protected],
+        ["在册群数", r.groups_live], ["已登记", r.groups_registered], ["受保护群", r.groups_protected],
         ["临时群", r.groups_temporary], ["本期解散", r.dissolved], ["本期合并", r.merged], ["本期续期", r.renewed],
-        ["本期保留", r.kept], ["本期恢复", r.restored], ["本期设为常设", r.protected_new],
+        ["本期保留", r.kept], ["本期恢复", r.restored], ["本期设为受保护", r.protected_new],
         *[[f"待处理：{labels.kind(k)}", v] for k, v in r.findings_open.items()],
         ["回头看发现反弹", r.rebounds_new], ["干部数", r.cadres], ["人均所在群（中位数）", r.groups_per_cadre_median],
         ["人均所在群（最多）", r.groups_per_cadre_max], ["负担脉搏回答数", r.pulse_responses],

@@ -23,8 +23,8 @@ def protect(session: Session, group: Group, *, actor: str, now: datetime, settin
     except ValueError as e:  # LifecycleError
         raise ActionError(str(e)) from e
     if not changed:
-        return f"“{group.name}”已经是常设群。"
-    return f"已将“{group.name}”设为常设群，不会被自动解散。"
+        return f"“{group.name}”已经是受保护群。"
+    return f"已将“{group.name}”设为受保护群，不会被自动提醒或解散。"
 
 
 def restore(session: Session, group: Group, *, actor: str, now: datetime, settings) -> str:

@@ -1,19 +1,33 @@
-"""保留、恢复、已解散、合并、保护/取消保护: owners and administrators steer a group's lifecycle.
+"""保留、恢复、已解散、合并、保护/取消保护/确认保护: owners and administrators steer a group's lifecycle.
 
 The state changes live in ``storage.lifecycle``; this module checks who may act and words
 the replies. A refusal changes nothing and says who may act.
+
+Vocabulary (the same in every reply, page and export): 常设 = no end date; 临时 = has an end
+date; 受保护 = exempt from automatic warning and dissolution. Only an administrator or the
+group's unit administrator grants protection; an owner registering a protected category asks
+for it (:func:`request_protection`) and the unit administrators confirm with one tap (a
+template card, ``card:protect``) or by text (``确认保护 <群>``).
 """
 from __future__ import annotations
 
 from governance import labels
+import secrets
+
+from sqlalchemy import select
+
 from governance.dates import fmt_date
 from governance.lifecycle import LifecycleError
+from governance.worktime import WorkTime, next_window_start
 from handlers.context import Context
 from handlers.events import Reply
 from handlers.groups import owned_target, resolve, split_ref
-from handlers.registry import command
-from storage import lifecycle, repo
-from storage.models import Group
+from handlers.registry import command, conversation
+from storage import audit, lifecycle, repo
+from storage.models import Group, Person
+from storage.outbox import enqueue, notify
+
+PROTECTED_MEANS = "不会被自动提醒或解散"
 
 
 
@@ -113,8 +127,30 @@ def merge(ctx: Context, args: str) -> Reply:
         method = lifecycle.merge_group(ctx.session, a, b, ctx.now, ctx.settings, actor=ctx.person.id)
     except LifecycleError as e:
         return Reply(f"不能合并“{a.name}”：{e}。")
-    return Reply(f"已安排合并：“{a.name}”的{members}位成员会收到通知改用“{b.name}”；“{a.name}”将解散"
-                 f"（{labels.label('method_reply', method)}）。")
+    how = labels.label('method_reply', method)
+    if not members:
+        return Reply(f"已安排合并：“{a.name}”的成员名单未知，无法逐一通知，已请群主告知成员改用“{b.name}”；"
+                     f"“{a.name}”将解散（{how}）。")
+    return Reply(f"已安排合并：“{a.name}”的{members}位成员会收到通知改用“{b.name}”；“{a.name}”将解散（{how}）。")
+
+
+def may_protect(ctx: Context, unit: str | None) -> bool:
+    """An administrator, or the administrator of the group's unit."""
+    if ctx.person.role == "admin":
+        return True
+    return ctx.person.role == "unit_admin" and bool(ctx.person.unit) and unit == ctx.person.unit
+
+
+def _protected_reply(g: Group) -> str:
+    return f"已将“{g.name}”设为受保护群，{PROTECTED_MEANS}。撤销请回复“取消保护 {g.name}”。"
+
+
+def _tell_requester(ctx: Context, g: Group, requester: str | None) -> None:
+    if requester and requester != ctx.person.id:
+        who = repo.display_name(ctx.session, ctx.person.id)
+        notify(ctx.session, person_id=requester, kind="protect_granted", group_id=g.id, at=ctx.now,
+               text=f"{who}已确认您登记的“{g.name}”为受保护群，{PROTECTED_MEANS}。",
+               dedupe_key=f"protect-granted:{g.id}:{ctx.now.isoformat()}:{requester}"[:200])
 
 
 def _protect(ctx: Context, args: str, on: bool) -> Reply:
@@ -122,24 +158,92 @@ def _protect(ctx: Context, args: str, on: bool) -> Reply:
     g = resolve(ctx, ref)
     if isinstance(g, Reply):
         return g
+    return _set_protection(ctx, g, on)
+
+
+def _set_protection(ctx: Context, g: Group, on: bool) -> Reply:
     if not ctx.may_administer(g):
         return _admin_refusal(g)
+    requester = g.protect_requested_by
     try:
         changed = lifecycle.set_protected(ctx.session, g, on, ctx.now, actor=ctx.person.id)
     except LifecycleError as e:
         return Reply(str(e) + "。")
     if not changed:
-        return Reply(f"“{g.name}”{'已经是' if on else '本来就不是'}常设群。")
+        return Reply(f"“{g.name}”{'已经是' if on else '本来就不是'}受保护群。")
     if on:
-        return Reply(f"已将“{g.name}”设为常设群，不会被提醒或解散。撤销请回复“取消保护 {g.name}”。")
-    return Reply(f"已取消“{g.name}”的常设群保护，今后按普通群治理。")
+        _tell_requester(ctx, g, requester)
+        return Reply(_protected_reply(g))
+    return Reply(f"已取消“{g.name}”的受保护状态，今后按普通群治理（长期没有工作消息会先提醒群主）。")
 
 
-@command("保护", summary="管理员设为常设群")
+def protect_card(task_id: str, g: Group, requester: str) -> dict:
+    """The template card asking a unit administrator to confirm protection (one tap)."""
+    return {
+        "card_type": "button_interaction",
+        "main_title": {"title": f"确认保护“{g.name}”？",
+                       "desc": f"{requester}登记为{g.category or '受保护类别'}（{g.unit or '未填单位'}）；"
+                               f"受保护群{PROTECTED_MEANS}"},
+        "task_id": task_id,
+        "button_list": [{"text": "确认保护", "style": 1, "key": f"protect:{g.id}"}],
+    }
+
+
+def _protection_approvers(ctx: Context, g: Group) -> list[str]:
+    """The unit's administrators, else the administrators."""
+    q = select(Person.id).order_by(Person.id)
+    if g.unit:
+        ids = list(ctx.session.execute(q.where(Person.role == "unit_admin", Person.unit == g.unit)).scalars())
+        if ids:
+            return ids
+    return list(ctx.session.execute(q.where(Person.role == "admin")).scalars())
+
+
+def request_protection(ctx: Context, g: Group) -> None:
+    """An owner registered a protected category: record the request, ask the unit administrators
+    (a card with one button, the text fallback beside it), in working time."""
+    g.protect_requested_at, g.protect_requested_by = ctx.now, ctx.person.id
+    audit.record(ctx.session, actor=ctx.person.id, action="protect_request", at=ctx.now, group_id=g.id,
+                 reason=f"登记为“{g.category}”，待单位管理员确认保护")
+    requester = repo.display_name(ctx.session, ctx.person.id)
+    text = (f"{requester}登记了“{g.name}”（{g.category}，{g.unit or '未填单位'}），申请设为受保护群"
+            f"（{PROTECTED_MEANS}）。同意请回复“确认保护 {g.name}”。")
+    when = next_window_start(ctx.now, WorkTime.from_settings(ctx.settings))
+    for pid in _protection_approvers(ctx, g):
+        task_id = "protect:" + secrets.token_hex(8)
+        enqueue(ctx.session, channel="user", recipient=pid, kind="protect_request", at=ctx.now, not_before=when,
+                payload={"card": protect_card(task_id, g, requester), "text": text},
+                dedupe_key=f"protect-request:{g.id}:{ctx.now.isoformat()}:{pid}"[:200])
+
+
+@command("保护", summary="管理员设为受保护群（不自动提醒或解散）")
 def protect(ctx: Context, args: str) -> Reply:
     return _protect(ctx, args, True)
 
 
-@command("取消保护", summary="管理员取消常设群")
+@command("确认保护", summary="单位管理员确认群主申请的保护")
+def confirm_protect(ctx: Context, args: str) -> Reply:
+    return _protect(ctx, args, True)
+
+
+@command("取消保护", summary="管理员取消保护")
 def unprotect(ctx: Context, args: str) -> Reply:
     return _protect(ctx, args, False)
+
+
+@conversation("card:protect")
+def protect_clicked(ctx: Context, _conv) -> Reply | None:
+    """One tap on the card of :func:`request_protection`."""
+    key = str(ctx.event.data.get("event_key", ""))
+    gid = key.split(":", 1)[1] if key.startswith("protect:") else None
+    g = ctx.session.get(Group, gid) if gid else None
+    if g is None:
+        return None
+    reply = _set_protection(ctx, g, True)
+    if g.protected:
+        code = ctx.event.data.get("response_code")
+        if code:
+            enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+                    payload={"response_code": code, "card": {"replace_name": "已确认保护"}}, at=ctx.now,
+                    dedupe_key=f"card_update:{code}"[:200])
+    return reply

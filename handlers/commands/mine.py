@@ -16,7 +16,7 @@ SHOW = 8
 def describe(g: Group, ctx: Context) -> str:
     bits = [labels.status(g.status) + ("（可恢复）" if g.status == "dissolved" else "")]
     if g.protected:
-        bits.append("常设")
+        bits.append("受保护")
     if g.temporary and g.expires_at:
         bits.append(f"{fmt_date(g.expires_at, ctx.today)}到期")
     if not g.registered_at:

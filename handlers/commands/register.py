@@ -9,7 +9,7 @@ from handlers.events import Reply
 from handlers.groups import refuse
 from handlers.registry import command, conversation
 from handlers.text import split_fields
-from storage import audit, repo
+from storage import audit, lifecycle, repo
 from storage.models import Conversation, Group
 
 FIELD_KEYS = {
@@ -144,12 +144,34 @@ def _unclaimable(g: Group) -> Reply:
                  f"或请{unit}单位管理员登记。这次没有改动任何内容。")
 
 
+UNKNOWN_MEMBERS_HINT = ("我还看不到这个群的成员和消息，在此之前不会因长期没有工作消息提醒或解散它。"
+                        "请在该群的群设置→群机器人中添加本机器人。")
+
+
+def _end_date_refusal(ctx: Context, g: Group | None, data: dict) -> Reply | None:
+    """受保护 = exempt from automatic warning and dissolution: such a group has no end date."""
+    category = data["category"]
+    protected_cat = category in ctx.settings.protected_categories
+    wants_end = _is_temporary(ctx, category) or bool(data.get("expires"))
+    if g is not None and g.protected and wants_end:
+        return Reply(f"“{g.name}”是受保护群，不能设到期日（受保护群不会被自动提醒或解散）。"
+                     f"如需改为临时群，请管理员先回复“取消保护 {g.name}”。")
+    if protected_cat and data.get("expires"):
+        return Reply(f"“{category}”是受保护类别，不能设到期日。请去掉到期日，或改登记为临时群。")
+    return None
+
+
 def _finish(ctx: Context, data: dict) -> Reply:
+    from handlers.commands.lifecycle import PROTECTED_MEANS, may_protect, request_protection
+
     g = _target_group(ctx, data)
     if isinstance(g, Reply):
         return g
     if g is not None and g.owner_id and not ctx.may_change(g):
         return refuse(ctx, g)
+    refused = _end_date_refusal(ctx, g, data)
+    if refused is not None:
+        return refused
     new = g is None
     if new:
         g = repo.ensure_group(ctx.session, group_id=repo.new_group_id(data["name"], ctx.person.id, ctx.now),
@@ -159,8 +181,8 @@ def _finish(ctx: Context, data: dict) -> Reply:
     g.purpose = data.get("purpose")
     g.unit = data.get("unit")
     g.category = category
-    g.temporary = _is_temporary(ctx, category)
-    g.protected = g.protected or category in ctx.settings.protected_categories
+    wants_protection = category in ctx.settings.protected_categories and not g.protected
+    g.temporary = _is_temporary(ctx, category) and not wants_protection and not g.protected
     g.expires_at = date.fromisoformat(data["expires"]) if g.temporary and data.get("expires") else None
     g.owner_id = g.owner_id or ctx.person.id
     g.registered_at = ctx.now
@@ -171,13 +193,26 @@ def _finish(ctx: Context, data: dict) -> Reply:
     audit.record(ctx.session, actor=ctx.person.id, action="register", at=ctx.now, group_id=g.id,
                  reason=g.purpose, data={"name": g.name, "unit": g.unit, "category": category,
                                          "expires_at": g.expires_at, "protected": g.protected})
+    requested = False
+    if wants_protection:
+        if may_protect(ctx, g.unit):  # an administrator (of the unit) registering grants it
+            lifecycle.set_protected(ctx.session, g, True, ctx.now, actor=ctx.person.id)
+        else:
+            request_protection(ctx, g)
+            requested = True
     where = f"（{category}，{g.unit}）" if g.unit else f"（{category}）"
+    hint = ""
+    if not ctx.event.group_id and not repo.member_ids(ctx.session, g.id) and g.source == "chat":
+        hint = UNKNOWN_MEMBERS_HINT
     if g.temporary:
         return Reply(f"已登记：{g.name}{where}，{fmt_date(g.expires_at, ctx.today)}到期。到期前3天提醒您；"
-                     f"任务提前完成可回复“完成 {g.name}”。")
+                     f"任务提前完成可回复“完成 {g.name}”。" + hint)
     if g.protected:
-        return Reply(f"已登记：{g.name}{where}。常设群受保护，不会被自动解散。")
-    return Reply(f"已登记：{g.name}{where}。如长期没有工作消息，我会先提醒您，不会直接解散。")
+        return Reply(f"已登记：{g.name}{where}，受保护群，{PROTECTED_MEANS}。" + hint)
+    if requested:
+        return Reply(f"已登记：{g.name}{where}。待单位管理员确认保护；确认前按普通群治理，"
+                     f"如长期没有工作消息，我会先提醒您，不会直接解散。" + hint)
+    return Reply(f"已登记：{g.name}{where}。如长期没有工作消息，我会先提醒您，不会直接解散。" + hint)
 
 
 @command("报备", "登记", summary="登记一个工作群")

@@ -18,6 +18,9 @@ def renew(ctx: Context, args: str) -> Reply:
     g, span = found
     if g.status not in ("active", "warned"):
         return Reply(f"“{g.name}”已解散，不能续期。如需找回请回复“恢复 {g.name}”。")
+    if g.protected:
+        return Reply(f"“{g.name}”是受保护群，没有到期日，不能续期（受保护群不会被自动提醒或解散）。"
+                     f"如需改为临时群，请管理员先回复“取消保护 {g.name}”。")
     if not span:
         return Reply(f"请写上新的期限，例如“续期 {g.name} 30天”或“续期 {g.name} 12月31日”。")
     today = ctx.today
@@ -46,7 +49,7 @@ def done(ctx: Context, args: str) -> Reply:
         return found
     g, _ = found
     if g.protected:
-        return Reply(f"“{g.name}”是常设群，不会因任务完成而解散。")
+        return Reply(f"“{g.name}”是受保护群，不会因任务完成而解散。")
     if g.done_at is not None:
         return Reply(f"“{g.name}”已标记为任务完成。")
     if g.status not in ("active", "warned"):

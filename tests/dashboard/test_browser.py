@@ -81,7 +81,7 @@ def test_dashboard_in_chromium(server):
         page.goto(server + "/dashboard/groups?q=g4")
         page.click("button.protect")
         page.wait_for_selector("#action-msg")
-        assert "常设群" in page.inner_text("#action-msg")
+        assert "受保护群" in page.inner_text("#action-msg")
         with page.expect_download() as dl:
             page.goto(server + "/dashboard/downloads")
             page.click("#dl-xlsx-week")

@@ -82,7 +82,7 @@ def test_csrf_and_origin_on_actions(web, runtime):
     with runtime.db.session() as s:
         assert s.get(Group, "g4").protected is False
     r = web.post("/dashboard/actions/protect", data=data, headers={"Origin": ORIGIN})
-    assert r.status_code == 200 and "常设群" in r.text
+    assert r.status_code == 200 and "受保护群" in r.text
     with runtime.db.session() as s:
         assert s.get(Group, "g4").protected is True
         last = s.query(AuditRecord).order_by(AuditRecord.id.desc()).first()

@@ -37,7 +37,7 @@ def test_digest_text(known):
         text = render_text(build_report(s, period="week", now=NOW, settings=SETTINGS))
     lines = text.splitlines()
     assert lines[0] == "**本县工作群治理周报（11月16日—11月22日）**"
-    assert lines[1] == "台账在册 4 个群（已登记 3，常设 2，临时 1）；本周解散 2，合并 1，续期 1，保留 1，恢复 1。"
+    assert lines[1] == "台账在册 4 个群（已登记 3，受保护 2，临时 1）；本周解散 2，合并 1，续期 1，保留 1，恢复 1。"
     assert lines[2] == "待处理：僵尸群 2，重复群 1 对，交叉群 0，到期未解散 0，未登记 0；回头看发现反弹 1 个。"
     assert lines[3] == "干部人均所在群：中位数 2，最多 3（城关镇）。"
     assert "负担脉搏：重 40%" in text and "匿名反映 1 条" in text

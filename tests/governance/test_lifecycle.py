@@ -78,9 +78,9 @@ def test_merge_and_final_state():
 def test_protected_cannot_be_warned_dissolved_or_merged():
     prot = GroupState(protected=True)
     for action in ("warn", "merge"):
-        with pytest.raises(LifecycleError, match="常设群不能"):
+        with pytest.raises(LifecycleError, match="受保护群不能"):
             transition(prot, action, NOW, P)
-    with pytest.raises(LifecycleError, match="常设群不能解散"):
+    with pytest.raises(LifecycleError, match="受保护群不能解散"):
         transition(GroupState(status="warned", protected=True, warning_sent_at=NOW - 30 * D), "dissolve", NOW, P)
     assert transition(prot, "keep", NOW, P).status == "active"
 

@@ -41,13 +41,40 @@ def test_never_worked_group_is_zombie_only_when_old_enough():
     assert zombie(group(last_work_at=None, created_at=NOW - 400 * D, first_seen_at=NOW - 5 * D), NOW, P) is None
 
 
+def test_archive_coverage_start_not_import_time_starts_the_idle_period():
+    # ledger imported today (first_seen_at = now), archive covering the last 90 days had no
+    # work message for this group: idle since the start of coverage, a zombie on day one
+    g = group(last_work_at=None, last_message_at=None, created_at=NOW - 400 * D, first_seen_at=NOW,
+              observed_since=NOW - 90 * D)
+    f = zombie(g, NOW, P)
+    assert f is not None and f.score == 90.0 and f.reasons[0].startswith("已90天没有工作消息")
+    # a group created inside the coverage is idle since its creation
+    young = group(last_work_at=None, created_at=NOW - 40 * D, first_seen_at=NOW, observed_since=NOW - 90 * D)
+    assert zombie(young, NOW, P).score == 40.0
+    # the findings do not depend on when the import ran
+    later = group(last_work_at=None, created_at=NOW - 400 * D, first_seen_at=NOW + 3 * D,
+                  observed_since=NOW - 90 * D)
+    assert zombie(later, NOW, P).score == 90.0
+
+
+def test_group_with_unknown_members_waits_until_observed_for_zombie_days():
+    # registered in a private chat: no members, never observed by an adapter or an archive
+    unknown = dict(last_work_at=None, last_message_at=None, message_count=0, ritual_count=0,
+                   member_ids=frozenset(), members_known=False, created_at=NOW - 400 * D,
+                   first_seen_at=NOW - 400 * D)
+    assert zombie(group(**unknown), NOW, P) is None
+    assert zombie(group(**unknown, observed_since=NOW - 29 * D), NOW, P) is None
+    f = zombie(group(**unknown, observed_since=NOW - 30 * D), NOW, P)
+    assert f is not None and f.score == 30.0
+
+
 def test_zombie_young_group_with_old_work_is_impossible_but_guarded():
     assert zombie(group(created_at=NOW - 10 * D, last_work_at=NOW - 40 * D), NOW, P) is None
 
 
 def test_protected_zombie_is_reported_dormant_only():
     f = zombie(group(protected=True, last_work_at=NOW - 60 * D), NOW, P)
-    assert f.action == "none" and any("常设群，仅报告休眠" in r for r in f.reasons)
+    assert f.action == "none" and any("受保护群，仅报告休眠" in r for r in f.reasons)
 
 
 def test_kept_and_dead_groups_are_not_proposed():

@@ -59,14 +59,14 @@ def test_protected_is_never_merged_away():
     prot = group("prot", protected=True, member_ids=members("p", 10), registered=False)
     other = group("other", member_ids=members("p", 12))
     f = duplicates_and_overlaps([prot, other], NOW, P)[0]
-    assert f.action == "merge" and f.group_ids == ["other", "prot"] and "常设群" in f.reasons[-1]
+    assert f.action == "merge" and f.group_ids == ["other", "prot"] and "受保护群" in f.reasons[-1]
 
 
 def test_both_protected_is_review():
     a = group("a", protected=True, member_ids=members("p", 10))
     b = group("b", protected=True, member_ids=members("p", 10))
     f = duplicates_and_overlaps([a, b], NOW, P)[0]
-    assert f.action == "review" and "两个群都是常设群" in f.reasons[-1]
+    assert f.action == "review" and "两个群都是受保护群" in f.reasons[-1]
 
 
 def test_overlap_containment_exactly_09():

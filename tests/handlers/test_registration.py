@@ -52,10 +52,10 @@ def test_registration_in_one_message_traditional_fullwidth(chat, runtime):
 
 def test_registration_fields_in_any_order_with_mention_and_spaces(chat, runtime):
     reply = chat.say("li", "@群治助手  报备   防汛抗旱群  单位:城关镇 类别:机关群 用途:汛期调度")
-    assert "常设群受保护" in reply
+    assert "待单位管理员确认保护" in reply  # an owner asks; only an administrator grants protection
     [g] = groups(runtime)
     assert (g.name, g.unit, g.category, g.protected, g.temporary, g.expires_at) == (
-        "防汛抗旱群", "城关镇", "机关群", True, False, None)
+        "防汛抗旱群", "城关镇", "机关群", False, False, None)
 
 
 def test_registration_uses_known_unit_and_asks_expiry(chat, runtime):

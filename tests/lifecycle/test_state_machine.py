@@ -183,7 +183,7 @@ def test_protected_group_is_never_warned_or_dissolved(runtime):
     with db.session() as s:
         s.get(Group, "g1").protected = True  # protected behind the bot's back after the warning went out
     with db.session() as s:  # a stale plan still says "dissolve": the apply step re-checks
-        with pytest.raises(LifecycleError, match="常设群不能解散"):
+        with pytest.raises(LifecycleError, match="受保护群不能解散"):
             _apply(s, Step("g1", "防汛抗旱群", "dissolve"), [], NOW + timedelta(days=8), settings)
     assert _status(db) == "warned"
     # the sweep withdraws the warning of a protected group instead of dissolving it
@@ -199,13 +199,13 @@ def test_protect_commands_are_for_admins(runtime):
     assert say(runtime, "owner1", "保护 防汛抗旱群", NOW) == ["只有管理员或“城关镇”的单位管理员可以进行这项操作。"]
     assert _status(db) == "warned"
     assert say(runtime, "admin1", "保护 防汛抗旱群", NOW) == [
-        "已将“防汛抗旱群”设为常设群，不会被提醒或解散。撤销请回复“取消保护 防汛抗旱群”。"]
+        "已将“防汛抗旱群”设为受保护群，不会被自动提醒或解散。撤销请回复“取消保护 防汛抗旱群”。"]
     assert sweep(db, NOW + timedelta(days=8), settings, apply=True).steps == []
     with db.session() as s:
         g = s.get(Group, "g1")
         assert (g.status, g.protected) == ("active", True)
     assert say(runtime, "admin1", "取消保护 防汛抗旱群", NOW + timedelta(days=9)) == [
-        "已取消“防汛抗旱群”的常设群保护，今后按普通群治理。"]
+        "已取消“防汛抗旱群”的受保护状态，今后按普通群治理（长期没有工作消息会先提醒群主）。"]
     with db.session() as s:
         assert [a[:2] for a in trail(s, "g1")][-2:] == [("protect", "admin1"), ("unprotect", "admin1")]
         assert audit.verify(s).ok

@@ -246,3 +246,118 @@ def test_import_messages_bad_lines(cli, db, tmp_path):
     assert "第4行" in r.output and "sender_id" in r.output
     with db.session() as s:
         assert s.execute(select(func.count()).select_from(Message)).scalar_one() == 0
+
+
+# --- archive coverage: day-one zombies ------------------------------------------------------------
+COVER_LEDGER = """group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids
+z1,无消息群,企业微信,zhang,城关镇,工作群,,2025-01-05,,zhang;li;wang
+z2,一条旧消息群,企业微信,zhang,城关镇,工作群,,2025-01-05,,zhang;li;zhao
+ok,活跃群,企业微信,zhang,城关镇,工作群,,2025-01-05,,zhang;li;qian
+d1,钉钉群,钉钉,zhang,城关镇,工作群,,2025-01-05,,zhang;li;sun
+"""
+COVER_MESSAGES = [  # scan at 2026-12-01: z2's only work message 60 days before, ok's 5 days before
+    {"group_id": "z2", "sender_id": "li", "sent_at": "2026-10-02T10:00:00+08:00", "text": "请各村周五前上报秋粮数据",
+     "msg_id": "m1"},
+    {"group_id": "ok", "sender_id": "li", "sent_at": "2026-11-26T10:00:00+08:00", "text": "明天上午九点开调度会",
+     "msg_id": "m2"},
+]
+
+
+def _zombies(db, settings, at):
+    from storage.lifecycle import compute_findings
+
+    with db.session() as s:
+        return {(f.group_ids[0], f.score) for f in compute_findings(s, at, settings) if f.kind == "zombie"}
+
+
+def _import_both(db, settings, tmp_path, ledger_at, archive_at, **kw):
+    from storage.importers import import_ledger, import_messages
+
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text(COVER_LEDGER, encoding="utf-8")
+    archive = _jsonl(tmp_path, COVER_MESSAGES)
+    with db.session() as s:
+        assert import_ledger(s, ledger, now=ledger_at, settings=settings).imported
+    with db.session() as s:
+        r = import_messages(s, archive, now=archive_at, settings=settings, **kw)
+        assert r.imported
+    return r
+
+
+def test_archive_coverage_finds_day_one_zombies_whenever_the_import_ran(db, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url=db.url)
+    scan_at = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    r = _import_both(db, settings, tmp_path, scan_at, scan_at)
+    assert r.covered == 3  # z1, z2, ok: every known WeCom group; the DingTalk group is not covered
+    first = _zombies(db, settings, scan_at)
+    # z1 had no work message in the covered period: idle since it began (2026-10-02 10:00)
+    assert {g for g, _ in first} == {"z1", "z2"}
+    # the same files imported at other wall-clock times give the same findings
+    for ledger_at, archive_at in ((scan_at - timedelta(days=3), scan_at - timedelta(days=1)),
+                                  (scan_at - timedelta(hours=1), scan_at)):
+        from tests.conftest import _truncate
+
+        _truncate(db)
+        _import_both(db, settings, tmp_path, ledger_at, archive_at)
+        assert _zombies(db, settings, scan_at) == first
+    with db.session() as s:
+        rec = s.execute(select(AuditRecord).where(AuditRecord.reason.like("导入消息记录%"))).scalars().all()[-1]
+        assert rec.data["covers"][0].startswith("2026-10-02T02:00:00") and rec.data["covered_groups"] == 3
+        assert rec.data["platforms"] == ["wecom"]
+
+
+def test_import_messages_covers_and_groups_in_file_only_options(cli, db, tmp_path):
+    from datetime import datetime, timezone
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url=db.url)
+    scan_at = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text(COVER_LEDGER, encoding="utf-8")
+    assert cli("import", "groups", str(ledger)).exit_code == 0
+    archive = _jsonl(tmp_path, COVER_MESSAGES)
+    r = cli("import", "messages", str(archive), "--groups-in-file-only")
+    assert r.exit_code == 0, r.output
+    assert "涉及2个群" in r.output
+    assert "z1" not in {g for g, _ in _zombies(db, settings, scan_at)}  # not covered: no verdict yet
+    r = cli("import", "messages", str(archive), "--covers", "2026-09-01..2026-11-30")
+    assert r.exit_code == 0, r.output
+    assert "2026-09-01 00:00至2026-11-30 23:59" in r.output and "涉及3个群" in r.output
+    zombies = dict(_zombies(db, settings, scan_at))
+    assert zombies["z1"] == 91.4  # since 2026-09-01 00:00 in Beijing (2026-08-31 16:00 UTC)
+    assert "ok" not in zombies and "d1" not in zombies
+    bad = cli("import", "messages", str(archive), "--covers", "2026-11-30..2026-09-01")
+    assert bad.exit_code == 2 and "结束早于开始" in bad.output
+
+
+def test_ledger_refuses_an_end_date_on_a_protected_category(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇机关群,企业微信,zhang,城关镇,机关群,,2025-01-05,2026-12-31,zhang;li\n"
+                 "g2,城关镇领导班子群,企业微信,zhang,城关镇,领导班子群,,2025-01-05,,zhang;li\n", encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1 and "第2行" in r.output and "受保护" in r.output and "到期" in r.output
+    r = cli("import", "groups", str(f), "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    groups, _, _ = state(db)
+    assert [(g[0], g[6], g[8]) for g in groups] == [("g2", True, None)]  # the operator's import grants it
+
+
+def test_ledger_refuses_an_end_date_on_a_group_already_protected(cli, db, tmp_path):
+    f = tmp_path / "ledger.csv"
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇调度群,企业微信,zhang,城关镇,工作群,,2025-01-05,,zhang;li\n", encoding="utf-8")
+    assert cli("import", "groups", str(f)).exit_code == 0
+    with db.session() as s:
+        s.get(Group, "g1").protected = True  # 保护 by an administrator
+    f.write_text("group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids\n"
+                 "g1,城关镇调度群,企业微信,zhang,城关镇,临时群,,2025-01-05,2026-12-31,zhang;li\n", encoding="utf-8")
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1 and "第2行" in r.output and "受保护" in r.output
+    groups, _, _ = state(db)
+    assert [(g[0], g[5], g[6], g[7], g[8]) for g in groups] == [("g1", "工作群", True, False, None)]
