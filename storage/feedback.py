@@ -15,7 +15,9 @@ Anonymity rules kept here:
 * Rows get a random primary key (not a sequence), and pulse rows carry the Monday of the week,
   not the day: neither the order nor the time of a row can be lined up with ``pulse_asks``,
   ``processed_events`` or the outbox to guess who answered.
-* Unit results are shown only from ``MIN_RESPONSES`` (5) answers up.
+* Every row written with an anonymous answer (dedupe row, card update, notices, the useless
+  finding) carries its day, never a finer time.
+* Unit results and vote counts are shown only from ``MIN_RESPONSES`` (5) answers up.
 """
 from __future__ import annotations
 
@@ -215,7 +217,7 @@ def record_useless_vote(session: Session, *, secret: bytes, group: Group, person
         review = True
         _useless_finding(session, group, votes, now)
         if group.owner_id:
-            notify(session, person_id=group.owner_id, kind="useless_review", group_id=group.id, at=now,
+            notify(session, person_id=group.owner_id, kind="useless_review", group_id=group.id, at=day_start(now),
                    text=f"{vote_count_words(votes)}匿名认为“{group.name}”没有用处。请看看是否还需要它："
                         f"不需要可回复“完成 {group.name}”，需要请回复“保留 {group.name} 理由”。",
                    dedupe_key=f"useless_review:{group.id}:{period}")
@@ -294,6 +296,6 @@ def record_formalism_report(session: Session, *, text: str, now: datetime, local
     session.add(FormalismReport(id=rid, day=local_day, text=text, forwarded=True))
     commission = session.execute(select(Person.id).where(Person.role == "commission")).scalars().all()
     for pid in commission:
-        notify(session, person_id=pid, kind="formalism", at=now, text=f"匿名反映（形式主义）：{text}",
+        notify(session, person_id=pid, kind="formalism", at=day_start(now), text=f"匿名反映（形式主义）：{text}",
                dedupe_key=f"formalism:{rid}:{pid}")
     return len(commission)

@@ -63,7 +63,7 @@ def _acknowledge_card(ctx: Context, card: dict = RECEIVED_BUTTON) -> None:
     code = ctx.event.data.get("response_code")
     if code:
         enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
-                payload={"response_code": code, "card": card}, at=ctx.now,
+                payload={"response_code": code, "card": card}, at=feedback.day_start(ctx.now),  # no finer time
                 dedupe_key=f"card_update:{code}"[:200])
 
 

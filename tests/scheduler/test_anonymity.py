@@ -224,14 +224,31 @@ def test_after_the_window_the_key_and_a_full_dump_cannot_link_a_vote_to_a_person
         assert len(s.execute(select(UselessVote)).scalars().all()) == 3
 
 
-def test_no_time_finer_than_the_day_beside_an_anonymous_dedupe_row(runtime, clock):
+def _midnight(t: datetime) -> bool:
+    return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
+
+
+def test_no_time_finer_than_the_day_beside_an_anonymous_row(runtime, clock):
     clock.advance(hours=3, minutes=17, seconds=5)
-    _group(runtime, clock, members=("a", "b"))
+    _group(runtime, clock, members=("a", "b", "c"))
+    with runtime.db.session() as s:
+        repo.get_or_create_person(s, "jw", clock()).role = "commission"
     runtime.process(ev(clock, "a", "这个群没用 招商引资信息群"))
     with runtime.db.session() as s:
         [row] = s.execute(select(ProcessedEvent)).scalars().all()
-        assert row.key.startswith("anon:") and (row.at.hour, row.at.minute, row.at.second) == (0, 0, 0)
+        assert row.key.startswith("anon:") and _midnight(row.at)
         assert row.at.date() == clock().astimezone(timezone.utc).date()
+    runtime.process(ev(clock, "b", kind="card_click", card_kind="useless", event_key="useless:g1", response_code="R1"))
+    runtime.process(ev(clock, "c", "反映 要求每天发工作照片证明在岗"))
+    with runtime.db.session() as s:
+        assert all(_midnight(r.at) for r in s.execute(select(ProcessedEvent)).scalars())
+        [card] = s.execute(select(OutboxMessage).where(OutboxMessage.channel == "card_update")).scalars().all()
+        assert _midnight(card.created_at) and _midnight(card.next_attempt_at)
+        notices = s.execute(select(Notice)).scalars().all()
+        assert {n.kind for n in notices} == {"useless_review", "formalism"}
+        assert all(_midnight(n.created_at) and _midnight(n.due_at) for n in notices)
+        f = s.execute(select(FindingRecord)).scalar_one()
+        assert _midnight(f.first_seen) and _midnight(f.last_seen)
 
 
 # --- useless findings live as long as their own condition ----------------------------------------
