@@ -44,6 +44,11 @@ def _run_import(kind: str, file: Path, skip_invalid: bool, covers: str | None = 
     typer.echo(f"导入完成：{result.summary(rt.settings.tz)}。")
 
 
+def _choices(table: dict[str, str]) -> str:
+    """Option values with their meaning: active（正常）、warned（已提醒待解散）…"""
+    return "、".join(f"{k}（{v}）" for k, v in table.items())
+
+
 def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
     """The ledger as a table that fits the terminal: all columns from 120 columns on, otherwise
     name and number (below it) in one column and the essentials beside it. Cells wrap, nothing is cut."""
@@ -113,7 +118,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("groups")
     def list_groups(unit: str = typer.Option(None, "--unit", help="只看某单位"),
-                    status: str = typer.Option(None, "--status", help="active/warned/dissolved/merged/purged"),
+                    status: str = typer.Option(None, "--status", help="按状态筛选：" + _choices(labels.GROUP_STATUSES)),
                     limit: int = typer.Option(200, "--limit", help="最多显示多少行")) -> None:
         """在终端以表格列出台账（终端较窄时合并、减少列，群名不截断）。"""
         from bot.cli import runtime
@@ -134,15 +139,14 @@ def register(app: typer.Typer) -> None:
 
     @roles_app.command("set")
     def set_role(person_id: str = typer.Argument(..., help="人员编号（企业微信 UserID）"),
-                 role: str = typer.Argument(..., help="cadre / unit_admin / admin / commission"),
+                 role: str = typer.Argument(..., help=_choices(ROLES)),
                  unit: str = typer.Option(None, "--unit", help="所属单位"),
                  name: str = typer.Option(None, "--name", help="姓名")) -> None:
         """设置人员角色（记入审计日志）。"""
         from bot.cli import runtime
 
         if role not in ROLES:
-            typer.secho(f"角色“{role}”无效，可用：{'、'.join(f'{k}（{v}）' for k, v in ROLES.items())}",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(f"角色“{role}”无效，可用：{_choices(ROLES)}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2)
         rt = runtime()
         now = rt.now()

@@ -48,6 +48,7 @@ env.filters["action_name"] = labels.action
 env.globals["kind_names"] = {k: labels.kind(k) for k in FINDING_KINDS}
 env.globals["status_names"] = labels.GROUP_STATUSES
 env.globals["actor_name"] = labels.actor
+env.globals["role_name"] = labels.role
 env.globals["audit_reason"] = labels.audit_reason
 
 

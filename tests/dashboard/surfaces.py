@@ -4,7 +4,6 @@ that each one answered and what it says."""
 from __future__ import annotations
 
 import io
-import json
 from datetime import datetime
 
 from fastapi.testclient import TestClient

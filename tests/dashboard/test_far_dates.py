@@ -3,7 +3,7 @@
 The audit chain is append-only, so such a row can never be removed."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
