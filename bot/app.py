@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             finally:
                 rt.close()  # the writer finishes what it holds (uvicorn has answered every request by now)
 
-    app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan)
+    # The API docs and the schema are for developers: outside development they are not served.
+    docs = {} if settings.development else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan, **docs)
     app.state.runtime = runtime or Runtime(settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 

@@ -1,6 +1,7 @@
 """One settings object for the whole service (environment prefix ``QUNZHI_``)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -9,6 +10,8 @@ from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "test", "todo"}
+
+AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")  # WeCom's EncodingAESKey: 32 bytes, base64 without the "="
 
 DEFAULT_PROTECTED_CATEGORIES = ("领导班子群", "机关群", "脱贫攻坚群")
 
@@ -78,6 +81,29 @@ class Settings(BaseSettings):
         ZoneInfo(v)  # raises on an unknown zone
         return v
 
+    @field_validator("wecom_aes_key", "aibot_aes_key")
+    @classmethod
+    def _aes_key(cls, v: str, info) -> str:
+        # Checked in every environment: a malformed key would otherwise answer 500 on every callback.
+        if v and not AES_KEY.fullmatch(v):
+            name = "QUNZHI_" + info.field_name.upper()
+            raise ValueError(
+                f"拒绝启动：{name} 必须是企业微信后台给出的 43 位 EncodingAESKey（字母和数字），当前为 {len(v)} 位或含其他字符 "
+                f"(refusing to start: {name} must be 43 base64 characters, got {len(v)} characters or invalid ones)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _pseudonym_key_apart(self):
+        """Whoever holds the admin token must not be able to recompute who voted (every environment)."""
+        key, token = self.pseudonym_key.strip().casefold(), self.admin_token.strip().casefold()
+        if key and token and (key in token or token in key):
+            raise ValueError(
+                "拒绝启动：QUNZHI_PSEUDONYM_KEY 不得与 QUNZHI_ADMIN_TOKEN 相同、包含或被包含，请另行生成一个随机密钥 "
+                "(refusing to start: QUNZHI_PSEUDONYM_KEY equals, contains or is contained in QUNZHI_ADMIN_TOKEN)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholders(self):
         if self.environment == "development":
@@ -97,6 +123,10 @@ class Settings(BaseSettings):
                 f"(refusing to start: empty or placeholder secrets outside development: {names})"
             )
         return self
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
 
     @property
     def wecom_configured(self) -> bool:
