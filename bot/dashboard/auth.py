@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from handlers.commands.dashboard import DASHBOARD_ROLES as ROLES
 from handlers.commands.dashboard import LINK_MINUTES, issue_link, token_hash  # noqa: F401
-from storage.models import LoginToken
+from storage.models import LoginToken, Person
 
 SESSION_HOURS = 8
 IDLE_MINUTES = 30
@@ -75,6 +75,16 @@ def load_session(session: Session, token: str | None, now: datetime) -> DashSess
         return None
     if row.used_at is not None and now - row.used_at > timedelta(minutes=IDLE_MINUTES):
         return None
+    if row.person_id is not None:
+        # The role is read again on every request: a demoted member loses access at once, and
+        # the session ends for good (a later promotion needs a new link). An admin-token session
+        # has no person and keeps the role "admin".
+        person = session.get(Person, row.person_id)
+        if person is None or person.role not in ROLES:
+            session.delete(row)
+            session.flush()
+            return None
+        row.role = person.role
     row.used_at = now
     return DashSession(token, row.role, row.person_id, row.csrf or "")
 

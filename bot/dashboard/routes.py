@@ -98,11 +98,12 @@ def _guard(fn):
     @functools.wraps(fn)
     def wrapper(request: Request, *a, **kw):
         rt = _rt(request)
-        try:
-            with rt.db.session() as s:
+        with rt.db.session() as s:
+            try:
                 return fn(request, s, *a, **kw)
-        except _Login:
-            return RedirectResponse("/dashboard/login", status_code=303)
+            except _Login:
+                pass  # committed: a session that load_session ended stays ended
+        return RedirectResponse("/dashboard/login", status_code=303)
 
     sig = inspect.signature(fn)
     wrapper.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "s"])
@@ -383,6 +384,7 @@ def _act(request: Request, action: str, form: dict) -> Response:
     with rt.db.session() as s:
         sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
         if sess is None:
+            s.commit()  # a session that load_session ended stays ended
             raise HTTPException(403, "登录已过期，请重新登录")
         auth.check_csrf(sess.csrf, form.get("csrf"))
         if not sess.is_admin:
