@@ -53,7 +53,9 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
-               start_scheduler: bool | None = None) -> FastAPI:
+               start_scheduler: bool | None = None, bind_host: str | None = None) -> FastAPI:
+    """``bind_host`` is the address the server listens on (``qunzhi serve --host``); local mode
+    needs a loopback one, and an unknown host (None, e.g. a test client) is not loopback."""
     settings = settings or (runtime.settings if runtime else get_settings())
 
     @asynccontextmanager
@@ -78,11 +80,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     docs = {} if settings.development else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan, **docs)
     app.state.runtime = runtime or Runtime(settings)
+    app.state.bind_host = bind_host
+    app.state.local_mode = settings.local_mode_on(bind_host)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "local_mode": settings.local_mode}
+        return {"status": "ok", "local_mode": app.state.local_mode}
 
     from bot.routes import include_routes
 

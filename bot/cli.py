@@ -48,19 +48,26 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="输出调�
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
           port: int = typer.Option(8000, "--port", help="端口"),
           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务")) -> None:
-    """启动机器人服务（无企业微信凭据时进入本地模式，提供网页对话）。"""
-    import uvicorn
-
+    """启动机器人服务（开发环境、无企业微信凭据且只监听本机时进入本地模式，提供网页对话）。"""
     from bot.app import create_app
 
     settings = load_settings()
     rt = runtime()
-    if settings.local_mode:
+    if settings.local_mode_on(host):
         typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
+    elif settings.local_mode:
+        typer.echo(f"未配置企业微信凭据；监听地址 {host} 不是本机回环地址，本地对话页未开启"
+                   "（只在 --host 127.0.0.1 时提供）。")
     from bot.runtime import freeze_startup_objects
 
-    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler)
+    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler, bind_host=host)
     freeze_startup_objects()
+    _run_server(web_app, host=host, port=port, settings=settings)
+
+
+def _run_server(web_app, *, host: str, port: int, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
 
 

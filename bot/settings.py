@@ -1,6 +1,7 @@
 """One settings object for the whole service (environment prefix ``QUNZHI_``)."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -138,8 +139,16 @@ class Settings(BaseSettings):
 
     @property
     def local_mode(self) -> bool:
-        """No WeCom credentials: the local chat page is offered instead."""
-        return not self.wecom_configured and not self.aibot_configured
+        """The settings' half of the local-mode rule: development and no WeCom credentials.
+
+        The page is served only when the server also listens on a loopback address
+        (``local_mode_on``): anyone who reaches it can act as any seeded person, the admin included.
+        """
+        return self.development and not self.wecom_configured and not self.aibot_configured
+
+    def local_mode_on(self, bind_host: str | None) -> bool:
+        """Local mode really on: development, no credentials, and bound to a loopback address."""
+        return self.local_mode and is_loopback(bind_host)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -150,6 +159,18 @@ class Settings(BaseSettings):
         # Outside development QUNZHI_PSEUDONYM_KEY is required (see _refuse_placeholders): whoever
         # holds the admin token must not be able to recompute who voted.
         return (self.pseudonym_key or ("dev-pseudonym:" + self.database_url)).encode()
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or "localhost"; an unknown bind host (None) is not loopback."""
+    if not host:
+        return False
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -2,8 +2,10 @@
 
 A newcomer picks a cadre from a list and talks to the bot exactly as on WeCom: every message
 becomes an ``Event(platform="local")`` and goes through ``Runtime.process`` (the same handlers).
-The page exists only in local mode (404 otherwise). A few demo persons and groups are seeded
-on first use when the database is empty.
+The page exists only in local mode: development, no WeCom credentials, and the server bound to
+a loopback address (``Settings.local_mode_on``); every /local path is 404 otherwise. A few demo
+persons (one of them an admin) and groups are seeded on first use, only into a database without
+any person or group.
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, member
 
 def _runtime(request: Request):
     rt = request.app.state.runtime
-    if not rt.settings.local_mode:
-        raise HTTPException(404, "Not Found")
+    if not getattr(request.app.state, "local_mode", False) or not rt.settings.local_mode:
+        raise HTTPException(404, "没有这个页面")
     return rt
 
 
@@ -47,7 +49,8 @@ def seed_if_empty(rt) -> bool:
     """Create a few demo cadres and groups when the database has nobody yet."""
     now = rt.now()
     with rt.db.session() as s:
-        if s.execute(select(func.count()).select_from(Person)).scalar_one():
+        if (s.execute(select(func.count()).select_from(Person)).scalar_one()
+                or s.execute(select(func.count()).select_from(Group)).scalar_one()):
             return False
         for pid, name, unit, role in SEED_PERSONS:
             s.add(Person(id=pid, name=name, unit=unit, role=role, created_at=now))
