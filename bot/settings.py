@@ -64,12 +64,16 @@ class Settings(BaseSettings):
     work_end: str = "17:30"
     useless_votes_min: int = 3
 
+    # proxies whose X-Forwarded-For hop names the client (login lockout per address), e.g.
+    # QUNZHI_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8; nobody else's header is believed
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).
     ingest_writer: Literal["process", "thread"] = "process"
 
-    @field_validator("protected_categories", "temporary_categories", mode="before")
+    @field_validator("protected_categories", "temporary_categories", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, v):
         if isinstance(v, str):
@@ -80,6 +84,23 @@ class Settings(BaseSettings):
     @classmethod
     def _tz(cls, v: str) -> str:
         ZoneInfo(v)  # raises on an unknown zone
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = []
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(item)
+        if bad:
+            names = "、".join(bad)
+            raise ValueError(
+                f"拒绝启动：QUNZHI_TRUSTED_PROXIES 只能写 IP 地址或网段（如 10.0.0.1、10.0.0.0/8），以下无效：{names} "
+                f"(refusing to start: QUNZHI_TRUSTED_PROXIES entries must be IP addresses or networks: {bad})"
+            )
         return v
 
     @field_validator("wecom_aes_key", "aibot_aes_key")
@@ -149,6 +170,10 @@ class Settings(BaseSettings):
     def local_mode_on(self, bind_host: str | None) -> bool:
         """Local mode really on: development, no credentials, and bound to a loopback address."""
         return self.local_mode and is_loopback(bind_host)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(x, strict=False) for x in self.trusted_proxies)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -27,7 +27,7 @@ KIND_NAMES = {
 ACTION_NAMES = {
     "register": "登记", "warn": "提醒", "keep": "保留", "veto": "保留", "renew": "续期", "done": "任务完成",
     "dissolve": "解散", "restore": "恢复", "merge": "合并", "protect": "设为常设", "unprotect": "取消常设",
-    "purge": "清除", "import": "导入", "approve": "审批",
+    "purge": "清除", "import": "导入", "approve": "审批", "login_lockout": "登录锁定",
 }
 STATUS_NAMES = {"active": "正常", "warned": "待解散", "dissolved": "已解散", "purged": "已清除", "merged": "已合并"}
 MIN_FEEDBACK = 5  # anonymous answers are shown per unit only from this many on

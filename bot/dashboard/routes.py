@@ -158,8 +158,14 @@ async def login(request: Request) -> Response:
     auth.check_origin(request, rt.settings)
     form = await _form(request)
     auth.check_csrf(request.cookies.get(auth.PRE_COOKIE), form.get("csrf"))
-    if not auth.check_admin_token(rt.settings, form.get("token", "")):
-        tok, new = _pre_token(request)
+    tok, new = _pre_token(request)
+    try:
+        # blocking (the limiter's row lock may wait for another instance): off the event loop
+        ok = await run_in_threadpool(auth.admin_token_attempt, rt, request, form.get("token", ""), via="dashboard")
+    except auth.Locked as e:
+        return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error=e.detail),
+                                      status_code=429, headers=e.headers), request, tok, new)
+    if not ok:
         return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error="令牌不正确"),
                                       status_code=403), request, tok, new)
     with rt.db.session() as s:
