@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.requests import ClientDisconnect
 
 from bot.runtime import Runtime
 from bot.settings import Settings, get_settings
@@ -46,6 +47,11 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
             await PlainTextResponse("请求体过大", status_code=413)(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away (or was cut off as too slow, bot/server.py) before its body
+            # arrived: nobody to answer, and no server error to log with a traceback.
+            log.info("client disconnected before sending its whole request: %s %s", scope.get("method"),
+                     scope.get("path"))
 
 
 class _TooLarge(Exception):

@@ -66,9 +66,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
 
 
 def _run_server(web_app, *, host: str, port: int, settings: Settings) -> None:
-    import uvicorn
+    from bot.server import run
 
-    uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
+    run(web_app, host=host, port=port, settings=settings)
 
 
 

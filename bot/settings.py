@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # QUNZHI_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8; nobody else's header is believed
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # slow clients (bot/server.py): seconds a request gets to send its headers, then its body;
+    # open connections at once (never more than half the process's descriptor limit)
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_max_connections: int = 1000
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).
@@ -84,6 +90,16 @@ class Settings(BaseSettings):
     @classmethod
     def _tz(cls, v: str) -> str:
         ZoneInfo(v)  # raises on an unknown zone
+        return v
+
+    @field_validator("http_header_timeout", "http_body_timeout", "http_max_connections")
+    @classmethod
+    def _positive(cls, v, info):
+        name = "QUNZHI_" + info.field_name.upper()
+        if info.field_name == "http_max_connections" and v < 8:
+            raise ValueError(f"拒绝启动：{name} 不得小于 8（当前为 {v}） (refusing to start: {name} must be >= 8, got {v})")
+        if v <= 0:
+            raise ValueError(f"拒绝启动：{name} 必须大于 0 秒（当前为 {v}） (refusing to start: {name} must be > 0, got {v})")
         return v
 
     @field_validator("trusted_proxies")
