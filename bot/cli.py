@@ -26,8 +26,24 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except Exception as e:  # pydantic ValidationError: show the Chinese message, not a traceback
-        typer.secho(f"配置错误：{e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"配置错误：{settings_error_text(e)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+def settings_error_text(e: Exception) -> str:
+    """Only the validators' own messages: no pydantic wrapper in English, no echoed secret values."""
+    from pydantic import ValidationError
+
+    if not isinstance(e, ValidationError):
+        return str(e)
+    lines = []
+    for err in e.errors(include_url=False, include_input=False):
+        if err["type"] == "value_error":
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+        else:
+            name = "QUNZHI_" + "_".join(str(x) for x in err["loc"]).upper()
+            lines.append(f"拒绝启动：{name} 的取值无效 (refusing to start: {name}: {err['msg']})")
+    return "\n".join(lines)
 
 
 def runtime():

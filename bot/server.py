@@ -54,10 +54,12 @@ class GuardedH11Protocol(H11Protocol):
     _refused = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
-        if len(self.server_state.connections) >= self.max_connections:
+        state = self.server_state
+        # tasks too: a request whose client went away may still be running
+        if len(state.connections) >= self.max_connections or len(state.tasks) >= self.max_connections:
             self._refused = True
-            log.warning("refusing a connection: %d connections open, the limit is %d",
-                        len(self.server_state.connections), self.max_connections)
+            log.warning("refusing a connection: %d connections open and %d requests running, the limit is %d",
+                        len(state.connections), len(state.tasks), self.max_connections)
             transport.write(BUSY_RESPONSE)
             transport.close()
             return

@@ -15,6 +15,7 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.dashboard.auth import check_origin
 from bot.dashboard.routes import SecureRoute, env
@@ -48,6 +49,13 @@ def _runtime(request: Request):
 def seed_if_empty(rt) -> bool:
     """Create a few demo cadres and groups when the database has nobody yet."""
     now = rt.now()
+    try:
+        return _seed(rt, now)
+    except IntegrityError:  # two first visits at once: the other one seeded
+        return False
+
+
+def _seed(rt, now) -> bool:
     with rt.db.session() as s:
         if (s.execute(select(func.count()).select_from(Person)).scalar_one()
                 or s.execute(select(func.count()).select_from(Group)).scalar_one()):

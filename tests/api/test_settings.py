@@ -108,3 +108,27 @@ def test_api_docs_off_outside_development():
 def test_api_docs_in_development(client):
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"QUNZHI_WECOM_AES_KEY": "short-secret-key-value"}, "QUNZHI_WECOM_AES_KEY"),
+    ({"QUNZHI_ADMIN_TOKEN": "short-secret-key-value", "QUNZHI_PSEUDONYM_KEY": "short-secret-key-value"},
+     "QUNZHI_PSEUDONYM_KEY"),
+    ({"QUNZHI_HTTP_MAX_CONNECTIONS": "short-secret-key-value"}, "QUNZHI_HTTP_MAX_CONNECTIONS"),
+])
+def test_cli_configuration_errors_are_chinese_and_do_not_echo_secrets(monkeypatch, env, needle):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.settings import get_settings
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(app, ["groups"])
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 2 and "拒绝启动" in r.output and needle in r.output
+    assert "short-secret-key-value" not in r.output
+    assert "validation error" not in r.output and "pydantic" not in r.output
