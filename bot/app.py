@@ -54,6 +54,21 @@ class BodyLimitMiddleware:
                      scope.get("path"))
 
 
+class LocalGate:
+    """Outside local mode every /local path is 404, before routing (no redirect, no 405 or 422)."""
+
+    def __init__(self, app, enabled: bool):
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope, receive, send):
+        if not self.enabled and scope["type"] == "http":
+            path = scope.get("path", "")
+            if path == "/local" or path.startswith("/local/"):
+                return await PlainTextResponse("没有这个页面", status_code=404)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     """The streamed body passed the limit (no Content-Length to refuse it up front)."""
 
@@ -89,6 +104,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.bind_host = bind_host
     app.state.local_mode = settings.local_mode_on(bind_host)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LocalGate, enabled=app.state.local_mode)
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -47,6 +47,15 @@ def test_bridge_only_production_has_no_local_mode(db, clock, bind_host):
     assert _persons(db) == 0  # nobody seeded, nobody to act as
 
 
+@pytest.mark.parametrize("path", ["/local", "/local/", "/local/persons/", "/local/inbox", "/local/nothing",
+                                  "/local/send"])
+def test_every_local_path_is_404_outside_local_mode(db, clock, path):
+    with _client(db, clock, "127.0.0.1", **PRODUCTION) as c:
+        for method in ("GET", "POST"):
+            r = c.request(method, path, follow_redirects=False)
+            assert r.status_code == 404 and "没有这个页面" in r.text, (method, path, r.status_code)
+
+
 @pytest.mark.parametrize("bind_host", ["0.0.0.0", "::", "192.168.1.10", None])
 def test_development_not_bound_to_loopback_has_no_local_mode(db, clock, bind_host):
     with _client(db, clock, bind_host, **NO_CREDENTIALS) as c:
