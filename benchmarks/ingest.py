@@ -16,7 +16,7 @@ processes too):
   passive reply. Every request is distinct: unique msgid, fresh nonce, timestamp of the run;
   bodies are encrypted before the clock starts.
 * a bare FastAPI endpoint that only reads the body and answers ``success``, served by
-  ``uvicorn.run`` with exactly the arguments ``qunzhi serve`` uses, receiving the same bodies.
+  ``bot.server.run`` exactly as ``qunzhi serve`` does, receiving the same bodies.
 
 Phases: (1) maximum rate, closed loop, ``wrk`` when installed (else an aiohttp closed loop), in
 ``--rounds`` alternating rounds (bare, each qunzhi mode, bare, ...; all servers stay up), each
@@ -94,10 +94,11 @@ def bare_app():
 
 
 def serve_bare(host: str, port: int) -> None:
-    import uvicorn
+    from bot.server import run
+    from bot.settings import Settings
 
-    # The same arguments as ``qunzhi serve`` (bot/cli.py).
-    uvicorn.run(bare_app(), host=host, port=port, log_level="info", access_log=False)
+    # The same server as ``qunzhi serve`` (bot/cli.py -> bot/server.py: guarded h11 protocol).
+    run(bare_app(), host=host, port=port, settings=Settings(_env_file=None))
 
 
 def free_port() -> int:

@@ -1,20 +1,19 @@
 """Read access for operators: ``GET /api/groups`` (Bearer ADMIN_TOKEN)."""
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from sqlalchemy import func, select
 
+from bot.dashboard.auth import admin_token_attempt
 from storage.models import Group
 
 router = APIRouter()
 
 
 def require_admin(request: Request, authorization: str | None = Header(default=None)) -> None:
-    token = request.app.state.runtime.settings.admin_token
+    """Bearer ADMIN_TOKEN, through the same per-address limiter as the dashboard login (429 when locked)."""
     given = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else ""
-    if not token or not given or not hmac.compare_digest(given.encode(), token.encode()):
+    if not admin_token_attempt(request.app.state.runtime, request, given, via="api"):
         raise HTTPException(status_code=401, detail="需要管理员令牌（Authorization: Bearer …）",
                             headers={"WWW-Authenticate": "Bearer"})
 

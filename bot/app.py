@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.requests import ClientDisconnect
 
 from bot.runtime import Runtime
 from bot.settings import Settings, get_settings
@@ -46,6 +47,26 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
             await PlainTextResponse("请求体过大", status_code=413)(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away (or was cut off as too slow, bot/server.py) before its body
+            # arrived: nobody to answer, and no server error to log with a traceback.
+            log.info("client disconnected before sending its whole request: %s %s", scope.get("method"),
+                     scope.get("path"))
+
+
+class LocalGate:
+    """Outside local mode every /local path is 404, before routing (no redirect, no 405 or 422)."""
+
+    def __init__(self, app, enabled: bool):
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope, receive, send):
+        if not self.enabled and scope["type"] == "http":
+            path = scope.get("path", "")
+            if path == "/local" or path.startswith("/local/"):
+                return await PlainTextResponse("没有这个页面", status_code=404)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -53,7 +74,9 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
-               start_scheduler: bool | None = None) -> FastAPI:
+               start_scheduler: bool | None = None, bind_host: str | None = None) -> FastAPI:
+    """``bind_host`` is the address the server listens on (``qunzhi serve --host``); local mode
+    needs a loopback one, and an unknown host (None, e.g. a test client) is not loopback."""
     settings = settings or (runtime.settings if runtime else get_settings())
 
     @asynccontextmanager
@@ -74,13 +97,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             finally:
                 rt.close()  # the writer finishes what it holds (uvicorn has answered every request by now)
 
-    app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan)
+    # The API docs and the schema are for developers: outside development they are not served.
+    docs = {} if settings.development else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="群治 Qunzhi", version="0.1.0", lifespan=lifespan, **docs)
     app.state.runtime = runtime or Runtime(settings)
+    app.state.bind_host = bind_host
+    app.state.local_mode = settings.local_mode_on(bind_host)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LocalGate, enabled=app.state.local_mode)
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "local_mode": settings.local_mode}
+        return {"status": "ok", "local_mode": app.state.local_mode}
 
     from bot.routes import include_routes
 

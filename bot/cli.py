@@ -26,8 +26,24 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except Exception as e:  # pydantic ValidationError: show the Chinese message, not a traceback
-        typer.secho(f"配置错误：{e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"配置错误：{settings_error_text(e)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+def settings_error_text(e: Exception) -> str:
+    """Only the validators' own messages: no pydantic wrapper in English, no echoed secret values."""
+    from pydantic import ValidationError
+
+    if not isinstance(e, ValidationError):
+        return str(e)
+    lines = []
+    for err in e.errors(include_url=False, include_input=False):
+        if err["type"] == "value_error":
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+        else:
+            name = "QUNZHI_" + "_".join(str(x) for x in err["loc"]).upper()
+            lines.append(f"拒绝启动：{name} 的取值无效 (refusing to start: {name}: {err['msg']})")
+    return "\n".join(lines)
 
 
 def runtime():
@@ -48,20 +64,27 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="输出调�
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
           port: int = typer.Option(8000, "--port", help="端口"),
           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务")) -> None:
-    """启动机器人服务（无企业微信凭据时进入本地模式，提供网页对话）。"""
-    import uvicorn
-
+    """启动机器人服务（开发环境、无企业微信凭据且只监听本机时进入本地模式，提供网页对话）。"""
     from bot.app import create_app
 
     settings = load_settings()
     rt = runtime()
-    if settings.local_mode:
+    if settings.local_mode_on(host):
         typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
+    elif settings.local_mode:
+        typer.echo(f"未配置企业微信凭据；监听地址 {host} 不是本机回环地址，本地对话页未开启"
+                   "（只在 --host 127.0.0.1 时提供）。")
     from bot.runtime import freeze_startup_objects
 
-    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler)
+    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler, bind_host=host)
     freeze_startup_objects()
-    uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
+    _run_server(web_app, host=host, port=port, settings=settings)
+
+
+def _run_server(web_app, *, host: str, port: int, settings: Settings) -> None:
+    from bot.server import run
+
+    run(web_app, host=host, port=port, settings=settings)
 
 
 

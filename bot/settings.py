@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,6 +13,8 @@ from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "test", "todo"}
+
+AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")  # WeCom's EncodingAESKey: 32 bytes, base64 without the "="
 
 DEFAULT_PROTECTED_CATEGORIES = ("领导班子群", "机关群", "脱贫攻坚群")
 
@@ -65,12 +69,22 @@ class Settings(BaseSettings):
     holiday_schedule: str = ""
     useless_votes_min: int = 3
 
+    # proxies whose X-Forwarded-For hop names the client (login lockout per address), e.g.
+    # QUNZHI_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8; nobody else's header is believed
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # slow clients (bot/server.py): seconds a request gets to send its headers, then its body;
+    # open connections at once (never more than half the process's descriptor limit)
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_max_connections: int = 1000
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).
     ingest_writer: Literal["process", "thread"] = "process"
 
-    @field_validator("protected_categories", "temporary_categories", mode="before")
+    @field_validator("protected_categories", "temporary_categories", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, v):
         if isinstance(v, str):
@@ -82,6 +96,56 @@ class Settings(BaseSettings):
     def _tz(cls, v: str) -> str:
         ZoneInfo(v)  # raises on an unknown zone
         return v
+
+    @field_validator("http_header_timeout", "http_body_timeout", "http_max_connections")
+    @classmethod
+    def _positive(cls, v, info):
+        name = "QUNZHI_" + info.field_name.upper()
+        if info.field_name == "http_max_connections" and v < 8:
+            raise ValueError(f"拒绝启动：{name} 不得小于 8（当前为 {v}） (refusing to start: {name} must be >= 8, got {v})")
+        if v <= 0:
+            raise ValueError(f"拒绝启动：{name} 必须大于 0 秒（当前为 {v}） (refusing to start: {name} must be > 0, got {v})")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = []
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(item)
+        if bad:
+            names = "、".join(bad)
+            raise ValueError(
+                f"拒绝启动：QUNZHI_TRUSTED_PROXIES 只能写 IP 地址或网段（如 10.0.0.1、10.0.0.0/8），以下无效：{names} "
+                f"(refusing to start: QUNZHI_TRUSTED_PROXIES entries must be IP addresses or networks: {bad})"
+            )
+        return v
+
+    @field_validator("wecom_aes_key", "aibot_aes_key")
+    @classmethod
+    def _aes_key(cls, v: str, info) -> str:
+        # Checked in every environment: a malformed key would otherwise answer 500 on every callback.
+        if v and not AES_KEY.fullmatch(v):
+            name = "QUNZHI_" + info.field_name.upper()
+            raise ValueError(
+                f"拒绝启动：{name} 必须是企业微信后台给出的 43 位 EncodingAESKey（字母和数字），当前为 {len(v)} 位或含其他字符 "
+                f"(refusing to start: {name} must be 43 base64 characters, got {len(v)} characters or invalid ones)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _pseudonym_key_apart(self):
+        """Whoever holds the admin token must not be able to recompute who voted (every environment)."""
+        key, token = self.pseudonym_key.strip().casefold(), self.admin_token.strip().casefold()
+        if key and token and (key in token or token in key):
+            raise ValueError(
+                "拒绝启动：QUNZHI_PSEUDONYM_KEY 不得与 QUNZHI_ADMIN_TOKEN 相同、包含或被包含，请另行生成一个随机密钥 "
+                "(refusing to start: QUNZHI_PSEUDONYM_KEY equals, contains or is contained in QUNZHI_ADMIN_TOKEN)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_holiday_schedule(self):
@@ -115,6 +179,10 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
     def wecom_configured(self) -> bool:
         return bool(self.wecom_corp_id and self.wecom_token and self.wecom_aes_key)
 
@@ -124,8 +192,20 @@ class Settings(BaseSettings):
 
     @property
     def local_mode(self) -> bool:
-        """No WeCom credentials: the local chat page is offered instead."""
-        return not self.wecom_configured and not self.aibot_configured
+        """The settings' half of the local-mode rule: development and no WeCom credentials.
+
+        The page is served only when the server also listens on a loopback address
+        (``local_mode_on``): anyone who reaches it can act as any seeded person, the admin included.
+        """
+        return self.development and not self.wecom_configured and not self.aibot_configured
+
+    def local_mode_on(self, bind_host: str | None) -> bool:
+        """Local mode really on: development, no credentials, and bound to a loopback address."""
+        return self.local_mode and is_loopback(bind_host)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(x, strict=False) for x in self.trusted_proxies)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -154,6 +234,18 @@ def load_holiday_schedule(path: str) -> dict:
         return parse_schedule(data)
     except ScheduleError as e:
         raise ValueError(f"节假日安排文件 {path} 有误：{e}") from None
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or "localhost"; an unknown bind host (None) is not loopback."""
+    if not host:
+        return False
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -62,6 +62,7 @@ ACTIONS = {
     "register": "登记",
     "import": "导入",
     "approve": "审批",
+    "login_lockout": "登录锁定",
     "role_change": "变更角色",
     "lookback": "回头看",
 }

@@ -309,3 +309,13 @@ class LoginToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     csrf: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginThrottle(Base):
+    """Wrong admin tokens per client address and its lockout (storage/throttle.py)."""
+
+    __tablename__ = "login_throttle"
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)  # peer or trusted proxy's X-Forwarded-For hop
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]

@@ -2,8 +2,10 @@
 
 A newcomer picks a cadre from a list and talks to the bot exactly as on WeCom: every message
 becomes an ``Event(platform="local")`` and goes through ``Runtime.process`` (the same handlers).
-The page exists only in local mode (404 otherwise). A few demo persons and groups are seeded
-on first use when the database is empty.
+The page exists only in local mode: development, no WeCom credentials, and the server bound to
+a loopback address (``Settings.local_mode_on``); every /local path is 404 otherwise. A few demo
+persons (one of them an admin) and groups are seeded on first use, only into a database without
+any person or group.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.dashboard.auth import check_origin
 from bot.dashboard.routes import SecureRoute, env
@@ -39,16 +42,24 @@ SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, member
 
 def _runtime(request: Request):
     rt = request.app.state.runtime
-    if not rt.settings.local_mode:
-        raise HTTPException(404, "本地体验只在未配置企业微信时提供")
+    if not getattr(request.app.state, "local_mode", False) or not rt.settings.local_mode:
+        raise HTTPException(404, "没有这个页面")
     return rt
 
 
 def seed_if_empty(rt) -> bool:
     """Create a few demo cadres and groups when the database has nobody yet."""
     now = rt.now()
+    try:
+        return _seed(rt, now)
+    except IntegrityError:  # two first visits at once: the other one seeded
+        return False
+
+
+def _seed(rt, now) -> bool:
     with rt.db.session() as s:
-        if s.execute(select(func.count()).select_from(Person)).scalar_one():
+        if (s.execute(select(func.count()).select_from(Person)).scalar_one()
+                or s.execute(select(func.count()).select_from(Group)).scalar_one()):
             return False
         for pid, name, unit, role in SEED_PERSONS:
             s.add(Person(id=pid, name=name, unit=unit, role=role, created_at=now))

@@ -110,11 +110,12 @@ def _guard(fn):
     @functools.wraps(fn)
     def wrapper(request: Request, *a, **kw):
         rt = _rt(request)
-        try:
-            with rt.db.session() as s:
+        with rt.db.session() as s:
+            try:
                 return fn(request, s, *a, **kw)
-        except _Login:
-            return RedirectResponse("/dashboard/login", status_code=303)
+            except _Login:
+                pass  # committed: a session that load_session ended stays ended
+        return RedirectResponse("/dashboard/login", status_code=303)
 
     sig = inspect.signature(fn)
     wrapper.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "s"])
@@ -169,8 +170,14 @@ async def login(request: Request) -> Response:
     auth.check_origin(request, rt.settings)
     form = await _form(request)
     auth.check_csrf(request.cookies.get(auth.PRE_COOKIE), form.get("csrf"))
-    if not auth.check_admin_token(rt.settings, form.get("token", "")):
-        tok, new = _pre_token(request)
+    tok, new = _pre_token(request)
+    try:
+        # blocking (the limiter's row lock may wait for another instance): off the event loop
+        ok = await run_in_threadpool(auth.admin_token_attempt, rt, request, form.get("token", ""), via="dashboard")
+    except auth.Locked as e:
+        return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error=e.detail),
+                                      status_code=429, headers=e.headers), request, tok, new)
+    if not ok:
         return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error="令牌不正确"),
                                       status_code=403), request, tok, new)
     with rt.db.session() as s:
@@ -398,6 +405,7 @@ def _act(request: Request, action: str, form: dict) -> Response:
     with rt.db.session() as s:
         sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
         if sess is None:
+            s.commit()  # a session that load_session ended stays ended
             raise HTTPException(403, "登录已过期，请重新登录")
         auth.check_csrf(sess.csrf, form.get("csrf"))
         if not sess.is_admin:

@@ -131,3 +131,44 @@ def test_one_time_link_from_chat(web, runtime, clock):
 
 def test_local_page_only_in_local_mode(web):
     assert web.get("/local").status_code == 404
+
+
+def _link_login(web, runtime, who: str):
+    path = re.search(r"/dashboard/login/\S+", _say(runtime, who, "看板")).group(0)
+    r = web.post(path, data={"csrf": _csrf(web.get(path).text)}, headers={"Origin": ORIGIN})
+    assert r.status_code == 200 and r.url.path == "/dashboard"
+    return _csrf(r.text)
+
+
+def test_demoted_commission_member_loses_access_at_once(web, runtime):
+    from storage.models import Person
+
+    _link_login(web, runtime, "d")
+    assert web.get("/dashboard/units").status_code == 200
+    with runtime.db.session() as s:
+        s.get(Person, "d").role = "cadre"
+    r = web.get("/dashboard/units", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+    with runtime.db.session() as s:
+        s.get(Person, "d").role = "commission"  # promoted again: the old session stays ended
+    assert web.get("/dashboard/units", follow_redirects=False).status_code == 303
+
+
+def test_demoted_admin_cannot_act_any_more(web, runtime):
+    from storage.models import Person
+
+    with runtime.db.session() as s:
+        s.get(Person, "d").role = "admin"
+    csrf = _link_login(web, runtime, "d")
+    with runtime.db.session() as s:
+        s.get(Person, "d").role = "commission"
+    r = web.post("/dashboard/actions/protect", data={"group_id": "g4", "csrf": csrf}, headers={"Origin": ORIGIN})
+    assert r.status_code == 403
+    with runtime.db.session() as s:
+        assert s.get(Group, "g4").protected is False
+    assert web.get("/dashboard/units").status_code == 200  # still a commission member: may read
+
+
+def test_admin_token_session_survives_role_checks(web):
+    login(web)
+    assert web.get("/dashboard/units").status_code == 200
