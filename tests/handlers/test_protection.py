@@ -129,3 +129,14 @@ def test_merge_of_a_group_with_unknown_members_says_so(chat, runtime, clock):
     with runtime.db.session() as s:  # the owner is asked to tell the members
         assert any("城关镇工作群" in n.text for n in
                    s.execute(select(Notice).where(Notice.person_id == "zhang")).scalars())
+
+
+def test_registering_a_dissolving_group_as_protected_is_refused_and_changes_nothing(chat, runtime, clock):
+    people(runtime, clock)
+    chat.say("ua", "报备 城关镇调度群 用途:日常调度 单位:城关镇 类别:常设群")
+    with runtime.db.session() as s:
+        s.execute(select(Group).where(Group.name == "城关镇调度群")).scalar_one().status = "dissolving"
+    reply = chat.say("ua", "报备 城关镇调度群 用途:机关日常 单位:城关镇 类别:机关群")
+    assert "正在解散" in reply and "恢复" in reply
+    g = the_group(runtime, "城关镇调度群")
+    assert (g.category, g.purpose, g.protected, g.status) == ("常设群", "日常调度", False, "dissolving")
