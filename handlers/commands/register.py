@@ -191,7 +191,8 @@ def _finish(ctx: Context, data: dict) -> Reply:
         if may_protect(ctx, g.unit):  # an administrator (of the unit) registering grants it
             lifecycle.set_protected(ctx.session, g, True, ctx.now, actor=ctx.person.id)
         else:
-            request_protection(ctx, g)
+            if g.protect_requested_at is None:  # asked once: registering again does not ask again
+                request_protection(ctx, g)
             requested = True
     where = f"（{category}，{g.unit}）" if g.unit else f"（{category}）"
     hint = ""

@@ -63,6 +63,9 @@ def test_owner_registering_a_protected_category_waits_for_the_unit_administrator
 def test_text_fallback_confirms_protection(chat, runtime, clock):
     people(runtime, clock)
     chat.say("zhang", "报备 城关镇机关群 用途:机关日常 类别:机关群")
+    assert "待单位管理员确认保护" in chat.say("zhang", "报备 城关镇机关群 用途:机关日常 类别:机关群")
+    with runtime.db.session() as s:  # registering again does not ask again
+        assert len(s.execute(select(OutboxMessage).where(OutboxMessage.kind == "protect_request")).all()) == 1
     reply = chat.say("ua", "确认保护 城关镇机关群")
     assert "受保护" in reply and "常设" not in reply
     assert the_group(runtime, "城关镇机关群").protected
