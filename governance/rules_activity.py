@@ -17,7 +17,7 @@
   or whose owner said 完成 (``done_at <= now``).  Action ``dissolve``; the lifecycle
   still warns first.  Never for protected groups.
 * :func:`unregistered` - not registered ``unregistered_grace_days`` (exactly, inclusive)
-  after ``first_seen_at`` (fallback ``created_at``).  Action ``review``.
+  after the earlier of ``first_seen_at`` and ``observed_since`` (fallback ``created_at``).  Action ``review``.
 * :func:`overloaded_members` - a person in more than ``max_groups_per_person`` live
   groups (20 is fine, 21 is a finding).  Action ``review``, score = count.
 """
@@ -142,7 +142,10 @@ def expired(
 def unregistered(group: GroupFacts, now: datetime, params: Params = Params()) -> Finding | None:
     if not group.live or group.registered or group.protected:
         return None
-    since = group.first_seen_at or group.created_at
+    seen = group.first_seen_at
+    if group.observed_since is not None and (seen is None or group.observed_since < seen):
+        seen = group.observed_since  # an archive showed the group earlier than the import ran
+    since = seen or group.created_at
     if now - since < timedelta(days=params.unregistered_grace_days):
         return None
     days = _days(now - since)

@@ -453,6 +453,7 @@ class _Plan:
         self.now, self.actor, self.tz = now, actor, tz
         self.protected_cats, self.temp_cats = protected_cats, temp_cats
         self.created = self.updated = self.unchanged = 0
+        self.protected = 0  # groups this import protects (an operator's import grants protection)
         self.new_groups: list[dict] = []
         self.new_members: dict[str, list[str]] = {}
         self.changes: list[tuple[str, dict]] = []
@@ -468,6 +469,7 @@ class _Plan:
             created_at = _midnight(r.created_at, self.tz, now)
             g = existing.get(r.group_id)
             if g is None:
+                self.protected += bool(cat and cat in protected_cats)
                 self.new_groups.append({
                     "id": r.group_id, "name": r.name, "platform": r.platform, "owner_id": r.owner_id,
                     "unit": r.unit, "category": cat, "purpose": r.purpose, "expires_at": r.expires_at,
@@ -487,6 +489,7 @@ class _Plan:
                 diff.pop("created_at", None)
             if cat in protected_cats and not g.protected:
                 diff["protected"] = True
+                self.protected += 1
                 diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
@@ -541,6 +544,7 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     pg = session.get_bind().dialect.name == "postgresql"
     session.flush()
     owners_done: set[str] = set()
+    protected = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
         owners = sorted({r.owner_id for r in chunk if r.owner_id} - owners_done)
@@ -555,10 +559,12 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
             late = [r for r in chunk if r.group_id not in existing and r.group_id not in made]
             late_ids = [r.group_id for r in late]
             plan.created -= len(late)
+            plan.protected -= sum(1 for r in late if r.category and r.category in protected_cats)
             plan.add(late, _existing_groups(session, late_ids), _existing_members(session, pg, late_ids))
         result.created += plan.created
         result.updated += plan.updated
         result.unchanged += plan.unchanged
+        protected += plan.protected
         fresh = {gid: ms for gid, ms in plan.new_members.items() if gid in made}
         if pg and fresh:
             _copy_members(session, fresh)  # no row can conflict: this transaction just created these groups
@@ -570,7 +576,7 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     if result.created or result.updated:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入台账 {path.name}",
                      data={"file_sha256": sink["sha256"], "created": result.created,
-                           "updated": result.updated, "skipped": result.skipped})
+                           "updated": result.updated, "skipped": result.skipped, "protected": protected})
     return result
 
 

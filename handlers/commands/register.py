@@ -172,6 +172,9 @@ def _finish(ctx: Context, data: dict) -> Reply:
     refused = _end_date_refusal(ctx, g, data)
     if refused is not None:
         return refused
+    if (g is not None and g.status in ("dissolving", "restoring") and not g.protected
+            and data["category"] in ctx.settings.protected_categories):
+        return Reply(f"“{g.name}”正在解散或恢复中，请先回复“恢复 {g.name}”，再登记为受保护类别。")
     new = g is None
     if new:
         g = repo.ensure_group(ctx.session, group_id=repo.new_group_id(data["name"], ctx.person.id, ctx.now),
@@ -198,7 +201,8 @@ def _finish(ctx: Context, data: dict) -> Reply:
         if may_protect(ctx, g.unit):  # an administrator (of the unit) registering grants it
             lifecycle.set_protected(ctx.session, g, True, ctx.now, actor=ctx.person.id)
         else:
-            request_protection(ctx, g)
+            if g.protect_requested_at is None:  # asked once: registering again does not ask again
+                request_protection(ctx, g)
             requested = True
     where = f"（{category}，{g.unit}）" if g.unit else f"（{category}）"
     hint = ""

@@ -149,6 +149,13 @@ def test_unregistered_grace_boundary():
     assert unregistered(group(registered=True, first_seen_at=NOW - 30 * D), NOW, P) is None
 
 
+def test_unregistered_counts_from_the_archive_coverage_not_the_import_time():
+    # first known from an archive imported today that shows the group 90 days back
+    g = group(registered=False, owner_id=None, created_at=NOW - 90 * D, first_seen_at=NOW, observed_since=NOW - 90 * D)
+    f = unregistered(g, NOW, P)
+    assert f is not None and f.score == 90.0
+
+
 def test_unregistered_falls_back_to_created_and_unknown_owner():
     f = unregistered(group(registered=False, created_at=NOW - 8 * D, owner_id=None), NOW, P)
     assert f.person_ids == [] and any("群主未知" in r for r in f.reasons)

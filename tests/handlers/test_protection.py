@@ -63,6 +63,9 @@ def test_owner_registering_a_protected_category_waits_for_the_unit_administrator
 def test_text_fallback_confirms_protection(chat, runtime, clock):
     people(runtime, clock)
     chat.say("zhang", "报备 城关镇机关群 用途:机关日常 类别:机关群")
+    assert "待单位管理员确认保护" in chat.say("zhang", "报备 城关镇机关群 用途:机关日常 类别:机关群")
+    with runtime.db.session() as s:  # registering again does not ask again
+        assert len(s.execute(select(OutboxMessage).where(OutboxMessage.kind == "protect_request")).all()) == 1
     reply = chat.say("ua", "确认保护 城关镇机关群")
     assert "受保护" in reply and "常设" not in reply
     assert the_group(runtime, "城关镇机关群").protected
@@ -129,3 +132,14 @@ def test_merge_of_a_group_with_unknown_members_says_so(chat, runtime, clock):
     with runtime.db.session() as s:  # the owner is asked to tell the members
         assert any("城关镇工作群" in n.text for n in
                    s.execute(select(Notice).where(Notice.person_id == "zhang")).scalars())
+
+
+def test_registering_a_dissolving_group_as_protected_is_refused_and_changes_nothing(chat, runtime, clock):
+    people(runtime, clock)
+    chat.say("ua", "报备 城关镇调度群 用途:日常调度 单位:城关镇 类别:常设群")
+    with runtime.db.session() as s:
+        s.execute(select(Group).where(Group.name == "城关镇调度群")).scalar_one().status = "dissolving"
+    reply = chat.say("ua", "报备 城关镇调度群 用途:机关日常 单位:城关镇 类别:机关群")
+    assert "正在解散" in reply and "恢复" in reply
+    g = the_group(runtime, "城关镇调度群")
+    assert (g.category, g.purpose, g.protected, g.status) == ("常设群", "日常调度", False, "dissolving")

@@ -346,6 +346,9 @@ def test_ledger_refuses_an_end_date_on_a_protected_category(cli, db, tmp_path):
     assert r.exit_code == 0, r.output
     groups, _, _ = state(db)
     assert [(g[0], g[6], g[8]) for g in groups] == [("g2", True, None)]  # the operator's import grants it
+    with db.session() as s:
+        rec = s.execute(select(AuditRecord).where(AuditRecord.action == "import")).scalar_one()
+        assert rec.data["protected"] == 1
 
 
 def test_ledger_refuses_an_end_date_on_a_group_already_protected(cli, db, tmp_path):
