@@ -22,7 +22,7 @@ FINDING_KINDS = {
     "unregistered": "未登记",
     "overloaded_member": "入群过多的干部",
     "rebound": "反弹回潮",
-    "useless": "被反映没用",
+    "useless": "成员认为没用",
 }
 
 GROUP_STATUSES = {
@@ -63,6 +63,7 @@ ACTIONS = {
     "import": "导入",
     "approve": "审批",
     "login_lockout": "登录锁定",
+    "protect_request": "申请保护",
     "role_change": "变更角色",
     "lookback": "回头看",
 }
@@ -97,6 +98,8 @@ SWEEP_RESULTS = {
 
 # Notice kinds (storage.outbox.notify) and outbox kinds (storage.outbox.enqueue).
 MESSAGE_KINDS = {
+    "protect_granted": "保护已确认",
+    "protect_request": "保护待确认",
     "warning": "解散提醒",
     "warning_member": "解散提醒（成员）",
     "expiry": "到期提醒",

@@ -59,7 +59,7 @@ def local_surfaces(runtime, person_ids) -> dict[str, str]:
     assert settings.local_mode
     local = Runtime(settings, db=runtime.db, clock=runtime.now)
     out: dict[str, str] = {}
-    with TestClient(create_app(runtime=local, start_scheduler=False), base_url=ORIGIN,
+    with TestClient(create_app(runtime=local, start_scheduler=False, bind_host="127.0.0.1"), base_url=ORIGIN,
                     raise_server_exceptions=False) as c:
         for pid in person_ids:
             r = c.get("/local/inbox", params={"person_id": pid})

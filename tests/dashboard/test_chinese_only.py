@@ -305,7 +305,7 @@ def _cells(line: str, width: int) -> str:
 
 def test_groups_table_shows_every_column_on_a_wide_terminal(county, monkeypatch):
     out = cli_runner(county, monkeypatch, columns=160)("groups")
-    for head in ("群编号", "群名称", "群主", "单位", "类别", "常设", "状态", "到期", "成员", "最近工作消息"):
+    for head in ("群编号", "群名称", "群主", "单位", "类别", "受保护", "状态", "到期", "成员", "最近工作消息"):
         assert head in out
     assert "张镇长" in out and "已提醒待解散" in out
 
