@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from governance.dates import fmt_date
 from governance.worktime import WorkTime, is_working_time
 from scheduler import registry
-from storage import audit
+from storage import audit, premises
 from storage.models import AuditRecord, Group, Membership, Notice, OutboxMessage, Person, PulseAsk
 
 log = logging.getLogger("qunzhi.jobs")
@@ -136,7 +136,7 @@ def expiry_reminders(rt) -> int:
             notify(s, person_id=g.owner_id, kind="expiry", group_id=g.id, at=now,
                    text=f"“{g.name}”将于{fmt_date(g.expires_at, today)}到期（还有{left}天）。"
                         f"任务完成请回复“完成 {g.name}”，需要延长请回复“续期 {g.name} 30天”。",
-                   dedupe_key=f"expiry:{g.id}:{g.expires_at.isoformat()}:{milestone}")
+                   dedupe_key=f"expiry:{g.id}:{g.expires_at.isoformat()}:{milestone}", premise=premises.of("expiry", g))
             queued += 1
     return queued
 
@@ -224,7 +224,7 @@ def lookback(rt) -> int:
                 for pid in commission:
                     notify(s, person_id=pid, kind="lookback", group_id=old.id, at=now,
                            text=f"回头看：已解散的“{old.name}”可能以{names}重新出现，请核查。",
-                           dedupe_key=f"lookback:{old.id}:{pid}")
+                           dedupe_key=f"lookback:{old.id}:{pid}", premise=premises.of("lookback", old))
     return found
 
 

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage import repo
+from storage import premises, repo
 from storage.models import FindingRecord, FormalismReport, Group, Person, PulseAsk, PulseResponse, UselessVote
 from storage.outbox import notify
 
@@ -122,7 +122,8 @@ def record_useless_vote(session: Session, *, secret: bytes, group: Group, person
             notify(session, person_id=group.owner_id, kind="useless_review", group_id=group.id, at=now,
                    text=f"有{votes}位成员匿名反映“{group.name}”没有用处。请看看是否还需要它："
                         f"不需要可回复“完成 {group.name}”，需要请回复“保留 {group.name} 理由”。",
-                   dedupe_key=f"useless_review:{group.id}:{_monday(local_day)}")
+                   dedupe_key=f"useless_review:{group.id}:{_monday(local_day)}",
+                   premise=premises.of("useless_review", group))
     return VoteResult(new, votes, threshold, review)
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from governance.dates import fmt_date
@@ -53,8 +53,8 @@ from governance.lifecycle import AUTO_DISSOLVE_KINDS, WARN_KINDS, GroupState, Li
 from governance.model import Finding, GroupFacts, Params
 from governance.rules_activity import idle_since
 from governance.scan import kinds_by_group, scan
-from storage import audit, repo
-from storage.models import FindingRecord, Group, Membership, Person
+from storage import audit, premises, repo
+from storage.models import FindingRecord, FindingRefresh, Group, Membership, Person
 from storage.outbox import enqueue, notify
 
 log = logging.getLogger("qunzhi.lifecycle")
@@ -70,7 +70,8 @@ DISSOLVED_PREFIX = "[已解散]"
 _SWEEP_LOCK = 727276
 
 __all__ = [
-    "params_from", "as_of", "load_facts", "compute_findings", "refresh_findings", "mark_warning_sent",
+    "params_from", "as_of", "load_facts", "compute_findings", "refresh_findings", "refresh_group_findings",
+    "findings_computed_at", "groups_changed", "mark_warning_sent",
     "confirm_bridge_dissolution", "confirm_order", "keep_group", "restore_group", "merge_group",
     "set_protected", "begin_dissolution", "plan", "sweep", "advance_pending", "Step", "SweepReport",
 ]
@@ -182,9 +183,58 @@ def compute_findings(session: Session, now: datetime, settings) -> list[Finding]
 
 
 def refresh_findings(session: Session, now: datetime, settings) -> list[Finding]:
-    """Run the scan and persist it: upsert by ``Finding.key``, resolve what is no longer seen."""
+    """Run the scan and persist it: upsert by ``Finding.key``, resolve what is no longer seen
+    (never the ``useless`` findings: those come from anonymous votes, not from the scan)."""
     findings = compute_findings(session, now, settings)
     by_key = {f.key: f for f in findings}
+    _upsert_findings(session, by_key, now)
+    for r in session.execute(select(FindingRecord).where(FindingRecord.status == "open",
+                                                         FindingRecord.kind != "useless")).scalars():
+        if r.key not in by_key:
+            r.status, r.last_seen = "resolved", now
+    _stamp_findings(session, "full", now)
+    session.flush()
+    return findings
+
+
+def refresh_group_findings(session: Session, group_ids, now: datetime, settings) -> list[Finding]:
+    """Refresh the findings of a few groups right after a command changed them, without a scan.
+
+    Only the per-group rules (``zombie``, ``expired``, ``unregistered``) are recomputed for these
+    groups: their findings appear or are resolved at once. The member-set rules (duplicate,
+    overlap, overloaded, rebound) need every group's members; they stay as the last full refresh
+    left them (hourly job ``refresh_findings``, after imports, at the sweep), and the dashboard
+    says when that was. ``useless`` findings are never touched."""
+    from governance.model import Finding as _Finding
+    from governance.scan import PER_GROUP_KINDS, per_group
+
+    ids = sorted(set(group_ids))
+    if not ids:
+        return []
+    groups = list(session.execute(select(Group).where(Group.id.in_(ids))).scalars())
+    members: dict[str, set[str]] = defaultdict(set)
+    for gid, pid in session.execute(select(Membership.group_id, Membership.person_id)
+                                    .where(Membership.group_id.in_(ids))):
+        members[gid].add(pid)
+    live = [_facts(g, frozenset(members.get(g.id, ()))) for g in groups if g.status in LIVE]
+    findings = per_group(live, now.astimezone(settings.tz), params_from(settings), today=_today(now, settings))
+    by_key = {f.key: f for f in findings}
+    _upsert_findings(session, by_key, now)
+    # the keys these groups' per-group findings can have (unregistered names the owner, if known)
+    candidates = {_Finding(kind, [g.id], persons, 0.0, "review", []).key
+                  for g in groups for kind in PER_GROUP_KINDS
+                  for persons in ([], [g.owner_id] if g.owner_id else [])}
+    stale = sorted(candidates - set(by_key))
+    for i in range(0, len(stale), 500):
+        for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(stale[i:i + 500]),
+                                                             FindingRecord.status == "open")).scalars():
+            r.status, r.last_seen = "resolved", now
+    _stamp_findings(session, "groups", now)
+    session.flush()
+    return findings
+
+
+def _upsert_findings(session: Session, by_key: dict[str, Finding], now: datetime) -> None:
     existing: dict[str, FindingRecord] = {}
     keys = list(by_key)
     for i in range(0, len(keys), 500):
@@ -201,11 +251,30 @@ def refresh_findings(session: Session, now: datetime, settings) -> list[Finding]
                 r.first_seen = now
             r.group_ids, r.person_ids, r.score = list(f.group_ids), list(f.person_ids), f.score
             r.action, r.reasons, r.status, r.last_seen = f.action, list(f.reasons), "open", now
-    for r in session.execute(select(FindingRecord).where(FindingRecord.status == "open")).scalars():
-        if r.key not in by_key:
-            r.status, r.last_seen = "resolved", now
+
+
+def _stamp_findings(session: Session, scope: str, now: datetime) -> None:
+    """Remember when the findings were computed (``finding_refreshes``, shown on the dashboard)."""
+    repo.insert_ignore(session, FindingRefresh, [{"scope": scope, "at": now}], ["scope"])
+    session.execute(update(FindingRefresh).where(FindingRefresh.scope == scope, FindingRefresh.at < now)
+                    .values(at=now))
+
+
+def findings_computed_at(session: Session) -> dict[str, datetime]:
+    """``{"full": …, "groups": …}``: when the findings were last computed, per scope."""
+    return dict(session.execute(select(FindingRefresh.scope, FindingRefresh.at)).all())
+
+
+def groups_changed(session: Session, group_ids, now: datetime, settings) -> None:
+    """After a command or an administrator's action changed ``group_ids`` (in its transaction):
+    withdraw or correct their notices whose premise ended (``storage.premises.settle``) and
+    refresh their per-group findings (:func:`refresh_group_findings`)."""
+    ids = sorted({g for g in group_ids if g})
+    if not ids:
+        return
     session.flush()
-    return findings
+    premises.settle(session, ids, now, settings)
+    refresh_group_findings(session, ids, now, settings)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -242,11 +311,12 @@ def _responsible(session: Session, g: Group) -> list[str]:
     return _persons_with_role(session, "admin")
 
 
-def _notify_commission(session: Session, *, kind: str, text_: str, at: datetime, group_id: str, key: str) -> int:
+def _notify_commission(session: Session, *, kind: str, text_: str, at: datetime, group_id: str, key: str,
+                       premise: dict | None = None) -> int:
     ids = _persons_with_role(session, "commission")
     for pid in ids:
         notify(session, person_id=pid, kind=kind, text=text_, at=at, group_id=group_id,
-               dedupe_key=f"{key}:{pid}"[:200])
+               dedupe_key=f"{key}:{pid}"[:200], premise=premise)
     return len(ids)
 
 
@@ -304,7 +374,7 @@ def _warn(session: Session, g: Group, findings: list[Finding], facts: GroupFacts
     recipients = _responsible(session, g)
     for pid in recipients:
         notify(session, person_id=pid, kind="warning", text=owner_text, at=now, group_id=g.id, urgent=True,
-               dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200])
+               dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200], premise=premises.of("warning", g))
     if g.temporary and auto:
         owner = repo.display_name(session, g.owner_id)
         member_text = (f"“{g.name}”{why}，如无异议将于{due}解散，解散后{params.restore_days}天内可恢复。"
@@ -312,7 +382,8 @@ def _warn(session: Session, g: Group, findings: list[Finding], facts: GroupFacts
         for pid in repo.member_ids(session, g.id):
             if pid not in recipients:
                 notify(session, person_id=pid, kind="warning_member", text=member_text, at=now, group_id=g.id,
-                       urgent=True, dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200])
+                       urgent=True, dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200],
+                       premise=premises.of("warning_member", g))
 
 
 def mark_warning_sent(session: Session, group_id: str, at: datetime) -> bool:
@@ -370,7 +441,7 @@ def _order(session: Session, g: Group, state: dict, now: datetime, settings, *, 
         notify(session, person_id=pid, kind="dissolve_order", group_id=g.id, urgent=True, at=now,
                text=(f"“{g.name}”已到解散时间，但机器人无法直接操作该群。请于{day}前手动解散，"
                      f"完成后回复“已解散 {g.name}”。逾期未处理将报送纪委监委。"),
-               dedupe_key=f"order:{g.id}:{now.isoformat()}:{pid}"[:200])
+               dedupe_key=f"order:{g.id}:{now.isoformat()}:{pid}"[:200], premise=premises.of("dissolve_order", g))
     audit.record(session, actor=actor, action="dissolve_order", at=now, group_id=g.id, reason=state.get("reason"),
                  data={"deadline": deadline.isoformat()})
 
@@ -392,7 +463,7 @@ def _finish(session: Session, g: Group, at: datetime, settings, *, actor: str) -
         for pid in _responsible(session, g):
             notify(session, person_id=pid, kind="dissolved", group_id=g.id, at=at,
                    text=f"“{g.name}”已解散。{day}前可恢复：回复“恢复 {g.name}”。",
-                   dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200])
+                   dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200], premise=premises.of("dissolved", g))
 
 
 def _cancel_bridge_instruction(session: Session, g: Group, state: dict, now: datetime) -> None:
@@ -511,7 +582,7 @@ def merge_group(session: Session, a: Group, b: Group, now: datetime, settings, *
     for pid in repo.member_ids(session, a.id):
         notify(session, person_id=pid, kind="merge", group_id=a.id, at=now,
                text=f"“{a.name}”已合并到“{b.name}”，今后请在“{b.name}”沟通，“{a.name}”将解散。",
-               dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200])
+               dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200], premise=premises.of("merge", a, into=b.id))
     return begin_dissolution(session, a, now, settings, actor=actor, reason="合并", final_status="merged")
 
 
@@ -684,6 +755,8 @@ def _apply(s: Session, step: Step, findings: list[Finding], now: datetime, setti
         g.warned_at = g.warning_sent_at = None
         _set_status(g, "active", now, "已不再符合解散条件")
         audit.record(s, actor=SYSTEM, action="unwarn", at=now, group_id=g.id, reason="已不再符合解散条件")
+        s.flush()
+        premises.settle(s, [g.id], now, settings)
         return "done"
     if step.action == "dissolve":
         if g.status != "warned":
@@ -711,6 +784,7 @@ def _apply(s: Session, step: Step, findings: list[Finding], now: datetime, setti
         g.dissolve_state = st
         owner = repo.display_name(s, g.owner_id)
         n = _notify_commission(s, kind="order_overdue", at=now, group_id=g.id, key=f"order-overdue:{g.id}",
+                               premise=premises.of("order_overdue", g),
                                text_=f"“{g.name}”（{g.unit or '未填单位'}，群主{owner}）的解散通知已逾期未执行。")
         audit.record(s, actor=SYSTEM, action="order_escalate", at=now, group_id=g.id, reason="解散通知逾期未执行",
                      data={"deadline": g.order_deadline.isoformat() if g.order_deadline else None, "notified": n})
@@ -834,7 +908,8 @@ def _permanent_failure(s: Session, g: Group, restoring: bool, error: str, now: d
         for pid in _responsible(s, g):
             notify(s, person_id=pid, kind="restore_manual", group_id=g.id, at=now, urgent=True,
                    text=f"“{g.name}”已恢复登记，但未能自动拉回成员，请手动邀请原成员入群。",
-                   dedupe_key=f"restore-manual:{g.id}:{now.isoformat()}:{pid}"[:200])
+                   dedupe_key=f"restore-manual:{g.id}:{now.isoformat()}:{pid}"[:200],
+                   premise=premises.of("restore_manual", g))
         return
     audit.record(s, actor=SYSTEM, action="dissolve_fallback", at=now, group_id=g.id, reason="平台拒绝，改为解散通知",
                  data={"error": error[:300]})

@@ -1,0 +1,221 @@
+"""Stale notices: a warning, order, reminder or merge notice whose premise no longer holds is
+withdrawn before it goes out (when it is put into a digest and again right before the outbox
+sends it); one already delivered is followed by one short correction (working time, no budget).
+
+Real flow: sweep --apply, chat commands through ``handle_event``, the ``deliver_notices`` job,
+the outbox dispatcher and WeComSender against the fake WeCom server."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.senders.wecom import WeComSender
+from scheduler import jobs
+from scheduler.outbox import Dispatcher
+from storage.lifecycle import sweep
+from storage.models import Group, Notice, OutboxMessage
+from tests.conftest import make_settings
+from tests.lifecycle.helpers import NOW, group, person, say, seed_people
+
+FLOOD = "防汛抗旱群"
+
+
+def _texts(fake, to: str | None = None) -> list[str]:
+    return [(d.json.get("text") or {}).get("content") or (d.json.get("markdown") or {}).get("content") or ""
+            for d in fake.delivered("message/send") if to is None or d.json.get("touser") == to]
+
+
+def _dispatch(runtime, fake, clock) -> None:
+    d = Dispatcher(runtime.db, WeComSender(make_settings(wecom_api_base=fake.base_url)), clock=clock, workers=2,
+                   global_per_second=None)
+    try:
+        d.drain()
+    finally:
+        d.close()
+
+
+def _deliver_and_dispatch(runtime, fake, clock) -> None:
+    jobs.deliver_notices(runtime)
+    _dispatch(runtime, fake, clock)
+
+
+def _seed_zombie(runtime) -> None:
+    with runtime.db.session() as s:
+        seed_people(s)
+        group(s, "g-flood", FLOOD, platform="ledger", idle_days=45)
+
+
+def _warned(runtime, clock) -> None:
+    _seed_zombie(runtime)
+    sweep(runtime.db, clock(), runtime.settings, apply=True)
+    with runtime.db.session() as s:
+        assert s.get(Group, "g-flood").status == "warned"
+        assert s.execute(select(Notice).where(Notice.kind == "warning")).scalar_one().status == "pending"
+
+
+def test_kept_before_the_digest_the_warning_is_never_sent(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    [reply] = say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    assert "已保留" in reply
+    clock.advance(minutes=5)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert not any("解散" in t for t in _texts(fake_wecom)), _texts(fake_wecom)
+    with runtime.db.session() as s:
+        warning = s.execute(select(Notice).where(Notice.kind == "warning")).scalar_one()
+        assert warning.status == "withdrawn"
+        assert s.execute(select(OutboxMessage)).first() is None
+        assert s.get(Group, "g-flood").warning_sent_at is None
+
+
+def test_kept_after_the_digest_was_queued_the_outbox_does_not_send_it(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    jobs.deliver_notices(runtime)  # the warning is in the outbox, not sent yet
+    with runtime.db.session() as s:
+        assert s.execute(select(OutboxMessage.status)).scalar_one() == "pending"
+    clock.advance(minutes=1)
+    say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    _dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom) == []
+    with runtime.db.session() as s:
+        row = s.execute(select(OutboxMessage)).scalar_one()
+        assert row.status == "withdrawn"
+        assert s.execute(select(Notice.status).where(Notice.kind == "warning")).scalar_one() == "withdrawn"
+        g = s.get(Group, "g-flood")
+        assert g.status == "active" and g.warning_sent_at is None
+
+
+def test_a_digest_is_re_rendered_without_the_withdrawn_item(runtime, clock, fake_wecom):
+    _seed_zombie(runtime)
+    with runtime.db.session() as s:  # a temporary group of the same owner, ending in 3 days
+        group(s, "g-tmp", "秋粮专班", platform="ledger", idle_days=1, temporary=True, members=("owner1", "t1", "t2"),
+              expires_at=(NOW + timedelta(days=3)).astimezone(runtime.settings.tz).date())
+    sweep(runtime.db, clock(), runtime.settings, apply=True)
+    assert jobs.expiry_reminders(runtime) == 1
+    clock.advance(minutes=3)
+    jobs.deliver_notices(runtime)
+    with runtime.db.session() as s:
+        row = s.execute(select(OutboxMessage)).scalar_one()
+        assert row.kind == "digest" and FLOOD in row.payload["text"] and "秋粮专班" in row.payload["text"]
+    say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    _dispatch(runtime, fake_wecom, clock)
+    [text] = _texts(fake_wecom)
+    assert "秋粮专班" in text and FLOOD not in text and "您有" not in text
+    with runtime.db.session() as s:
+        row = s.execute(select(OutboxMessage)).scalar_one()
+        assert row.status == "sent" and row.payload["warning_groups"] == []
+        assert [n.kind for n in s.execute(select(Notice).where(Notice.status == "withdrawn")).scalars()] == ["warning"]
+
+
+def test_kept_after_delivery_one_correction_outside_the_budget(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    [warning] = _texts(fake_wecom)
+    assert "解散" in warning
+    with runtime.db.session() as s:  # the owner's weekly budget (2) is now used up
+        s.add(Notice(person_id="owner1", kind="expiry", text="别的提醒", due_at=clock(), created_at=clock(),
+                     status="sent", decided_at=clock(), outbox_id=9001))
+    clock.advance(minutes=5)
+    [reply] = say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    assert "解散提醒已撤销" in reply
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    texts = _texts(fake_wecom)
+    assert len(texts) == 2, texts
+    assert texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销") and "无需处理" in texts[1]
+    clock.advance(minutes=10)  # nothing more for the owner: one correction only
+    say(runtime, "owner1", f"保留 {FLOOD} 还要用", clock())
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert len(_texts(fake_wecom, to="owner1")) == 2
+
+
+def test_a_correction_waits_for_working_time(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    clock.set(NOW.replace(hour=13))  # 21:00 in Beijing
+    say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert len(_texts(fake_wecom)) == 1
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "correction")).scalar_one() == "held"
+    clock.set(NOW + timedelta(days=1))  # Tuesday 10:00
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    texts = _texts(fake_wecom)
+    assert len(texts) == 2 and "解散提醒已撤销" in texts[1]
+
+
+def _merged(runtime, clock):
+    with runtime.db.session() as s:
+        seed_people(s)
+        group(s, "g-a", "秋收调度群", platform="ledger", idle_days=2, members=("owner1", "m1", "m2"))
+        group(s, "g-b", "秋收工作群", platform="ledger", idle_days=1, members=("owner1", "m1", "m2", "m3"))
+    [reply] = say(runtime, "admin1", "合并 秋收调度群 到 秋收工作群", clock())
+    assert "已安排合并" in reply
+    with runtime.db.session() as s:
+        kinds = sorted(n.kind for n in s.execute(select(Notice)).scalars())
+        assert "dissolve_order" in kinds and "merge" in kinds
+
+
+def test_merge_undone_by_restore_before_delivery_sends_no_order(runtime, clock, fake_wecom):
+    _merged(runtime, clock)
+    clock.advance(minutes=2)
+    [reply] = say(runtime, "admin1", "恢复 秋收调度群", clock())
+    assert "已恢复" in reply
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    texts = _texts(fake_wecom)
+    assert not any("手动解散" in t or "合并" in t for t in texts), texts
+    with runtime.db.session() as s:
+        assert {n.status for n in s.execute(select(Notice).where(Notice.kind.in_(("merge", "dissolve_order"))))
+                .scalars()} == {"withdrawn"}
+
+
+def test_merge_undone_after_delivery_the_owner_gets_a_correction(runtime, clock, fake_wecom):
+    _merged(runtime, clock)
+    clock.advance(minutes=2)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert any("逾期未处理将报送纪委监委" in t for t in _texts(fake_wecom))
+    n_before = len(_texts(fake_wecom))
+    clock.advance(minutes=2)
+    say(runtime, "admin1", "恢复 秋收调度群", clock())
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    new = _texts(fake_wecom)[n_before:]
+    by_person = {d.json["touser"]: (d.json.get("text") or {}).get("content", "")
+                 for d in fake_wecom.delivered("message/send")[n_before:]}
+    assert len(new) == 3, new  # the owner and the two members, one message each
+    assert "解散通知已撤销" in by_person["owner1"] and "秋收调度群" in by_person["owner1"]
+    assert "合并" in by_person["m1"] and "已撤销" in by_person["m1"]
+
+
+def test_renewed_before_delivery_the_expiry_reminder_is_withdrawn(runtime, clock, fake_wecom):
+    with runtime.db.session() as s:
+        seed_people(s)
+        group(s, "g-tmp", "秋粮专班", platform="ledger", idle_days=1, temporary=True,
+              expires_at=(NOW + timedelta(days=3)).astimezone(runtime.settings.tz).date())
+    assert jobs.expiry_reminders(runtime) == 1
+    say(runtime, "owner1", "续期 秋粮专班 30天", clock())
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom) == []
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "expiry")).scalar_one() == "withdrawn"
+
+
+def test_protected_by_the_dashboard_after_delivery_gets_a_correction(runtime, clock, fake_wecom):
+    from bot.dashboard import actions
+
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    with runtime.db.session() as s:
+        g = s.get(Group, "g-flood")
+        actions.protect(s, g, actor="admin1", now=clock(), settings=runtime.settings)
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    texts = _texts(fake_wecom)
+    assert len(texts) == 2 and texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销")
