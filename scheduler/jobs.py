@@ -141,6 +141,23 @@ def expiry_reminders(rt) -> int:
     return queued
 
 
+def refresh_findings(rt) -> int:
+    """Hourly: every rule over the whole ledger, persisted (the dashboard's 问题清单). Commands
+    refresh only their groups' per-group rules; this catches the member-set rules and activity.
+    Skipped while this process sweeps (the sweep refreshes them itself)."""
+    from storage.lifecycle import refresh_findings as lifecycle_refresh
+
+    if not _lifecycle_lock.acquire(blocking=False):
+        return 0
+    try:
+        with rt.db.session() as s:
+            found = lifecycle_refresh(s, rt.now(), rt.settings)
+    finally:
+        _lifecycle_lock.release()
+    log.info("refresh_findings: %d open", len(found))
+    return len(found)
+
+
 def deliver_notices(rt):
     """Turn due notices into digests within working time and the weekly budget."""
     from storage.notices import deliver_due_notices
@@ -268,6 +285,7 @@ JOBS = {
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,
+    "refresh_findings": refresh_findings,
     "weekly_pulse": weekly_pulse,
     "lookback": lookback,
     "commission_digest": commission_digest,

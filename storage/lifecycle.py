@@ -240,17 +240,21 @@ def _upsert_findings(session: Session, by_key: dict[str, Finding], now: datetime
     for i in range(0, len(keys), 500):
         for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(keys[i:i + 500]))).scalars():
             existing[r.key] = r
+    new = []
     for key, f in by_key.items():
         r = existing.get(key)
         if r is None:
-            session.add(FindingRecord(key=key, kind=f.kind, group_ids=list(f.group_ids), person_ids=list(f.person_ids),
-                                      score=f.score, action=f.action, reasons=list(f.reasons), status="open",
-                                      first_seen=now, last_seen=now))
+            new.append({"key": key, "kind": f.kind, "group_ids": list(f.group_ids), "person_ids": list(f.person_ids),
+                        "score": f.score, "action": f.action, "reasons": list(f.reasons), "status": "open",
+                        "first_seen": now, "last_seen": now})
         else:
             if r.status != "open":
                 r.first_seen = now
             r.group_ids, r.person_ids, r.score = list(f.group_ids), list(f.person_ids), f.score
             r.action, r.reasons, r.status, r.last_seen = f.action, list(f.reasons), "open", now
+    # ON CONFLICT DO NOTHING: a command's refresh and the hourly one may find the same new finding at once
+    for i in range(0, len(new), 1000):
+        repo.insert_ignore(session, FindingRecord, new[i:i + 1000], ["key"])
 
 
 def _stamp_findings(session: Session, scope: str, now: datetime) -> None:
