@@ -139,7 +139,7 @@ def _changing_groups(ctx: Context, run) -> list[Reply]:
     with repo.track_groups(ctx.session) as touched:
         replies = _as_list(run())
     if touched:
-        groups_changed(ctx.session, touched, ctx.now, ctx.settings)
+        groups_changed(ctx.session, touched, ctx.now, ctx.settings, actor=ctx.person.id)
     return replies
 
 

@@ -269,7 +269,7 @@ def findings_computed_at(session: Session) -> dict[str, datetime]:
     return dict(session.execute(select(FindingRefresh.scope, FindingRefresh.at)).all())
 
 
-def groups_changed(session: Session, group_ids, now: datetime, settings) -> None:
+def groups_changed(session: Session, group_ids, now: datetime, settings, *, actor: str | None = None) -> None:
     """After a command or an administrator's action changed ``group_ids`` (in its transaction):
     withdraw or correct their notices whose premise ended (``storage.premises.settle``) and
     refresh their per-group findings (:func:`refresh_group_findings`)."""
@@ -277,7 +277,7 @@ def groups_changed(session: Session, group_ids, now: datetime, settings) -> None
     if not ids:
         return
     session.flush()
-    premises.settle(session, ids, now, settings)
+    premises.settle(session, ids, now, settings, actor=actor)
     refresh_group_findings(session, ids, now, settings)
 
 

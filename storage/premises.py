@@ -111,41 +111,59 @@ def holds(session: Session, notice: Notice, group: Group | None = None, *, waiti
     return _group_holds(p, group)
 
 
+def _since(g: Group, n: Notice, step: str) -> bool:
+    """Did the group's dissolution reach ``step`` (``intent_at``/``finished_at``) after ``n`` was written?"""
+    v = (g.dissolve_state or {}).get(step)
+    if not v:
+        return False
+    try:
+        return datetime.fromisoformat(v) >= n.created_at
+    except (TypeError, ValueError):
+        return False
+
+
 def _moot(n: Notice, g: Group | None) -> bool:
-    """Is what the notice announced now off (rather than carried out)?"""
+    """Is what the notice announced now off (rather than carried out or superseded)?
+
+    A warning followed by a dissolution (even one restored later) was carried out: the order or
+    the restore that followed is what the person knows now; so is an order that was confirmed."""
     if g is None or n.kind not in LABELS:
         return False
     if n.kind == "expiry":
         return g.status in LIVE and g.done_at is None and (bool(g.protected) or
                                                           _iso(g.expires_at) != (n.premise.get("eq") or {}).get("expires_at"))
     if n.kind in ("warning", "warning_member"):
-        return g.status in ("active", "restoring")
+        return g.status in ("active", "restoring") and not _since(g, n, "intent_at")
+    if n.kind in ("dissolve_order", "merge"):
+        return g.status in ("active", "warned", "restoring") and not _since(g, n, "finished_at")
     return g.status in ("active", "warned", "restoring")
 
 
-def _why(n: Notice, g: Group, today: date, tz) -> str:
+def _why(n: Notice, g: Group, today: date, tz, you: bool) -> str:
     reason = g.status_reason or ""
+    who = "您" if you else ""
     if g.protected:
         return "已设为常设群"
     if n.kind == "expiry" or reason == "群主续期":
         if g.expires_at is not None:
-            return f"已续期至{fmt_date(g.expires_at, today)}"
+            return f"{who}已续期至{fmt_date(g.expires_at, today)}"
     if reason.startswith("群主保留") and g.kept_until is not None:
-        return f"已保留至{fmt_date(g.kept_until.astimezone(tz).date(), today)}"
+        return f"{who}已保留至{fmt_date(g.kept_until.astimezone(tz).date(), today)}"
     if g.status == "restoring" or reason in ("群主恢复", "恢复", "恢复中"):
-        return "已恢复"
+        return f"{who}已恢复该群"
     return reason or "情况已变化"
 
 
-def correction_text(n: Notice, g: Group, now: datetime, tz) -> str:
+def correction_text(n: Notice, g: Group, now: datetime, tz, *, actor: str | None = None) -> str:
+    """“对“防汛抗旱群”的解散提醒已撤销（您已保留至2027年2月27日），无需处理。”"""
     today = now.astimezone(tz).date()
-    return f"对“{g.name}”的{LABELS[n.kind]}已撤销（{_why(n, g, today, tz)}），无需处理。"
+    return f"对“{g.name}”的{LABELS[n.kind]}已撤销（{_why(n, g, today, tz, n.person_id == actor)}），无需处理。"
 
 
-def settle(session: Session, group_ids: Iterable[str], now: datetime, settings) -> int:
-    """After ``group_ids`` changed: withdraw their waiting notices whose premise ended, and queue one
-    correction for each such notice that may already have been delivered. Returns how many
-    corrections were queued."""
+def settle(session: Session, group_ids: Iterable[str], now: datetime, settings, *, actor: str | None = None) -> int:
+    """After ``group_ids`` changed (by ``actor``, if a person): withdraw their waiting notices whose
+    premise ended, and queue one correction for each such notice that may already have been
+    delivered. Returns how many corrections were queued."""
     from storage.outbox import notify
 
     ids = sorted(set(group_ids))
@@ -182,7 +200,7 @@ def settle(session: Session, group_ids: Iterable[str], now: datetime, settings) 
             continue
         n.withdrawn_at = now
         notify(session, person_id=n.person_id, kind=CORRECTION, group_id=n.group_id, at=now, urgent=True,
-               text=correction_text(n, g, now, settings.tz), premise={"notice": n.id},
+               text=correction_text(n, g, now, settings.tz, actor=actor), premise={"notice": n.id},
                dedupe_key=f"correction:{n.id}")
         queued += 1
     return queued

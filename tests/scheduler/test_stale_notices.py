@@ -125,7 +125,7 @@ def test_kept_after_delivery_one_correction_outside_the_budget(runtime, clock, f
     _deliver_and_dispatch(runtime, fake_wecom, clock)
     texts = _texts(fake_wecom)
     assert len(texts) == 2, texts
-    assert texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销") and "无需处理" in texts[1]
+    assert texts[1] == f"对“{FLOOD}”的解散提醒已撤销（您已保留至2027年2月21日），无需处理。"
     clock.advance(minutes=10)  # nothing more for the owner: one correction only
     say(runtime, "owner1", f"保留 {FLOOD} 还要用", clock())
     _deliver_and_dispatch(runtime, fake_wecom, clock)
@@ -219,3 +219,92 @@ def test_protected_by_the_dashboard_after_delivery_gets_a_correction(runtime, cl
     _deliver_and_dispatch(runtime, fake_wecom, clock)
     texts = _texts(fake_wecom)
     assert len(texts) == 2 and texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销")
+
+
+def test_unwarned_by_the_sweep_after_delivery_gets_a_correction(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    clock.advance(days=1)
+    with runtime.db.session() as s:  # the group came back to life
+        s.get(Group, "g-flood").last_work_at = clock() - timedelta(hours=2)
+    report = sweep(runtime.db, clock(), runtime.settings, apply=True)
+    assert [(st.action, st.result) for st in report.steps] == [("unwarn", "done")]
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    texts = _texts(fake_wecom)
+    assert texts[1:] == [f"对“{FLOOD}”的解散提醒已撤销（已不再符合解散条件），无需处理。"]
+
+
+def test_renewed_after_an_expiry_warning_was_delivered_gets_a_correction(runtime, clock, fake_wecom):
+    with runtime.db.session() as s:
+        seed_people(s)
+        group(s, "g-tmp", "秋粮专班", platform="ledger", idle_days=1, temporary=True,
+              expires_at=(NOW - timedelta(days=2)).astimezone(runtime.settings.tz).date())
+    sweep(runtime.db, clock(), runtime.settings, apply=True)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    owner_texts = _texts(fake_wecom, to="owner1")
+    assert len(owner_texts) == 1 and "解散" in owner_texts[0]
+    members_before = len(_texts(fake_wecom, to="m1"))
+    assert members_before == 1  # the members of a temporary group are told too
+    clock.advance(minutes=3)
+    say(runtime, "owner1", "续期 秋粮专班 30天", clock())
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    [owner_fix] = _texts(fake_wecom, to="owner1")[1:]
+    assert owner_fix.startswith("对“秋粮专班”的解散提醒已撤销（您已续期至")
+    [member_fix] = _texts(fake_wecom, to="m1")[1:]
+    assert member_fix.startswith("对“秋粮专班”的解散提醒已撤销（已续期至")
+
+
+def test_restored_after_the_dissolution_notice_was_delivered(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    clock.advance(days=8)  # grace over: the sweep orders the owner to dissolve it
+    sweep(runtime.db, clock(), runtime.settings, apply=True)
+    say(runtime, "owner1", f"已解散 {FLOOD}", clock())
+    with runtime.db.session() as s:
+        assert s.get(Group, "g-flood").status == "dissolved"
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert any("已解散" in t and "可恢复" in t for t in _texts(fake_wecom, to="owner1"))
+    n = len(_texts(fake_wecom, to="owner1"))
+    clock.advance(minutes=10)
+    say(runtime, "owner1", f"恢复 {FLOOD}", clock())
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom, to="owner1")[n:] == [f"对“{FLOOD}”的解散通知已撤销（您已恢复该群），无需处理。"]
+
+
+def test_an_overdue_order_restored_before_the_report_is_not_reported(runtime, clock, fake_wecom):
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    clock.advance(days=8)
+    sweep(runtime.db, clock(), runtime.settings, apply=True)  # the dissolution order
+    clock.advance(days=4)  # the deadline passed: the commission is told
+    sweep(runtime.db, clock(), runtime.settings, apply=True)
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "order_overdue")).scalar_one() == "pending"
+    say(runtime, "owner1", f"恢复 {FLOOD}", clock())
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom, to="comm1") == []
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "order_overdue")).scalar_one() == "withdrawn"
+
+
+def test_a_useless_review_answered_before_delivery_is_withdrawn(runtime, clock, fake_wecom):
+    with runtime.db.session() as s:
+        seed_people(s)
+        group(s, "g-x", "会务群", platform="ledger", idle_days=1, members=("owner1", "v1", "v2", "v3"))
+    say(runtime, "v1", "这个群没用 会务群", clock())
+    say(runtime, "v2", "这个群没用 会务群", clock() + timedelta(seconds=1))
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "useless_review")).scalar_one() == "pending"
+    say(runtime, "owner1", "保留 会务群 每周例会要用", clock() + timedelta(minutes=1))
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom, to="owner1") == []
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.status).where(Notice.kind == "useless_review")).scalar_one() == "withdrawn"
