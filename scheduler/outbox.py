@@ -259,8 +259,9 @@ class Dispatcher:
 
         dropped: set[int] = set()
         with self.db.session() as s:
+            checked = screen(s, {r.id: list(r.payload["notice_ids"]) for r in todo}, now)
             for r in todo:
-                keep, gone = screen(s, list(r.payload["notice_ids"]), now)
+                keep, gone = checked[r.id]
                 if not gone:
                     continue
                 row = s.get(OutboxMessage, r.id)

@@ -206,22 +206,27 @@ def settle(session: Session, group_ids: Iterable[str], now: datetime, settings, 
     return queued
 
 
-def screen(session: Session, notice_ids: list[int], now: datetime) -> tuple[list[Notice], list[Notice]]:
-    """The dispatcher's check right before sending: (notices still holding, notices withdrawn now)."""
-    if not notice_ids:
-        return [], []
-    notices = list(session.execute(select(Notice).where(Notice.id.in_(notice_ids)).order_by(Notice.id)).scalars())
-    gids = {n.group_id for n in notices if n.group_id}
-    groups = {g.id: g for g in session.execute(select(Group).where(Group.id.in_(gids))).scalars()} if gids else {}
-    keep, gone = [], []
-    for n in notices:
-        if n.status == "withdrawn":
-            gone.append(n)
-            continue
-        ok = holds(session, n, groups.get(n.group_id)) if n.group_id else holds(session, n)
-        if ok:
-            keep.append(n)
-        else:
-            n.status, n.withdrawn_at = "withdrawn", now
-            gone.append(n)
-    return keep, gone
+def screen(session: Session, messages: dict[int, list[int]], now: datetime) -> dict[int, tuple[list[Notice], list[Notice]]]:
+    """The dispatcher's check right before sending, for a batch: ``{outbox id: notice ids}`` →
+    ``{outbox id: (notices still holding, notices withdrawn now)}`` (two queries for the batch)."""
+    ids = sorted({i for nids in messages.values() for i in nids})
+    by_id: dict[int, Notice] = {}
+    for k in range(0, len(ids), 500):
+        by_id.update((n.id, n) for n in session.execute(select(Notice).where(Notice.id.in_(ids[k:k + 500]))).scalars())
+    gids = sorted({n.group_id for n in by_id.values() if n.group_id})
+    groups: dict[str, Group] = {}
+    for k in range(0, len(gids), 500):
+        groups.update((g.id, g) for g in session.execute(select(Group).where(Group.id.in_(gids[k:k + 500]))).scalars())
+    out: dict[int, tuple[list[Notice], list[Notice]]] = {}
+    for mid, nids in messages.items():
+        keep, gone = [], []
+        for n in sorted((by_id[i] for i in nids if i in by_id), key=lambda n: n.id):
+            if n.status == "withdrawn":
+                gone.append(n)
+            elif holds(session, n, groups.get(n.group_id) if n.group_id else None):
+                keep.append(n)
+            else:
+                n.status, n.withdrawn_at = "withdrawn", now
+                gone.append(n)
+        out[mid] = (keep, gone)
+    return out
