@@ -308,3 +308,32 @@ def test_a_useless_review_answered_before_delivery_is_withdrawn(runtime, clock, 
     assert _texts(fake_wecom, to="owner1") == []
     with runtime.db.session() as s:
         assert s.execute(select(Notice.status).where(Notice.kind == "useless_review")).scalar_one() == "withdrawn"
+
+
+def test_a_warning_that_may_already_have_arrived_is_not_altered_but_corrected(runtime, clock, fake_wecom):
+    """A send that timed out may have been accepted: the dispatcher does not withdraw or re-render
+    it (WeCom's duplicate check must see the same message); the person gets the correction."""
+    import time
+
+    _warned(runtime, clock)
+    clock.advance(minutes=3)
+    jobs.deliver_notices(runtime)
+    fake_wecom.delay_next(1, 1.0)  # answers after the client gave up, but delivers
+    d = Dispatcher(runtime.db, WeComSender(make_settings(wecom_api_base=fake_wecom.base_url), timeout=0.3),
+                   clock=clock, workers=2, global_per_second=None)
+    d.run_once()
+    deadline = time.monotonic() + 5
+    while not fake_wecom.delivered() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with runtime.db.session() as s:
+        row = s.execute(select(OutboxMessage)).scalar_one()
+        assert row.status == "pending" and row.sent_at is not None
+    say(runtime, "owner1", f"保留 {FLOOD} 汛期还要用", clock())
+    clock.advance(minutes=3)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    d.run_once()
+    d.close()
+    texts = _texts(fake_wecom)
+    assert len(texts) == 2 and "如无异议" in texts[0], texts  # the resend was dropped by the duplicate check
+    assert texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销")
+    assert fake_wecom.duplicates >= 1
