@@ -228,11 +228,11 @@ class Notice(Base):
 
 
 class FindingRefresh(Base):
-    """When the findings were last computed: ``full`` (every rule over the whole ledger) and
-    ``groups`` (the per-group rules for the groups a command changed, storage.lifecycle)."""
+    """When the findings were last computed, per scope: ``full`` (every rule over the whole ledger;
+    the per-group refresh after a command is not stamped, see storage.lifecycle)."""
 
     __tablename__ = "finding_refreshes"
-    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # full|groups
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # full
     at: Mapped[datetime]
 
 

@@ -211,8 +211,14 @@ def screen(session: Session, messages: dict[int, list[int]], now: datetime) -> d
     ``{outbox id: (notices still holding, notices withdrawn now)}`` (two queries for the batch)."""
     ids = sorted({i for nids in messages.values() for i in nids})
     by_id: dict[int, Notice] = {}
+    pg = session.get_bind().dialect.name == "postgresql"
     for k in range(0, len(ids), 500):
-        by_id.update((n.id, n) for n in session.execute(select(Notice).where(Notice.id.in_(ids[k:k + 500]))).scalars())
+        q = select(Notice).where(Notice.id.in_(ids[k:k + 500])).order_by(Notice.id)
+        if pg:
+            # notices before the outbox row, in id order, as settle() takes them: no lock cycle; and
+            # a command settling these notices is waited for, so its group change is seen below
+            q = q.with_for_update()
+        by_id.update((n.id, n) for n in session.execute(q).scalars())
     gids = sorted({n.group_id for n in by_id.values() if n.group_id})
     groups: dict[str, Group] = {}
     for k in range(0, len(gids), 500):

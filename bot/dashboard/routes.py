@@ -85,18 +85,13 @@ def _findings_label(request: Request) -> str | None:
     stamps = getattr(request.state, "findings_at", None)
     if stamps is None:
         return None
-    full, part = stamps.get("full"), stamps.get("groups")
-    if full is None and part is None:
+    full = stamps.get("full")
+    if full is None:
         return "问题清单尚未生成（每小时自动更新）"
     tz = _rt(request).settings.tz
     zone = "北京时间" if getattr(tz, "key", "") in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else str(tz)
-    latest = max(t for t in (full, part) if t is not None)
-    label = f"问题清单更新于 {_local(latest, tz)}（{zone}）"
-    if full is None:
-        label += "；跨群问题（重复群、交叉群等）尚未全面计算"
-    elif part is not None and part > full:
-        label += f"；跨群问题（重复群、交叉群等）更新于 {_local(full, tz)}"
-    return label
+    return (f"问题清单更新于 {_local(full, tz)}（{zone}），每小时全面更新；"
+            "此后保留、续期、完成、登记等操作涉及的群已即时更新")
 
 
 def _page(name: str, request: Request, sess, **ctx) -> HTMLResponse:

@@ -31,8 +31,7 @@ def test_every_page_says_when_the_findings_were_computed(web, runtime):
     for path in PAGES:
         page = web.get(path).text
         assert "问题清单更新于 2026年11月23日 09:20（北京时间）" in page, path
-    with runtime.db.session() as s:
+    with runtime.db.session() as s:  # a command's refresh of one group does not make the whole list newer
         refresh_group_findings(s, ["g4"], NOW - timedelta(minutes=5), runtime.settings)
     page = web.get("/dashboard/findings").text
-    assert "问题清单更新于 2026年11月23日 09:55（北京时间）" in page
-    assert "跨群问题（重复群、交叉群等）更新于 2026年11月23日 09:20" in page
+    assert "问题清单更新于 2026年11月23日 09:20（北京时间）" in page and "即时更新" in page
