@@ -219,15 +219,22 @@ def refresh_group_findings(session: Session, group_ids, now: datetime, settings)
     live = [_facts(g, frozenset(members.get(g.id, ()))) for g in groups if g.status in LIVE]
     findings = per_group(live, now.astimezone(settings.tz), params_from(settings), today=_today(now, settings))
     by_key = {f.key: f for f in findings}
-    _upsert_findings(session, by_key, now)
     # the keys these groups' per-group findings can have (unregistered names the owner, if known)
     candidates = {_Finding(kind, [g.id], persons, 0.0, "review", []).key
                   for g in groups for kind in PER_GROUP_KINDS
-                  for persons in ([], [g.owner_id] if g.owner_id else [])}
-    stale = sorted(candidates - set(by_key))
-    for i in range(0, len(stale), 500):
-        for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(stale[i:i + 500]),
-                                                             FindingRecord.status == "open")).scalars():
+                  for persons in ([], [g.owner_id] if g.owner_id else [])} | set(by_key)
+    keys = sorted(candidates)
+    present = set(session.execute(select(FindingRecord.key).where(FindingRecord.key.in_(keys))).scalars())
+    q = select(FindingRecord).where(FindingRecord.key.in_(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # a full refresh holds these rows until it commits (minutes on a province): a command
+        # does not wait for it; the rows it holds are left to it (and to the next hourly run)
+        q = q.with_for_update(skip_locked=True)
+    rows = {r.key: r for r in session.execute(q).scalars()}
+    busy = present - set(rows)
+    _upsert_findings(session, {k: f for k, f in by_key.items() if k not in busy}, now, existing=rows)
+    for key, r in rows.items():
+        if key not in by_key and r.status == "open":
             r.status, r.last_seen = "resolved", now
     # No stamp here: one row written by every command would serialise them on its lock, and the
     # list as a whole is still as of the last full refresh (the dashboard says so).
@@ -235,12 +242,15 @@ def refresh_group_findings(session: Session, group_ids, now: datetime, settings)
     return findings
 
 
-def _upsert_findings(session: Session, by_key: dict[str, Finding], now: datetime) -> None:
-    existing: dict[str, FindingRecord] = {}
-    keys = list(by_key)
-    for i in range(0, len(keys), 500):
-        for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(keys[i:i + 500]))).scalars():
-            existing[r.key] = r
+def _upsert_findings(session: Session, by_key: dict[str, Finding], now: datetime,
+                     existing: dict[str, FindingRecord] | None = None) -> None:
+    """Insert or update the records of ``by_key`` (``existing``: the records already loaded)."""
+    if existing is None:
+        existing = {}
+        keys = list(by_key)
+        for i in range(0, len(keys), 500):
+            for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(keys[i:i + 500]))).scalars():
+                existing[r.key] = r
     new = []
     for key, f in by_key.items():
         r = existing.get(key)

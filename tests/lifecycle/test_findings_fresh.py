@@ -113,3 +113,31 @@ def test_an_import_refreshes_the_findings_fully(runtime, cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert _scanned(cli) == {("expired", "g1"), ("duplicate", "g3"), ("duplicate", "g4")}
     assert _open(runtime.db) == {("expired", "g1"), ("duplicate", "g3"), ("duplicate", "g4")}
+
+
+def test_a_command_does_not_wait_for_a_running_full_refresh(runtime):
+    """A full refresh holds the open findings' rows until it commits (minutes on a province); the
+    per-group refresh after a command skips the rows it holds instead of waiting for them."""
+    import threading
+
+    from sqlalchemy import text
+
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers)")
+    _seed(runtime)
+    replies: list = []
+    with runtime.db.engine.connect() as c:
+        tx = c.begin()
+        c.execute(text("SELECT id FROM findings WHERE kind = 'zombie' FOR UPDATE"))
+        th = threading.Thread(target=lambda: replies.append(
+            say(runtime, "owner1", "保留 防汛抗旱群 汛期还要用", NOW + timedelta(minutes=5))))
+        th.start()
+        th.join(timeout=5)
+        waited = th.is_alive()
+        tx.rollback()
+    th.join(timeout=30)
+    assert not waited, "the command waited for the refresh's row lock"
+    assert "已保留" in replies[0][0]
+    assert ("zombie", "g-zombie") in _open(runtime.db)  # left to the refresh that held it
+    jobs.refresh_findings(runtime)
+    assert ("zombie", "g-zombie") not in _open(runtime.db)
