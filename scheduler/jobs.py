@@ -21,6 +21,7 @@ log = logging.getLogger("qunzhi.jobs")
 REMINDER_DAYS = (1, 3, 7)
 LOOKBACK_DAYS = 30
 _lifecycle_lock = threading.Lock()  # sweep and advance_pending, never together in one process
+_findings_lock = threading.Lock()  # one hourly findings refresh at a time
 
 
 def run_job(name: str, key: str = registry.DEFAULT_KEY):
@@ -144,16 +145,17 @@ def expiry_reminders(rt) -> int:
 def refresh_findings(rt) -> int:
     """Hourly: every rule over the whole ledger, persisted (the dashboard's 问题清单). Commands
     refresh only their groups' per-group rules; this catches the member-set rules and activity.
-    Skipped while this process sweeps (the sweep refreshes them itself)."""
+    Skipped while this process sweeps (the sweep refreshes them itself); it does not take the
+    lifecycle lock, so the every-minute ``advance_pending`` is not held up by it."""
     from storage.lifecycle import refresh_findings as lifecycle_refresh
 
-    if not _lifecycle_lock.acquire(blocking=False):
+    if _lifecycle_lock.locked() or not _findings_lock.acquire(blocking=False):
         return 0
     try:
         with rt.db.session() as s:
             found = lifecycle_refresh(s, rt.now(), rt.settings)
     finally:
-        _lifecycle_lock.release()
+        _findings_lock.release()
     log.info("refresh_findings: %d open", len(found))
     return len(found)
 
