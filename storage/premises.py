@@ -39,8 +39,6 @@ LABELS = {
     "warning": "解散提醒", "warning_member": "解散提醒", "dissolve_order": "解散通知", "dissolved": "解散通知",
     "merge": "合并通知", "expiry": "到期提醒",
 }
-# An outbox row in one of these states may have reached the person.
-MAYBE_DELIVERED = ("claimed", "sending", "sent", "uncertain")
 
 
 def _iso(v: Any) -> Any:

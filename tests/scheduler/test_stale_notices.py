@@ -16,7 +16,7 @@ from scheduler.outbox import Dispatcher
 from storage.lifecycle import sweep
 from storage.models import Group, Notice, OutboxMessage
 from tests.conftest import make_settings
-from tests.lifecycle.helpers import NOW, group, person, say, seed_people
+from tests.lifecycle.helpers import NOW, group, say, seed_people
 
 FLOOD = "防汛抗旱群"
 
