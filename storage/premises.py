@@ -14,7 +14,8 @@ one check, used
 A notice already handed to the platform (its outbox row is past ``pending``) cannot be taken back:
 when a command ends its premise (保留, 续期, 保护, 恢复 …), :func:`settle` queues one short
 correction (kind ``correction``), only when what the notice announced is now off (the group is
-live again, see :data:`LABELS`), never when it was carried out. Corrections wait for working time
+live again, see :data:`LABELS`), never when it was carried out, and not for an expiry reminder
+to the owner who renewed it (the reminder asked for exactly that). Corrections wait for working time
 but not for the weekly budget (``storage.notices``), and do not use it.
 
 Notices without a premise (pulse, formalism reports, repeated keeps reported to the commission:
@@ -197,6 +198,8 @@ def settle(session: Session, group_ids: Iterable[str], now: datetime, settings, 
         if not _moot(n, g):
             continue
         n.withdrawn_at = now
+        if n.kind == "expiry" and n.person_id == actor:
+            continue  # the owner did what the reminder asked (续期): nothing to correct
         notify(session, person_id=n.person_id, kind=CORRECTION, group_id=n.group_id, at=now, urgent=True,
                text=correction_text(n, g, now, settings.tz, actor=actor), premise={"notice": n.id},
                dedupe_key=f"correction:{n.id}")

@@ -16,7 +16,7 @@ from scheduler.outbox import Dispatcher
 from storage.lifecycle import sweep
 from storage.models import Group, Notice, OutboxMessage
 from tests.conftest import make_settings
-from tests.lifecycle.helpers import NOW, group, say, seed_people
+from tests.lifecycle.helpers import NOW, group, person, say, seed_people
 
 FLOOD = "防汛抗旱群"
 
@@ -337,3 +337,24 @@ def test_a_warning_that_may_already_have_arrived_is_not_altered_but_corrected(ru
     assert len(texts) == 2 and "如无异议" in texts[0], texts  # the resend was dropped by the duplicate check
     assert texts[1].startswith(f"对“{FLOOD}”的解散提醒已撤销")
     assert fake_wecom.duplicates >= 1
+
+
+def test_a_delivered_expiry_reminder_is_corrected_only_for_someone_who_did_not_renew_it(runtime, clock, fake_wecom):
+    with runtime.db.session() as s:
+        seed_people(s)
+        person(s, "owner2", name="张镇长")
+        for gid, name, owner, members in (("g-a", "秋粮专班", "owner1", ("owner1", "a1")),
+                                          ("g-b", "冬训专班", "owner2", ("owner2", "b1"))):
+            group(s, gid, name, platform="ledger", idle_days=1, temporary=True, owner=owner, members=members,
+                  expires_at=(NOW + timedelta(days=3)).astimezone(runtime.settings.tz).date())
+    assert jobs.expiry_reminders(runtime) == 2
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert len(_texts(fake_wecom)) == 2
+    clock.advance(minutes=5)
+    say(runtime, "owner1", "续期 秋粮专班 30天", clock())  # the owner did what the reminder asked
+    say(runtime, "admin1", "续期 冬训专班 30天", clock())  # someone else did: the owner is told
+    clock.advance(minutes=10)
+    _deliver_and_dispatch(runtime, fake_wecom, clock)
+    assert _texts(fake_wecom, to="owner1")[1:] == []
+    [fix] = _texts(fake_wecom, to="owner2")[1:]
+    assert fix.startswith("对“冬训专班”的到期提醒已撤销（已续期至") and fix.endswith("无需处理。")
