@@ -32,15 +32,26 @@ def scan(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     groups = list(groups)
+    findings = per_group(groups, now, params, today=today)
+    findings.extend(duplicates_and_overlaps(groups, now, params))
+    findings.extend(overloaded_members(groups, params))
+    findings.extend(rebounds(groups, dissolved, now, params))
+    findings.sort(key=lambda f: (_KIND_ORDER.get(f.kind, 99), f.group_ids, f.person_ids))
+    return findings
+
+
+PER_GROUP_KINDS = ("zombie", "expired", "unregistered")
+
+
+def per_group(groups: Iterable[GroupFacts], now: datetime, params: Params = Params(), *,
+              today: date | None = None) -> list[Finding]:
+    """The rules that look at one group at a time (:data:`PER_GROUP_KINDS`): cheap for a few
+    groups. The member-set rules (duplicate, overlap, overloaded, rebound) need every group."""
     findings: list[Finding] = []
     for g in groups:
         for f in (zombie(g, now, params), expired(g, now, params, today), unregistered(g, now, params)):
             if f is not None:
                 findings.append(f)
-    findings.extend(duplicates_and_overlaps(groups, now, params))
-    findings.extend(overloaded_members(groups, params))
-    findings.extend(rebounds(groups, dissolved, now, params))
-    findings.sort(key=lambda f: (_KIND_ORDER.get(f.kind, 99), f.group_ids, f.person_ids))
     return findings
 
 

@@ -136,13 +136,25 @@ def _run_command(session: Session, event: Event, person, services: Services) -> 
     if found is None and conv is not None:
         cont = registry.continuation(conv.intent)
         if cont is not None:
-            return _as_list(cont(ctx, conv))
+            return _changing_groups(ctx, lambda: cont(ctx, conv))
     if found is None:
         return [Reply(HINT)] if wants_hint(text) else []
     cmd, args = found
     if conv is not None and text not in ("取消",):
         session.delete(conv)  # a new command ends an unfinished dialogue
-    return _as_list(cmd.callback(ctx, args))
+    return _changing_groups(ctx, lambda: cmd.callback(ctx, args))
+
+
+def _changing_groups(ctx: Context, run) -> list[Reply]:
+    """Run a command; then, for the groups it changed, withdraw or correct notices whose premise
+    ended and refresh those groups' per-group findings (``storage.lifecycle.groups_changed``)."""
+    from storage.lifecycle import groups_changed
+
+    with repo.track_groups(ctx.session) as touched:
+        replies = _as_list(run())
+    if touched:
+        groups_changed(ctx.session, touched, ctx.now, ctx.settings, actor=ctx.person.id)
+    return replies
 
 
 def wants_hint(text: str) -> bool:
@@ -158,7 +170,7 @@ def _run_card(session: Session, event: Event, person, services: Services) -> lis
         log.warning("card click with no handler: %s", event.data)
         return []
     ctx = Context(session=session, event=event, person=person, services=services, text="")
-    return _as_list(cb(ctx, None))
+    return _changing_groups(ctx, lambda: cb(ctx, None))
 
 
 def group_label(g: Group) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from governance.dates import fmt_date
 from governance.worktime import WorkTime, is_working_time
 from scheduler import registry
-from storage import audit
+from storage import audit, premises
 from storage.models import AuditRecord, Group, Membership, Notice, OutboxMessage, Person, PulseAsk
 
 log = logging.getLogger("qunzhi.jobs")
@@ -21,6 +21,7 @@ log = logging.getLogger("qunzhi.jobs")
 REMINDER_DAYS = (1, 3, 7)
 LOOKBACK_DAYS = 30
 _lifecycle_lock = threading.Lock()  # sweep and advance_pending, never together in one process
+_findings_lock = threading.Lock()  # one hourly findings refresh at a time
 
 
 def run_job(name: str, key: str = registry.DEFAULT_KEY):
@@ -136,9 +137,27 @@ def expiry_reminders(rt) -> int:
             notify(s, person_id=g.owner_id, kind="expiry", group_id=g.id, at=now,
                    text=f"“{g.name}”将于{fmt_date(g.expires_at, today)}到期（还有{left}天）。"
                         f"任务完成请回复“完成 {g.name}”，需要延长请回复“续期 {g.name} 30天”。",
-                   dedupe_key=f"expiry:{g.id}:{g.expires_at.isoformat()}:{milestone}")
+                   dedupe_key=f"expiry:{g.id}:{g.expires_at.isoformat()}:{milestone}", premise=premises.of("expiry", g))
             queued += 1
     return queued
+
+
+def refresh_findings(rt) -> int:
+    """Hourly: every rule over the whole ledger, persisted (the dashboard's 问题清单). Commands
+    refresh only their groups' per-group rules; this catches the member-set rules and activity.
+    Skipped while this process sweeps (the sweep refreshes them itself); it does not take the
+    lifecycle lock, so the every-minute ``advance_pending`` is not held up by it."""
+    from storage.lifecycle import refresh_findings as lifecycle_refresh
+
+    if _lifecycle_lock.locked() or not _findings_lock.acquire(blocking=False):
+        return 0
+    try:
+        with rt.db.session() as s:
+            found = lifecycle_refresh(s, rt.now(), rt.settings)
+    finally:
+        _findings_lock.release()
+    log.info("refresh_findings: %d open", len(found))
+    return len(found)
 
 
 def deliver_notices(rt):
@@ -238,7 +257,7 @@ def lookback(rt) -> int:
                 for pid in commission:
                     notify(s, person_id=pid, kind="lookback", group_id=old.id, at=now,
                            text=f"回头看：已解散的“{old.name}”可能以{names}重新出现，请核查。",
-                           dedupe_key=f"lookback:{old.id}:{pid}")
+                           dedupe_key=f"lookback:{old.id}:{pid}", premise=premises.of("lookback", old))
     return found
 
 
@@ -294,6 +313,7 @@ JOBS = {
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,
+    "refresh_findings": refresh_findings,
     "weekly_pulse": weekly_pulse,
     "close_anonymous_windows": close_anonymous_windows,
     "lookback": lookback,

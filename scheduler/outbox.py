@@ -117,6 +117,7 @@ class Stats:
     token_expired: int = 0
     deferred: int = 0
     recovered: int = 0
+    withdrawn: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -228,6 +229,10 @@ class Dispatcher:
         rows = self.claim()
         if not rows:
             return 0
+        claimed = len(rows)
+        rows = self._screen(rows, now)
+        if not rows:
+            return claimed  # all withdrawn: handled; look for more
         # A row whose earlier attempt may have been accepted (``sent_at`` kept) and that can no
         # longer be resent without doubling it is parked, never sent.
         parked = {r.id for r in rows if r.sent_at is not None and not self.resend_safe(r, now)}
@@ -239,6 +244,38 @@ class Dispatcher:
                    else sent[r.id] for r in rows]
         self._record(rows, results)
         return len(rows)
+
+    def _screen(self, rows: list["Claimed"], now: datetime) -> list["Claimed"]:
+        """Right before sending: re-check the premise of every notice a message carries
+        (``storage.premises``). A digest that lost items is re-rendered from the rest; one that
+        lost them all is not sent (status ``withdrawn``). A row an earlier attempt may already
+        have delivered (``sent_at`` kept) is left as it is: changing it would defeat WeCom's
+        duplicate check; a correction follows instead."""
+        todo = [r for r in rows if r.sent_at is None and (r.payload or {}).get("notice_ids")]
+        if not todo:
+            return rows
+        from storage.notices import digest_payload
+        from storage.premises import screen
+
+        dropped: set[int] = set()
+        with self.db.session() as s:
+            checked = screen(s, {r.id: list(r.payload["notice_ids"]) for r in todo}, now)
+            for r in todo:
+                keep, gone = checked[r.id]
+                if not gone:
+                    continue
+                row = s.get(OutboxMessage, r.id)
+                if not keep:
+                    row.status, row.last_error = "withdrawn", "通知前提已不成立，未发送"
+                    dropped.add(r.id)
+                    self.stats.withdrawn += 1
+                    continue
+                payload = {**(r.payload or {}), **digest_payload(keep)}
+                row.payload = r.payload = payload
+                row.kind = r.kind = "digest" if len(keep) > 1 else keep[0].kind
+                if len(keep) == 1:
+                    keep[0].status = "sent"
+        return [r for r in rows if r.id not in dropped]
 
     def drain(self, max_rounds: int = 10_000) -> int:
         total = 0

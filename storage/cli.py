@@ -42,6 +42,11 @@ def _run_import(kind: str, file: Path, skip_invalid: bool, covers: str | None = 
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     typer.echo(f"导入完成：{result.summary(rt.settings.tz)}。")
+    from storage.lifecycle import refresh_findings
+
+    with rt.db.session() as s:  # the dashboard's 问题清单 reflects the import at once
+        found = refresh_findings(s, rt.now(), rt.settings)
+    typer.echo(f"问题清单已更新：{len(found)}项。")
 
 
 def _choices(table: dict[str, str]) -> str:

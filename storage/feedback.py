@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from storage import repo
+from storage import premises, repo
 from storage.models import (AnonSalt, FindingRecord, FormalismReport, Group, Message, OutboxMessage, Person, PulseAsk,
                             ProcessedEvent, PulseResponse, UselessVote)
 from storage.outbox import notify
@@ -220,7 +220,8 @@ def record_useless_vote(session: Session, *, secret: bytes, group: Group, person
             notify(session, person_id=group.owner_id, kind="useless_review", group_id=group.id, at=day_start(now),
                    text=f"{vote_count_words(votes)}匿名认为“{group.name}”没有用处。请看看是否还需要它："
                         f"不需要可回复“完成 {group.name}”，需要请回复“保留 {group.name} 理由”。",
-                   dedupe_key=f"useless_review:{group.id}:{period}")
+                   dedupe_key=f"useless_review:{group.id}:{period}",
+                   premise=premises.of("useless_review", group))
     return VoteResult(new, votes, threshold, review)
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from governance import labels
@@ -54,8 +54,8 @@ from governance.lifecycle import AUTO_DISSOLVE_KINDS, WARN_KINDS, GroupState, Li
 from governance.model import Finding, GroupFacts, Params
 from governance.rules_activity import idle_since
 from governance.scan import kinds_by_group, scan
-from storage import audit, repo
-from storage.models import FindingRecord, Group, Membership, Person
+from storage import audit, premises, repo
+from storage.models import FindingRecord, FindingRefresh, Group, Membership, Person
 from storage.outbox import enqueue, notify
 
 log = logging.getLogger("qunzhi.lifecycle")
@@ -71,7 +71,8 @@ DISSOLVED_PREFIX = "[已解散]"
 _SWEEP_LOCK = 727276
 
 __all__ = [
-    "params_from", "as_of", "load_facts", "compute_findings", "refresh_findings", "mark_warning_sent",
+    "params_from", "as_of", "load_facts", "compute_findings", "refresh_findings", "refresh_group_findings",
+    "findings_computed_at", "groups_changed", "mark_warning_sent",
     "confirm_bridge_dissolution", "confirm_order", "keep_group", "restore_group", "merge_group",
     "set_protected", "begin_dissolution", "plan", "sweep", "advance_pending", "Step", "SweepReport",
 ]
@@ -195,33 +196,116 @@ def compute_findings(session: Session, now: datetime, settings) -> list[Finding]
 
 
 def refresh_findings(session: Session, now: datetime, settings) -> list[Finding]:
-    """Run the scan and persist it: upsert by ``Finding.key``, resolve what is no longer seen."""
+    """Run the scan and persist it: upsert by ``Finding.key``, resolve what is no longer seen
+    (never the ``useless`` findings: those come from anonymous votes, not from the scan)."""
     findings = compute_findings(session, now, settings)
     by_key = {f.key: f for f in findings}
-    existing: dict[str, FindingRecord] = {}
-    keys = list(by_key)
-    for i in range(0, len(keys), 500):
-        for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(keys[i:i + 500]))).scalars():
-            existing[r.key] = r
+    _upsert_findings(session, by_key, now)
+    for r in session.execute(select(FindingRecord).where(FindingRecord.status == "open",
+                                                         FindingRecord.kind.not_in(OWN_CONDITION_KINDS))).scalars():
+        if r.key not in by_key:
+            r.status, r.last_seen = "resolved", now
+    from storage.feedback import refresh_useless_findings
+
+    refresh_useless_findings(session, now, settings.useless_votes_min)  # open while their votes still count
+    _stamp_findings(session, "full", now)
+    session.flush()
+    return findings
+
+
+def refresh_group_findings(session: Session, group_ids, now: datetime, settings) -> list[Finding]:
+    """Refresh the findings of a few groups right after a command changed them, without a scan.
+
+    Only the per-group rules (``zombie``, ``expired``, ``unregistered``) are recomputed for these
+    groups: their findings appear or are resolved at once. The member-set rules (duplicate,
+    overlap, overloaded, rebound) need every group's members; they stay as the last full refresh
+    left them (hourly job ``refresh_findings``, after imports, at the sweep), and the dashboard
+    says when that was. ``useless`` findings are never touched."""
+    from governance.model import Finding as _Finding
+    from governance.scan import PER_GROUP_KINDS, per_group
+
+    ids = sorted(set(group_ids))
+    if not ids:
+        return []
+    groups = list(session.execute(select(Group).where(Group.id.in_(ids))).scalars())
+    members: dict[str, set[str]] = defaultdict(set)
+    for gid, pid in session.execute(select(Membership.group_id, Membership.person_id)
+                                    .where(Membership.group_id.in_(ids))):
+        members[gid].add(pid)
+    live = [_facts(g, frozenset(members.get(g.id, ()))) for g in groups if g.status in LIVE]
+    findings = per_group(live, now.astimezone(settings.tz), params_from(settings), today=_today(now, settings))
+    by_key = {f.key: f for f in findings}
+    # the keys these groups' per-group findings can have (unregistered names the owner, if known)
+    candidates = {_Finding(kind, [g.id], persons, 0.0, "review", []).key
+                  for g in groups for kind in PER_GROUP_KINDS
+                  for persons in ([], [g.owner_id] if g.owner_id else [])} | set(by_key)
+    keys = sorted(candidates)
+    present = set(session.execute(select(FindingRecord.key).where(FindingRecord.key.in_(keys))).scalars())
+    q = select(FindingRecord).where(FindingRecord.key.in_(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # a full refresh holds these rows until it commits (minutes on a province): a command
+        # does not wait for it; the rows it holds are left to it (and to the next hourly run)
+        q = q.with_for_update(skip_locked=True)
+    rows = {r.key: r for r in session.execute(q).scalars()}
+    busy = present - set(rows)
+    _upsert_findings(session, {k: f for k, f in by_key.items() if k not in busy}, now, existing=rows)
+    for key, r in rows.items():
+        if key not in by_key and r.status == "open":
+            r.status, r.last_seen = "resolved", now
+    # No stamp here: one row written by every command would serialise them on its lock, and the
+    # list as a whole is still as of the last full refresh (the dashboard says so).
+    session.flush()
+    return findings
+
+
+def _upsert_findings(session: Session, by_key: dict[str, Finding], now: datetime,
+                     existing: dict[str, FindingRecord] | None = None) -> None:
+    """Insert or update the records of ``by_key`` (``existing``: the records already loaded)."""
+    if existing is None:
+        existing = {}
+        keys = list(by_key)
+        for i in range(0, len(keys), 500):
+            for r in session.execute(select(FindingRecord).where(FindingRecord.key.in_(keys[i:i + 500]))).scalars():
+                existing[r.key] = r
+    new = []
     for key, f in by_key.items():
         r = existing.get(key)
         if r is None:
-            session.add(FindingRecord(key=key, kind=f.kind, group_ids=list(f.group_ids), person_ids=list(f.person_ids),
-                                      score=f.score, action=f.action, reasons=list(f.reasons), status="open",
-                                      first_seen=now, last_seen=now))
+            new.append({"key": key, "kind": f.kind, "group_ids": list(f.group_ids), "person_ids": list(f.person_ids),
+                        "score": f.score, "action": f.action, "reasons": list(f.reasons), "status": "open",
+                        "first_seen": now, "last_seen": now})
         else:
             if r.status != "open":
                 r.first_seen = now
             r.group_ids, r.person_ids, r.score = list(f.group_ids), list(f.person_ids), f.score
             r.action, r.reasons, r.status, r.last_seen = f.action, list(f.reasons), "open", now
-    for r in session.execute(select(FindingRecord).where(FindingRecord.status == "open")).scalars():
-        if r.key not in by_key and r.kind not in OWN_CONDITION_KINDS:
-            r.status, r.last_seen = "resolved", now
-    from storage.feedback import refresh_useless_findings
+    # ON CONFLICT DO NOTHING: a command's refresh and the hourly one may find the same new finding at once
+    for i in range(0, len(new), 1000):
+        repo.insert_ignore(session, FindingRecord, new[i:i + 1000], ["key"])
 
-    refresh_useless_findings(session, now, settings.useless_votes_min)  # open while their votes still count
+
+def _stamp_findings(session: Session, scope: str, now: datetime) -> None:
+    """Remember when the findings were computed (``finding_refreshes``, shown on the dashboard)."""
+    repo.insert_ignore(session, FindingRefresh, [{"scope": scope, "at": now}], ["scope"])
+    session.execute(update(FindingRefresh).where(FindingRefresh.scope == scope, FindingRefresh.at < now)
+                    .values(at=now))
+
+
+def findings_computed_at(session: Session) -> dict[str, datetime]:
+    """``{"full": …}``: when every rule last ran over the whole ledger (empty: never)."""
+    return dict(session.execute(select(FindingRefresh.scope, FindingRefresh.at)).all())
+
+
+def groups_changed(session: Session, group_ids, now: datetime, settings, *, actor: str | None = None) -> None:
+    """After a command or an administrator's action changed ``group_ids`` (in its transaction):
+    withdraw or correct their notices whose premise ended (``storage.premises.settle``) and
+    refresh their per-group findings (:func:`refresh_group_findings`)."""
+    ids = sorted({g for g in group_ids if g})
+    if not ids:
+        return
     session.flush()
-    return findings
+    premises.settle(session, ids, now, settings, actor=actor)
+    refresh_group_findings(session, ids, now, settings)
 
 
 # Findings the scan does not produce (storage.feedback writes "useless" from anonymous votes): the
@@ -263,11 +347,12 @@ def _responsible(session: Session, g: Group) -> list[str]:
     return _persons_with_role(session, "admin")
 
 
-def _notify_commission(session: Session, *, kind: str, text_: str, at: datetime, group_id: str, key: str) -> int:
+def _notify_commission(session: Session, *, kind: str, text_: str, at: datetime, group_id: str, key: str,
+                       premise: dict | None = None) -> int:
     ids = _persons_with_role(session, "commission")
     for pid in ids:
         notify(session, person_id=pid, kind=kind, text=text_, at=at, group_id=group_id,
-               dedupe_key=f"{key}:{pid}"[:200])
+               dedupe_key=f"{key}:{pid}"[:200], premise=premise)
     return len(ids)
 
 
@@ -326,7 +411,7 @@ def _warn(session: Session, g: Group, findings: list[Finding], facts: GroupFacts
     recipients = _responsible(session, g)
     for pid in recipients:
         notify(session, person_id=pid, kind="warning", text=owner_text, at=now, group_id=g.id, urgent=True,
-               dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200])
+               dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200], premise=premises.of("warning", g))
     if g.temporary and auto:
         owner = repo.display_name(session, g.owner_id)
         member_text = (f"“{g.name}”{why}，如无异议将于{due}解散，解散后{params.restore_days}天内可恢复。"
@@ -334,7 +419,8 @@ def _warn(session: Session, g: Group, findings: list[Finding], facts: GroupFacts
         for pid in repo.member_ids(session, g.id):
             if pid not in recipients:
                 notify(session, person_id=pid, kind="warning_member", text=member_text, at=now, group_id=g.id,
-                       urgent=True, dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200])
+                       urgent=True, dedupe_key=f"warning:{g.id}:{stamp}:{pid}"[:200],
+                       premise=premises.of("warning_member", g))
 
 
 def mark_warning_sent(session: Session, group_id: str, at: datetime) -> bool:
@@ -392,7 +478,7 @@ def _order(session: Session, g: Group, state: dict, now: datetime, settings, *, 
         notify(session, person_id=pid, kind="dissolve_order", group_id=g.id, urgent=True, at=now,
                text=(f"“{g.name}”已到解散时间，但机器人无法直接操作该群。请于{day}前手动解散，"
                      f"完成后回复“已解散 {g.name}”。逾期未处理将报送纪委监委。"),
-               dedupe_key=f"order:{g.id}:{now.isoformat()}:{pid}"[:200])
+               dedupe_key=f"order:{g.id}:{now.isoformat()}:{pid}"[:200], premise=premises.of("dissolve_order", g))
     audit.record(session, actor=actor, action="dissolve_order", at=now, group_id=g.id, reason=state.get("reason"),
                  data={"deadline": deadline.isoformat()})
 
@@ -414,7 +500,7 @@ def _finish(session: Session, g: Group, at: datetime, settings, *, actor: str) -
         for pid in _responsible(session, g):
             notify(session, person_id=pid, kind="dissolved", group_id=g.id, at=at,
                    text=f"“{g.name}”已解散。{day}前可恢复：回复“恢复 {g.name}”。",
-                   dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200])
+                   dedupe_key=f"dissolved:{g.id}:{at.isoformat()}:{pid}"[:200], premise=premises.of("dissolved", g))
 
 
 def _cancel_bridge_instruction(session: Session, g: Group, state: dict, now: datetime) -> None:
@@ -534,13 +620,13 @@ def merge_group(session: Session, a: Group, b: Group, now: datetime, settings, *
     for pid in members:
         notify(session, person_id=pid, kind="merge", group_id=a.id, at=now,
                text=f"“{a.name}”已合并到“{b.name}”，今后请在“{b.name}”沟通，“{a.name}”将解散。",
-               dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200])
+               dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200], premise=premises.of("merge", a, into=b.id))
     if not members:  # member list unknown: whoever is responsible tells the members
         for pid in _responsible(session, a):
             notify(session, person_id=pid, kind="merge", group_id=a.id, at=now,
                    text=(f"“{a.name}”已合并到“{b.name}”，“{a.name}”将解散。机器人不知道该群的成员，"
                          f"请在群里告知成员今后在“{b.name}”沟通。"),
-                   dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200])
+                   dedupe_key=f"merge:{a.id}:{b.id}:{pid}"[:200], premise=premises.of("merge", a, into=b.id))
     return begin_dissolution(session, a, now, settings, actor=actor, reason="合并", final_status="merged")
 
 
@@ -714,6 +800,8 @@ def _apply(s: Session, step: Step, findings: list[Finding], now: datetime, setti
         g.warned_at = g.warning_sent_at = None
         _set_status(g, "active", now, "已不再符合解散条件")
         audit.record(s, actor=SYSTEM, action="unwarn", at=now, group_id=g.id, reason="已不再符合解散条件")
+        s.flush()
+        premises.settle(s, [g.id], now, settings)
         return "done"
     if step.action == "dissolve":
         if g.status != "warned":
@@ -741,6 +829,7 @@ def _apply(s: Session, step: Step, findings: list[Finding], now: datetime, setti
         g.dissolve_state = st
         owner = repo.display_name(s, g.owner_id)
         n = _notify_commission(s, kind="order_overdue", at=now, group_id=g.id, key=f"order-overdue:{g.id}",
+                               premise=premises.of("order_overdue", g),
                                text_=f"“{g.name}”（{g.unit or '未填单位'}，群主{owner}）的解散通知已逾期未执行。")
         audit.record(s, actor=SYSTEM, action="order_escalate", at=now, group_id=g.id, reason="解散通知逾期未执行",
                      data={"deadline": g.order_deadline.isoformat() if g.order_deadline else None, "notified": n})
@@ -864,7 +953,8 @@ def _permanent_failure(s: Session, g: Group, restoring: bool, error: str, now: d
         for pid in _responsible(s, g):
             notify(s, person_id=pid, kind="restore_manual", group_id=g.id, at=now, urgent=True,
                    text=f"“{g.name}”已恢复登记，但未能自动拉回成员，请手动邀请原成员入群。",
-                   dedupe_key=f"restore-manual:{g.id}:{now.isoformat()}:{pid}"[:200])
+                   dedupe_key=f"restore-manual:{g.id}:{now.isoformat()}:{pid}"[:200],
+                   premise=premises.of("restore_manual", g))
         return
     audit.record(s, actor=SYSTEM, action="dissolve_fallback", at=now, group_id=g.id, reason="平台拒绝，改为解散通知",
                  data={"error": error[:300]})

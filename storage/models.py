@@ -200,7 +200,8 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(24))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|sending|sent|dead|merged
+    # pending|claimed|sending|sent|dead|uncertain|cancelled|withdrawn (every notice in it lost its premise)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
@@ -223,9 +224,22 @@ class Notice(Base):
     due_at: Mapped[datetime]
     created_at: Mapped[datetime]
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|held|sent|merged
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|held|sent|merged|withdrawn
     outbox_id: Mapped[int | None] = mapped_column(BigInteger)
     decided_at: Mapped[datetime | None]
+    # what the notice assumes about its group (storage.premises); None: always holds
+    premise: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # when its premise ended: withdrawn before it went out, or corrected after (storage.premises.settle)
+    withdrawn_at: Mapped[datetime | None]
+
+
+class FindingRefresh(Base):
+    """When the findings were last computed, per scope: ``full`` (every rule over the whole ledger;
+    the per-group refresh after a command is not stamped, see storage.lifecycle)."""
+
+    __tablename__ = "finding_refreshes"
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # full
+    at: Mapped[datetime]
 
 
 class PulseAsk(Base):

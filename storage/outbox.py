@@ -23,11 +23,16 @@ def enqueue(session: Session, *, channel: str, recipient: str, kind: str, payloa
 
 
 def notify(session: Session, *, person_id: str, kind: str, text: str, at: datetime, due_at: datetime | None = None,
-           group_id: str | None = None, urgent: bool = False, dedupe_key: str | None = None) -> None:
+           group_id: str | None = None, urgent: bool = False, dedupe_key: str | None = None,
+           premise: dict[str, Any] | None = None) -> None:
     """Queue a notice for one person; the scheduler merges a person's notices into one digest,
-    sends them only in working time and within the weekly attention budget."""
+    sends them only in working time and within the weekly attention budget.
+
+    ``premise``: what the notice assumes about its group (``storage.premises.of``); checked again
+    when it is put into a digest and right before it is sent."""
     row = {"person_id": person_id, "kind": kind, "group_id": group_id, "text": text, "urgent": urgent,
-           "due_at": due_at or at, "created_at": at, "dedupe_key": dedupe_key, "status": "pending"}
+           "due_at": due_at or at, "created_at": at, "dedupe_key": dedupe_key, "status": "pending",
+           "premise": premise}
     if dedupe_key:
         insert_ignore(session, Notice, [row], ["dedupe_key"])
     else:

@@ -629,3 +629,43 @@ def find_groups(session: Session, ref: str) -> list[Group]:
         return [g]
     rows = session.execute(select(Group).where(Group.name == ref).where(Group.status != "purged")).scalars().all()
     return sorted(rows, key=lambda x: (x.status not in LIVE_STATUSES, x.id))
+
+
+# --- which groups a unit of work changed ---------------------------------------------------------
+_TOUCHED = "qunzhi.touched_groups"
+
+
+class track_groups:
+    """``with track_groups(session) as ids:`` collects the ids of the ``Group`` rows created or
+    changed through the ORM inside the block (a flush listener; only sessions inside such a block
+    pay for it). Changes pending when the block starts are flushed first, so they are not counted."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.ids: set[str] = set()
+
+    def __enter__(self) -> set[str]:
+        self.session.flush()
+        self.session.info[_TOUCHED] = self.ids
+        return self.ids
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.session.flush()
+        finally:
+            self.session.info.pop(_TOUCHED, None)
+
+
+def _collect_touched(session: Session, _ctx, _instances) -> None:
+    ids = session.info.get(_TOUCHED)
+    if ids is None:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, Group) and session.is_modified(obj):
+            ids.add(obj.id)
+
+
+from sqlalchemy import event as _event  # noqa: E402
+
+_event.listen(Session, "before_flush", _collect_touched)

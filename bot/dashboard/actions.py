@@ -24,6 +24,7 @@ def protect(session: Session, group: Group, *, actor: str, now: datetime, settin
         raise ActionError(str(e)) from e
     if not changed:
         return f"“{group.name}”已经是受保护群。"
+    lifecycle.groups_changed(session, [group.id], now, settings, actor=actor)
     return f"已将“{group.name}”设为受保护群，不会被自动提醒或解散。"
 
 
@@ -32,6 +33,7 @@ def restore(session: Session, group: Group, *, actor: str, now: datetime, settin
         result = lifecycle.restore_group(session, group, now, settings, actor=actor)
     except ValueError as e:
         raise ActionError(str(e)) from e
+    lifecycle.groups_changed(session, [group.id], now, settings, actor=actor)
     if result == "pending":
         return f"正在恢复“{group.name}”，成员将陆续重新加入。"
     return f"已恢复“{group.name}”。"
@@ -44,4 +46,5 @@ def merge(session: Session, group: Group, target: Group, *, actor: str, now: dat
         lifecycle.merge_group(session, group, target, now, settings, actor=actor)
     except ValueError as e:
         raise ActionError(str(e)) from e
+    lifecycle.groups_changed(session, [group.id, target.id], now, settings, actor=actor)
     return f"已将“{group.name}”合并到“{target.name}”，成员已收到通知。"

@@ -23,6 +23,7 @@ from governance import labels
 from governance.model import FINDING_KINDS
 from storage import reports
 from storage.audit import verify
+from storage.lifecycle import findings_computed_at
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Person, PulseResponse, StatSnapshot,
                             UselessVote)
 
@@ -82,7 +83,27 @@ def _rt(request: Request):
 
 def _render(name: str, request: Request, sess: auth.DashSession | None, **ctx) -> str:
     ctx.setdefault("tz", _rt(request).settings.tz)
-    return env.get_template(name).render(request=request, sess=sess, path=request.url.path, **ctx)
+    return env.get_template(name).render(request=request, sess=sess, path=request.url.path,
+                                         findings_at=_findings_label(request), **ctx)
+
+
+def _local(at, tz) -> str:
+    t = at.astimezone(tz)
+    return f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}"
+
+
+def _findings_label(request: Request) -> str | None:
+    """“问题清单更新于 …（北京时间）” for the page header (set by ``_require`` from ``finding_refreshes``)."""
+    stamps = getattr(request.state, "findings_at", None)
+    if stamps is None:
+        return None
+    full = stamps.get("full")
+    if full is None:
+        return "问题清单尚未生成（每小时自动更新）"
+    tz = _rt(request).settings.tz
+    zone = "北京时间" if getattr(tz, "key", "") in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else str(tz)
+    return (f"问题清单更新于 {_local(full, tz)}（{zone}），每小时全面更新；"
+            "此后保留、续期、完成、登记等操作涉及的群已即时更新")
 
 
 def _page(name: str, request: Request, sess, **ctx) -> HTMLResponse:
@@ -96,6 +117,7 @@ def _require(request: Request, s, *, admin: bool = False) -> auth.DashSession:
         raise _Login()
     if admin and not sess.is_admin:
         raise HTTPException(403, "只有管理员可以执行这个操作")
+    request.state.findings_at = findings_computed_at(s)
     return sess
 
 
