@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -72,6 +73,10 @@ def check_signature(secret: str, timestamp: str | None, signature: str | None, b
     return None
 
 
+PERSON_ID_MAX = 64   # persons.id, memberships.person_id
+GROUP_ID_MAX = 128   # groups.id
+
+
 class BridgeEvent(BaseModel):
     """One event from the bridge (validated; unknown fields are refused)."""
 
@@ -92,6 +97,15 @@ class BridgeEvent(BaseModel):
 
     @model_validator(mode="after")
     def _group_needed(self):
+        # Ids are stored scoped by platform (``wechat:zhangsan``): the scoped id must fit its
+        # column (persons.id 64, groups.id 128) on every database.
+        room = len(self.platform) + 1
+        if len(self.sender_id) + room > PERSON_ID_MAX:
+            raise ValueError(f"sender_id too long: at most {PERSON_ID_MAX - room} characters")
+        if any(not m.strip() or len(m) + room > PERSON_ID_MAX for m in self.member_ids):
+            raise ValueError(f"member_ids: empty or too long: at most {PERSON_ID_MAX - room} characters")
+        if self.group_id and len(self.group_id) + room > GROUP_ID_MAX:
+            raise ValueError(f"group_id too long: at most {GROUP_ID_MAX - room} characters")
         if self.type != "message" and not self.group_id:
             raise ValueError("group_id is required for group events")
         if self.type == "group_renamed" and not self.group_name:
@@ -136,8 +150,18 @@ def _chinese_errors(e: ValidationError) -> str:
             parts.append(f"{field}须为带时区的 ISO 8601 时间，例如 2026-11-23T10:00:00+08:00")
         elif kind == "value_error":
             msg = str(err.get("msg", ""))
-            parts.append("群事件必须带群编号 group_id" if "group_id" in msg else
-                         "改名事件必须带新群名 group_name" if "group_name" in msg else "字段取值不合法")
+            limit = re.search(r"at most (\d+)", msg)
+            if limit and "sender_id" in msg:
+                parts.append(f"发送人 sender_id 过长（最多 {limit.group(1)} 个字符）")
+            elif limit and "member_ids" in msg:
+                parts.append(f"成员列表 member_ids 中有空的或过长的编号（每个最多 {limit.group(1)} 个字符）")
+            elif limit and "group_id" in msg:
+                parts.append(f"群编号 group_id 过长（最多 {limit.group(1)} 个字符）")
+            else:
+                parts.append("群事件必须带群编号 group_id" if "group_id" in msg else
+                             "改名事件必须带新群名 group_name" if "group_name" in msg else "字段取值不合法")
+        elif kind in ("string_too_long", "too_long"):
+            parts.append(f"{field}过长")
         else:
             parts.append(f"{field}格式不正确")
     return "；".join(parts) or "事件格式不正确"

@@ -31,7 +31,7 @@ from wechatpy.replies import TextReply
 
 from bot.adapters.common import (card_kind, dispatch, enqueue_replies, from_unix, parse_xml,
                                 query, raw_endpoint, xml_fields)
-from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_crypto
+from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
@@ -88,10 +88,10 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
         encrypt = (envelope.findtext("Encrypt") or "").strip()
         plain = crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"), encrypt)
         message = parse_xml(plain)
+        event = to_event(message, rt.clock())
     except CallbackError as e:
         return _refuse(e)
 
-    event = to_event(message, rt.clock())
     replies = await dispatch(rt, event, "user")
     if isinstance(replies, Response):
         return replies
@@ -117,13 +117,28 @@ FAST_ROUTES = [("/wecom/callback", raw_endpoint(handle), ["POST"])]
 
 
 # --- XML → Event ----------------------------------------------------------------------------
+# Ids longer than the columns they end up in are refused (400) before dispatch, on every database
+# (SQLite would store them whole, PostgreSQL would fail the batch): persons.id is 64; the dedupe
+# key ``wecom:evt:<from>:<time>:<event>`` must fit processed_events.key (200) with room for the
+# outbox's ``reply:…:n`` keys.
+USER_ID_MAX = 64
+MSG_ID_MAX = 64       # MsgId is a 64-bit number (20 digits); 64 leaves room
+EVENT_NAME_MAX = 64
+CREATE_TIME_MAX = 12  # digits, as the query string's timestamp
+
+
 def to_event(root: Element, now: datetime) -> Event | None:
-    """Map a decrypted WeCom message to a neutral event (None for what the bot ignores)."""
+    """Map a decrypted WeCom message to a neutral event (None for what the bot ignores);
+    ``Malformed`` for ids that do not fit their columns."""
     f = xml_fields(root)
     sender = f.get("FromUserName", "")
     if not sender:
         return None
     created = f.get("CreateTime", "")
+    for field, limit in (("FromUserName", USER_ID_MAX), ("MsgId", MSG_ID_MAX), ("Event", EVENT_NAME_MAX),
+                         ("CreateTime", CREATE_TIME_MAX)):
+        if len(f.get(field, "")) > limit:
+            raise Malformed(f"{field} longer than {limit} characters")
     at = from_unix(created, now)
     msg_type = f.get("MsgType", "")
     base = {"agent_id": f.get("AgentID", "")}

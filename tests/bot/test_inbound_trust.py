@@ -1,0 +1,133 @@
+"""Odd but signed input: every adapter refuses with 400 what does not fit (wrong JSON types, ids
+longer than their columns, event times far from the server clock) and changes nothing; names in
+the AI bot's markdown replies cannot become links."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from storage.models import Group, Membership, Message, OutboxMessage, Person, ProcessedEvent
+from tests.bot.helpers import WeComSim, aibot_post, bridge_post, text_xml
+from tests.bot.test_aibot import _decrypt_reply
+
+MODELS = (Message, ProcessedEvent, Person, Group, Membership, OutboxMessage)
+
+
+@pytest.fixture
+def hclient(runtime):
+    from bot.app import create_app
+
+    with TestClient(create_app(runtime=runtime, start_scheduler=False), raise_server_exceptions=False) as c:
+        yield c
+
+
+def nothing_stored(db) -> bool:
+    with db.session() as s:
+        return all(s.execute(select(func.count()).select_from(m)).scalar_one() == 0 for m in MODELS)
+
+
+def _aibot(msgid="M1", **kw) -> dict:
+    d = {"msgid": msgid, "aibotid": "AIBOTID", "chatid": "wrkG1", "chattype": "group", "from": {"userid": "zhangsan"},
+         "response_url": "https://example.invalid/resp", "msgtype": "text", "text": {"content": "@群治 帮助"}}
+    d.update(kw)
+    return d
+
+
+def _bridge(id_="e1", **kw) -> dict:
+    e = {"id": id_, "type": "message", "platform": "wechat", "group_id": "wxg-1", "group_name": "城关镇秋粮群",
+         "sender_id": "wx-zhang", "member_ids": [], "text": "大家好", "at": "2026-11-23T10:00:00+08:00"}
+    e.update(kw)
+    return e
+
+
+# --- item 10: AI bot fields of the wrong JSON type ---------------------------------------------
+WRONG_TYPES = [
+    {"text": ["@群治 帮助"]},
+    {"text": {"content": ["帮助"]}},
+    {"msgtype": "mixed", "mixed": {"msg_item": 7}},
+    {"msgtype": "mixed", "mixed": [1, 2]},
+    {"msgtype": "mixed", "mixed": {"msg_item": [{"msgtype": "text", "text": "帮助"}]}},
+    {"msgtype": "event", "event": {"eventtype": "template_card_event", "template_card_event": "click"}},
+    {"msgtype": "event", "event": {"eventtype": "template_card_event", "template_card_event": {
+        "task_id": "keep:g:1", "selected_items": {"selected_item": {"question_key": "q"}}}}},
+    {"msgtype": "event", "event": {"eventtype": "template_card_event", "template_card_event": {
+        "task_id": "keep:g:1", "selected_items": {"selected_item": [{"option_ids": {"option_id": "keep"}}]}}}},
+    {"msgtype": "event", "event": "enter_chat"},
+    {"from": "zhangsan"},
+    {"from": {"userid": ["zhangsan"]}},
+    {"msgid": {"id": 1}},
+    {"chatid": ["wrkG1"]},
+    {"create_time": "yesterday"},
+    {"response_url": 5},
+]
+
+
+@pytest.mark.parametrize("fields", WRONG_TYPES, ids=[json.dumps(w, ensure_ascii=False)[:60] for w in WRONG_TYPES])
+def test_aibot_fields_of_the_wrong_type_are_400(hclient, clock, db, fields):
+    r = aibot_post(hclient, clock, _aibot(**fields), nonce="w1")
+    assert r.status_code == 400, r.status_code
+    assert r.text == "请求格式错误"
+    assert nothing_stored(db)
+
+
+# --- item 10: ids longer than their columns ---------------------------------------------------------
+@pytest.mark.parametrize("fields", [
+    {"from": {"userid": "u" * 65}},
+    {"chatid": "g" * 129},
+    {"msgid": "m" * 129},
+], ids=["userid", "chatid", "msgid"])
+def test_aibot_ids_longer_than_their_columns_are_400(hclient, clock, db, fields):
+    r = aibot_post(hclient, clock, _aibot(**fields), nonce="l1")
+    assert r.status_code == 400
+    assert nothing_stored(db)
+    # the longest that fits is stored
+    ok = {k: ({"userid": "u" * 64} if k == "from" else v[:128]) for k, v in fields.items()}
+    assert aibot_post(hclient, clock, _aibot(**ok), nonce="l2").status_code == 200
+
+
+@pytest.mark.parametrize("sender,msg_id", [("u" * 65, "1"), ("zhangsan", "9" * 65)], ids=["FromUserName", "MsgId"])
+def test_wecom_ids_longer_than_their_columns_are_400(hclient, clock, db, sender, msg_id):
+    sim = WeComSim(hclient, clock)
+    r = sim.post_plain(text_xml(sender, "帮助", int(clock().timestamp()), msg_id))
+    assert r.status_code == 400
+    assert nothing_stored(db)
+
+
+@pytest.mark.parametrize("fields", [
+    {"sender_id": "s" * 60},             # wechat:<60> is longer than persons.id (64)
+    {"member_ids": ["m" * 60], "type": "member_joined"},
+    {"member_ids": [""], "type": "member_joined"},
+    {"group_id": "g" * 125},             # wechat:<125> is longer than groups.id (128)
+], ids=["sender", "member", "empty-member", "group"])
+def test_bridge_ids_longer_than_their_columns_are_400(hclient, clock, db, fields):
+    r = bridge_post(hclient, clock, _bridge(**fields))
+    assert r.status_code == 400, r.text
+    assert r.json()["ok"] is False and r.json()["error"]
+    assert nothing_stored(db)
+
+
+# --- item 10: names in markdown replies ----------------------------------------------------------------
+def test_a_group_name_in_an_aibot_markdown_reply_is_not_a_link(hclient, clock, db, monkeypatch):
+    from handlers.events import Reply
+
+    runtime = hclient.app.state.runtime
+    monkeypatch.setattr(runtime, "process", lambda e: [Reply("“[点此登录](http://x)”已登记。*注意* `x` <b>")])
+    r = aibot_post(hclient, clock, _aibot(), nonce="md1")
+    content = _decrypt_reply(r.json(), clock)["stream"]["content"]
+    assert "[点此登录](" not in content
+    assert "*注意*" not in content and "`x`" not in content and "<b>" not in content
+    from bot.adapters.aibot import markdown_escape
+
+    assert content == markdown_escape("“[点此登录](http://x)”已登记。*注意* `x` <b>")
+    assert "点此登录" in content and "已登记" in content
+
+
+def test_markdown_escape_neutralises_block_syntax():
+    from bot.adapters.aibot import markdown_escape
+
+    out = markdown_escape("# 标题\n> 引用\n- 列表\n1. 第一\n普通文字 3.5 a-b")
+    assert out.splitlines() == ["\\# 标题", "\\> 引用", "\\- 列表", "1\\. 第一", "普通文字 3.5 a-b"]
