@@ -40,7 +40,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, query, raw_endpoint
+from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
+                                raw_endpoint)
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event
 
@@ -105,7 +106,7 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
             raise Malformed("no encrypt field")
         data = _json_object(crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                       encrypt))
-        event = to_event(data, rt.clock())
+        event = to_event(data, rt.clock(), tolerance=rt.settings.wecom_timestamp_tolerance)
     except CallbackError as e:
         return _refuse(e)
 
@@ -239,9 +240,10 @@ def _text_of(m: AibotMessage) -> str:
     return ""
 
 
-def to_event(data: dict[str, Any] | AibotMessage, now: datetime) -> Event | None:
+def to_event(data: dict[str, Any] | AibotMessage, now: datetime, *, tolerance: int | None = None) -> Event | None:
     """Map a decrypted callback to a neutral event (None for what the bot ignores); ``Malformed``
-    for JSON that does not fit (see ``AibotMessage``)."""
+    for JSON that does not fit (see ``AibotMessage``) and, given the callback ``tolerance``, for a
+    ``create_time`` far from ``now`` (``common.check_event_time``)."""
     m = data if isinstance(data, AibotMessage) else parse(data)
     sender = (m.from_.userid if m.from_ else None) or ""
     msgid = m.msgid or ""
@@ -249,7 +251,8 @@ def to_event(data: dict[str, Any] | AibotMessage, now: datetime) -> Event | None
         return None
     in_group = m.chattype == "group"
     group_id = (m.chatid or None) if in_group else None
-    at = from_unix(m.create_time, now)
+    at = from_unix(m.create_time, now) if tolerance is None else check_event_time(m.create_time, now, tolerance,
+                                                                                  "create_time")
     base = {"aibot_id": m.aibotid, "response_url": m.response_url}
     if m.msgtype in ("text", "mixed"):
         text = _text_of(m)

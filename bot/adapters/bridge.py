@@ -32,7 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.adapters.common import enqueue_replies
+from bot.adapters.common import MAX_EVENT_AGE, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
 from handlers.events import Event
 
@@ -193,6 +193,11 @@ async def bridge_events(request: Request) -> JSONResponse:
         event = BridgeEvent.model_validate(raw).to_event()
     except ValidationError as e:
         return _bad(_chinese_errors(e))
+    problem = event_time_problem(event.at, rt.clock(), rt.settings.wecom_timestamp_tolerance)
+    if problem:
+        log.warning("bridge event %s refused: %s", event.msg_id, problem)
+        return _bad(f"时间 at 不可信：不得晚于服务器时间 {rt.settings.wecom_timestamp_tolerance} 秒以上，"
+                    f"也不得早于 {MAX_EVENT_AGE.days} 天以前")
     try:
         replies = await rt.process_async(event, reply_channel="bridge")
     except DeadlineMissed:  # not stored yet: the bridge retries 5xx with the same id

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import (card_kind, dispatch, enqueue_replies, from_unix, parse_xml,
+from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
                                 query, raw_endpoint, xml_fields)
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event, Reply
@@ -88,7 +88,7 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
         encrypt = (envelope.findtext("Encrypt") or "").strip()
         plain = crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"), encrypt)
         message = parse_xml(plain)
-        event = to_event(message, rt.clock())
+        event = to_event(message, rt.clock(), tolerance=rt.settings.wecom_timestamp_tolerance)
     except CallbackError as e:
         return _refuse(e)
 
@@ -127,9 +127,10 @@ EVENT_NAME_MAX = 64
 CREATE_TIME_MAX = 12  # digits, as the query string's timestamp
 
 
-def to_event(root: Element, now: datetime) -> Event | None:
+def to_event(root: Element, now: datetime, *, tolerance: int | None = None) -> Event | None:
     """Map a decrypted WeCom message to a neutral event (None for what the bot ignores);
-    ``Malformed`` for ids that do not fit their columns."""
+    ``Malformed`` for ids that do not fit their columns, and (given the callback ``tolerance``)
+    for a ``CreateTime`` far from ``now`` (``common.check_event_time``)."""
     f = xml_fields(root)
     sender = f.get("FromUserName", "")
     if not sender:
@@ -139,7 +140,7 @@ def to_event(root: Element, now: datetime) -> Event | None:
                          ("CreateTime", CREATE_TIME_MAX)):
         if len(f.get(field, "")) > limit:
             raise Malformed(f"{field} longer than {limit} characters")
-    at = from_unix(created, now)
+    at = from_unix(created, now) if tolerance is None else check_event_time(created, now, tolerance, "CreateTime")
     msg_type = f.get("MsgType", "")
     base = {"agent_id": f.get("AgentID", "")}
     if msg_type == "text":

@@ -131,3 +131,64 @@ def test_markdown_escape_neutralises_block_syntax():
 
     out = markdown_escape("# 标题\n> 引用\n- 列表\n1. 第一\n普通文字 3.5 a-b")
     assert out.splitlines() == ["\\# 标题", "\\> 引用", "\\- 列表", "1\\. 第一", "普通文字 3.5 a-b"]
+
+
+# --- item 5: event times far from the server clock -----------------------------------------------------
+@pytest.mark.parametrize("at,status", [
+    ("9999-12-31T23:59:59+08:00", 400),
+    ("2026-11-23T10:06:00+08:00", 400),   # six minutes ahead of the server clock (tolerance 300 s)
+    ("2026-11-23T10:04:00+08:00", 200),   # four minutes ahead: clocks differ
+    ("2026-11-15T10:00:00+08:00", 400),   # eight days old
+    ("2026-11-17T10:00:00+08:00", 200),   # six days old: a bridge catching up after an outage
+    ("0001-01-01T00:00:00+00:00", 400),
+])
+def test_bridge_event_times_are_checked_against_the_clock(hclient, clock, db, at, status):
+    r = bridge_post(hclient, clock, _bridge(at=at))
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert "时间" in r.json()["error"]
+        assert nothing_stored(db)
+    else:
+        with db.session() as s:
+            assert s.execute(select(func.count()).select_from(Message)).scalar_one() == 1
+
+
+@pytest.mark.parametrize("delta,status", [(10**10, 400), (400, 400), (200, 200), (-8 * 86400, 400),
+                                          (-6 * 86400, 200), (-10**12, 400)])
+def test_wecom_create_time_is_checked_against_the_clock(hclient, clock, db, delta, status):
+    sim = WeComSim(hclient, clock)
+    r = sim.post_plain(text_xml("zhangsan", "帮助", int(clock().timestamp()) + delta, "77001"))
+    assert r.status_code == status
+    if status == 400:
+        assert nothing_stored(db)
+
+
+@pytest.mark.parametrize("delta,status", [(10**9, 400), (400, 400), (-30 * 86400, 400), (-60, 200)])
+def test_aibot_create_time_is_checked_against_the_clock(hclient, clock, db, delta, status):
+    r = aibot_post(hclient, clock, _aibot(create_time=int(clock().timestamp()) + delta), nonce="t1")
+    assert r.status_code == status
+    if status == 400:
+        assert nothing_stored(db)
+
+
+def test_archive_import_refuses_rows_far_in_the_future(db, clock, settings, tmp_path):
+    from storage.importers import import_messages
+
+    path = tmp_path / "m.jsonl"
+    rows = [{"group_id": "g1", "sender_id": "a", "sent_at": "2019-05-01T09:00:00+08:00", "msg_id": "1"},
+            {"group_id": "g1", "sender_id": "b", "sent_at": "9999-12-31T09:00:00+08:00", "msg_id": "2"},
+            {"group_id": "g1", "sender_id": "c", "sent_at": "1970-01-02T09:00:00+08:00", "msg_id": "3"},
+            {"group_id": "g1", "sender_id": "d" * 65, "sent_at": "2026-11-20T09:00:00+08:00", "msg_id": "4"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    with db.session() as s:
+        res = import_messages(s, path, now=clock(), settings=settings)
+    assert not res.imported
+    assert [e.row for e in res.errors] == [2, 3, 4]
+    assert "晚于" in res.errors[0].reason and "早于" in res.errors[1].reason and "过长" in res.errors[2].reason
+    assert nothing_stored(db)
+    with db.session() as s:
+        res = import_messages(s, path, now=clock(), settings=settings, skip_invalid=True)
+    assert res.imported and res.created == 1  # an archive may be years old
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert g.last_message_at.year == 2019
