@@ -234,6 +234,32 @@ def mark_processed(session: Session, key: str, at: datetime) -> bool:
     return insert_ignore(session, ProcessedEvent, [{"key": key[:200], "at": at}], ["key"]) == 1
 
 
+def remember_reply(session: Session, key: str, replies: list[dict]) -> None:
+    """What a repeat of the event with dedupe ``key`` is to be answered with (see ``ProcessedEvent.reply``)."""
+    session.execute(update(ProcessedEvent).where(ProcessedEvent.key == key[:200]).values(reply=replies)
+                    .execution_options(synchronize_session=False))
+
+
+def stored_replies(session: Session, keys: list[str]) -> dict[str, list | None]:
+    """``ProcessedEvent.reply`` of each of ``keys`` (None: none stored), in one query."""
+    if not keys:
+        return {}
+    rows = dict(session.execute(select(ProcessedEvent.key, ProcessedEvent.reply)
+                                .where(ProcessedEvent.key.in_(sorted({k[:200] for k in keys})))).all())
+    return {k: rows.get(k[:200]) for k in keys}
+
+
+def pg_stored_replies(conn, keys: list[str]) -> dict[str, list | None]:
+    """``stored_replies`` on a plain (autocommit) psycopg connection."""
+    if not keys:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT key, reply FROM processed_events WHERE key IN (SELECT json_array_elements_text(%s::json))",
+                    (pg_json(sorted({k[:200] for k in keys})),))
+        rows = {k: (json.loads(r) if isinstance(r, str) else r) for k, r in cur.fetchall()}
+    return {k: rows.get(k[:200]) for k in keys}
+
+
 def get_or_create_person(session: Session, person_id: str, at: datetime, name: str | None = None) -> Person:
     p = session.get(Person, person_id)
     if p is None:

@@ -27,6 +27,10 @@ nonce as the request). Plaintext by situation:
 * a handler that misses the deadline → HTTP 503 (nothing acknowledged before it is stored; WeCom
   retries, the retry is a duplicate once the first attempt commits); the first attempt's
   replies go to the outbox with its ``response_url``.
+
+A repeat of a stored callback (same ``msgid``; WeCom may resend byte for byte, so nonces are not
+remembered) stores nothing and is answered as the first attempt was. Fields of the wrong JSON
+type, ids longer than their columns and a ``create_time`` far from the server clock are 400.
 """
 from __future__ import annotations
 

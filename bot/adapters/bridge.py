@@ -11,7 +11,8 @@ Signature (both directions)::
 lower-case hex, 64 characters. The raw body bytes are signed exactly as sent (no
 re-serialisation). The timestamp must be within ``wecom_timestamp_tolerance`` seconds of the
 server clock. Comparison is constant time. Replays inside the window are harmless: events are
-deduplicated by their ``id``.
+deduplicated by their ``id``, and a repeat stores nothing and is answered with the replies of the
+first attempt.
 
 Answers: 200 ``{"ok": true, "replies": [{"text": ...}]}``; 503 ``{"ok": false, "retry": true}``
 when the event could not be stored within the deadline (retry with the same id; the replies of

@@ -11,13 +11,18 @@ and answer within WeCom's five seconds:
   so WeCom retries (the retry is a duplicate once the first attempt commits); the runtime queues
   the first attempt's replies in the outbox when it finishes.
 
-Status codes: 403 forged / stale / replayed / receive id not ours, 400 malformed XML (including
-DTDs, entity expansion and external entities) or malformed ciphertext, 413 body too large
+Status codes: 403 forged / stale (timestamp outside the window) / receive id not ours, 400
+malformed XML (including DTDs, entity expansion and external entities), malformed ciphertext, an
+id longer than its column or a ``CreateTime`` far from the server clock, 413 body too large
 (``BodyLimitMiddleware``), 404 when WeCom is not configured.
 
-Retries: WeCom retries up to three times; messages are deduplicated by ``MsgId`` and events by
-``FromUserName + CreateTime`` (``msg_id = "evt:{from}:{createtime}:{event}"``) in the database
-(``processed_events``), so a retry changes nothing and is answered with an empty 200.
+Retries: WeCom resends a request it got no answer to (up to three times), possibly with the same
+query string and body, so a repeated nonce is no refusal. Messages are deduplicated by ``MsgId``
+and events by ``FromUserName + CreateTime`` (``msg_id = "evt:{from}:{createtime}:{event}"``) in
+the database (``processed_events``): that is the replay defence. A repeat of a stored request
+changes nothing and is answered with the same passive reply as the first attempt (an empty 200
+if the first attempt's replies went to the outbox); a repeat of one never stored (its first
+attempt got 503 or 500) is processed.
 """
 from __future__ import annotations
 
