@@ -61,6 +61,8 @@ def repeat_replies(session: Session, events: dict[str, Event], services: Service
 
 
 def _handle_new(session: Session, event: Event, services: Services) -> list[Reply]:
+    if event.group_id and not _may_touch_group(session, event):
+        return []  # claimed (a retry changes nothing), but never applied
     if _is_anonymous(event):
         # Creating the person here would write a row naming the voter in the answer's transaction.
         person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
@@ -95,6 +97,17 @@ def _stored_key(event: Event, services: Services, anonymous: bool | None = None)
         digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
         return "anon:" + digest.hexdigest()
     return key
+
+
+def _may_touch_group(session: Session, event: Event) -> bool:
+    """The guard where a group row is used: an event never changes another platform's group
+    (``storage.repo.may_touch``; bridge ids are scoped by platform, so this is the second line)."""
+    g = session.get(Group, event.group_id)
+    if g is None or repo.may_touch(g.platform, event.platform):
+        return True
+    log.warning("event %s from platform %r names group %s of platform %r: not applied", event.dedupe_key,
+                event.platform, event.group_id, g.platform)
+    return False
 
 
 def _record_group_activity(session: Session, event: Event, services: Services) -> None:
@@ -295,6 +308,7 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
     else:
         new_keys = set(new_keys)
     fresh: list[Planned] = []
+    at_index: list[int] = []
     out: list[list[Reply]] = []
     repeats: dict[int, str] = {}
     for i, p in enumerate(plans):
@@ -307,7 +321,21 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
         if k is not None:
             new_keys.discard(k)  # a second event with the same key in this batch is a duplicate
         fresh.append(p)
+        at_index.append(i)
         out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
+    # The guard where a group row is used (``_may_touch_group``), for the batch in one query: the
+    # stored groups' platforms, else the platform of the batch's first event naming the group.
+    owner = repo.group_platforms(session, {p.event.group_id for p in fresh if p.event.group_id})
+    allowed: list[Planned] = []
+    for i, p in zip(at_index, fresh):
+        e = p.event
+        if e.group_id and not repo.may_touch(owner.setdefault(e.group_id, e.platform), e.platform):
+            log.warning("event %s from platform %r names group %s of platform %r: not applied", e.dedupe_key,
+                        e.platform, e.group_id, owner[e.group_id])
+            out[i] = []
+            continue
+        allowed.append(p)
+    fresh = allowed
     persons: dict[str, dict] = {}
     groups: dict[str, dict] = {}
     members: dict[tuple[str, str], dict] = {}
@@ -368,7 +396,8 @@ def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[i
                 continue
             seen_messages.add(row["dedupe_key"])
             messages.append({"pos": pos, **row})
-    found = repo.pg_ingest(conn, events, persons, members, messages, groups)
+    foreign: set[int] = set()
+    found = repo.pg_ingest(conn, events, persons, members, messages, groups, foreign)
     if found is None:
         return None
     cut, claimed = found
@@ -379,6 +408,11 @@ def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[i
             log.info("duplicate event %s: nothing stored, answered as the first time", p.key[:200])
             if k is not None:
                 before[i] = k
+        if i in foreign:
+            log.warning("event %s from platform %r names group %s of another platform: not applied",
+                        p.event.dedupe_key, p.event.platform, p.event.group_id)
+            out.append([])
+            continue
         out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])  # what the event determines
     if before:  # a repeat answers what its first attempt answered, if that was stored (rare: one query)
         stored = repo.pg_stored_replies(conn, list(before.values()))

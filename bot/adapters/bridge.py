@@ -36,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from bot.adapters.common import MAX_EVENT_AGE, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
 from handlers.events import Event
+from storage.repo import UNSCOPED_PLATFORMS, scoped_id
 
 log = logging.getLogger("qunzhi.bridge")
 
@@ -100,6 +101,8 @@ class BridgeEvent(BaseModel):
     def _group_needed(self):
         # Ids are stored scoped by platform (``wechat:zhangsan``): the scoped id must fit its
         # column (persons.id 64, groups.id 128) on every database.
+        if self.platform in UNSCOPED_PLATFORMS:
+            raise ValueError(f"platform {self.platform!r} is not a bridge platform")
         room = len(self.platform) + 1
         if len(self.sender_id) + room > PERSON_ID_MAX:
             raise ValueError(f"sender_id too long: at most {PERSON_ID_MAX - room} characters")
@@ -118,7 +121,8 @@ class BridgeEvent(BaseModel):
         if self.instruction_id:
             data["instruction_id"] = self.instruction_id
         return Event(platform=self.platform, kind=self.type, sender_id=person_id(self.platform, self.sender_id),
-                     at=self.at, text=self.text, group_id=self.group_id or None, msg_id=f"bridge:{self.id}",
+                     at=self.at, text=self.text, group_id=group_id(self.platform, self.group_id) if self.group_id else None,
+                     msg_id=f"bridge:{self.id}",
                      mentioned_bot=self.mentioned_bot, group_name=self.group_name,
                      member_ids=tuple(person_id(self.platform, m) for m in self.member_ids), data=data)
 
@@ -126,7 +130,13 @@ class BridgeEvent(BaseModel):
 def person_id(platform: str, user_id: str) -> str:
     """Bridge users live in their platform's namespace (``wechat:zhangsan``): a WeChat id that
     happens to equal a WeCom userid must never act with that cadre's role or ownership."""
-    return f"{platform}:{user_id}"
+    return scoped_id(platform, user_id)
+
+
+def group_id(platform: str, raw_group_id: str) -> str:
+    """Bridge groups too (``wechat:wxg-1``): a bridge event naming a WeCom group's id never
+    touches that group. Instructions to the bridge carry the raw id again (``BridgeSender``)."""
+    return scoped_id(platform, raw_group_id)
 
 
 _FIELD_NAMES = {"id": "事件编号 id", "type": "事件类型 type", "platform": "平台 platform", "group_id": "群编号 group_id",
@@ -152,7 +162,9 @@ def _chinese_errors(e: ValidationError) -> str:
         elif kind == "value_error":
             msg = str(err.get("msg", ""))
             limit = re.search(r"at most (\d+)", msg)
-            if limit and "sender_id" in msg:
+            if "not a bridge platform" in msg:
+                parts.append("平台 platform 不能是 " + "、".join(UNSCOPED_PLATFORMS) + "（这些平台不经桥接）")
+            elif limit and "sender_id" in msg:
                 parts.append(f"发送人 sender_id 过长（最多 {limit.group(1)} 个字符）")
             elif limit and "member_ids" in msg:
                 parts.append(f"成员列表 member_ids 中有空的或过长的编号（每个最多 {limit.group(1)} 个字符）")

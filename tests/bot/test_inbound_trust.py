@@ -192,3 +192,133 @@ def test_archive_import_refuses_rows_far_in_the_future(db, clock, settings, tmp_
     with db.session() as s:
         g = s.get(Group, "g1")
         assert g.last_message_at.year == 2019
+
+
+# --- item 3: bridge ids are scoped by platform; no event touches another platform's group ---------
+def _wecom_group(db, gid="wrkG1"):
+    """A WeCom group the AI bot reported (its chatid is the id), with one member and one message."""
+    from storage import repo
+
+    with db.session() as s:
+        repo.ensure_group(s, group_id=gid, platform="aibot", at=clock_at(), name="城关镇防汛群")
+        repo.add_members(s, gid, ["zhangsan"], clock_at())
+
+
+def clock_at():
+    from tests.conftest import Clock
+
+    return Clock()() - timedelta(days=1)
+
+
+def _wecom_state(db, gid="wrkG1"):
+    with db.session() as s:
+        g = s.get(Group, gid)
+        members = sorted(s.execute(select(Membership.person_id).where(Membership.group_id == gid)).scalars())
+        msgs = s.execute(select(func.count()).select_from(Message).where(Message.group_id == gid)).scalar_one()
+        return (g.name, g.platform, g.member_count, g.message_count, members, msgs)
+
+
+@pytest.mark.parametrize("event", [
+    _bridge("h1", group_id="wrkG1", text="大家好"),
+    _bridge("h2", type="group_renamed", group_id="wrkG1", group_name="[点此登录](http://x)"),
+    _bridge("h3", type="member_joined", group_id="wrkG1", member_ids=["lisi"]),
+    _bridge("h4", type="member_left", group_id="wrkG1", member_ids=["zhangsan"]),
+    _bridge("h5", group_id="wrkG1", text="@群治 这个群没用", mentioned_bot=True),
+], ids=["message", "renamed", "joined", "left", "useless-vote"])
+def test_a_bridge_event_never_changes_a_wecom_group(hclient, clock, db, event):
+    _wecom_group(db)
+    before = _wecom_state(db)
+    r = bridge_post(hclient, clock, event)
+    assert r.status_code == 200
+    assert _wecom_state(db) == before
+    with db.session() as s:
+        from storage.models import UselessVote
+
+        assert s.execute(select(func.count()).select_from(UselessVote)).scalar_one() == 0
+        if not event.get("mentioned_bot"):
+            assert s.get(Group, "wechat:wrkG1").platform == "wechat"  # the bridge's own group of that name
+
+
+@pytest.mark.parametrize("platform", ["wecom", "aibot", "ledger", "local"])
+def test_a_bridge_cannot_claim_a_wecom_platform(hclient, clock, db, platform):
+    r = bridge_post(hclient, clock, _bridge(platform=platform))
+    assert r.status_code == 400 and "platform" in r.json()["error"]
+    assert nothing_stored(db)
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "per-event"])
+def test_the_guard_holds_on_every_ingest_path(runtime, db, clock, bulk):
+    """Events built by any adapter: one naming a group stored under a platform it may not touch is
+    claimed (a retry changes nothing) but never applied, on the bulk paths (SQLite's statements,
+    PostgreSQL's one statement) and the per-event path; so is one naming a group that an earlier
+    event of the same batch, from another platform, creates."""
+    from bot.writer import run_batch
+    from handlers.events import Event
+
+    _wecom_group(db)
+    before = _wecom_state(db)
+    t = clock()
+    events = [Event(platform="wechat", kind="message", sender_id="wechat:a", at=t, text="收到", group_id="wrkG1",
+                    msg_id="bridge:x1"),
+              Event(platform="wechat", kind="member_joined", sender_id="wechat:a", at=t, group_id="wrkG1",
+                    member_ids=("wechat:b",), msg_id="bridge:x2"),
+              Event(platform="aibot", kind="message", sender_id="lisi", at=t, text="材料已上传", group_id="newG",
+                    msg_id="x3"),
+              Event(platform="wechat", kind="message", sender_id="wechat:c", at=t, text="材料", group_id="newG",
+                    msg_id="bridge:x4"),
+              Event(platform="aibot", kind="message", sender_id="wangwu", at=t, text="好", group_id="wrkG1",
+                    msg_id="x5")]
+    runtime.bulk = bulk
+    outcomes = {}
+    run_batch(runtime, events, lambda items: outcomes.update(items))
+    assert all(not isinstance(o, BaseException) for o in outcomes.values()), outcomes
+    with db.session() as s:
+        g = s.get(Group, "wrkG1")
+        assert sorted(s.execute(select(Membership.person_id).where(Membership.group_id == "wrkG1")).scalars()) == [
+            "wangwu", "zhangsan"]
+        assert (g.platform, g.message_count) == ("aibot", 1)  # only the AI bot's own message
+        n = s.get(Group, "newG")
+        assert n.platform == "aibot" and n.message_count == 1
+        assert sorted(s.execute(select(Membership.person_id).where(Membership.group_id == "newG")).scalars()) == [
+            "lisi"]
+        assert s.get(Person, "wechat:a") is None and s.get(Person, "wechat:c") is None
+        assert s.execute(select(func.count()).select_from(ProcessedEvent)).scalar_one() == 5
+    assert before[0] == _wecom_state(db)[0]
+
+
+def test_instructions_to_the_bridge_carry_the_raw_group_id(fake_wecom):
+    from bot.adapters.bridge import group_id
+    from bot.senders.bridge import BridgeSender
+    from tests.conftest import BRIDGE_SECRET
+
+    b = BridgeSender(fake_wecom.bridge_url, BRIDGE_SECRET, clock=lambda: 1_800_000_000)
+    assert b.dissolve(group_id=group_id("wechat", "wxg-1"), instruction_id="ins-1").ok
+    assert b.send_group_text(group_id("qq", "123:4"), "本群已完成使命", instruction_id="ins-2").ok
+    assert b.post({"type": "cancel_dissolve", "group_id": "wechat:wxg-1", "instruction_id": "ins-1",
+                   "platform": "wechat"}).ok
+    sent = [c.json for c in fake_wecom.calls_to("/bridge/inbox")[-3:]]
+    assert [(j["type"], j["group_id"], j["platform"]) for j in sent] == [
+        ("dissolve", "wxg-1", "wechat"), ("say", "123:4", "qq"), ("cancel_dissolve", "wxg-1", "wechat")]
+
+
+def test_a_bridge_dissolution_is_confirmed_with_the_raw_id(runtime, client, clock, db):
+    """The bridge's group wxg-9 is stored as wechat:wxg-9; its dissolution instruction names wxg-9
+    and the bridge's confirmation with wxg-9 finishes it."""
+    from bot.senders.bridge import outgoing
+    from storage import lifecycle
+
+    r = bridge_post(client, clock, _bridge("d1", group_id="wxg-9"))
+    assert r.status_code == 200
+    with db.session() as s:
+        g = s.get(Group, "wechat:wxg-9")
+        lifecycle.begin_dissolution(s, g, clock(), runtime.settings, actor="test", reason="长期无工作消息")
+    with db.session() as s:
+        o = s.execute(select(OutboxMessage).where(OutboxMessage.kind == "bridge_dissolve")).scalar_one()
+        sent = outgoing(o.payload)
+        assert (sent["group_id"], sent["platform"]) == ("wxg-9", "wechat")
+        iid = sent["instruction_id"]
+    r = bridge_post(client, clock, _bridge("d2", type="dissolve_confirmed", group_id="wxg-9", sender_id="bridge",
+                                           instruction_id=iid))
+    assert r.status_code == 200
+    with db.session() as s:
+        assert s.get(Group, "wechat:wxg-9").status == "dissolved"

@@ -30,7 +30,7 @@ def _events(clock) -> list[Event]:
 
     return [
         msg(1, "u1", "请问怎么用", "g1", mentioned=True),                    # new group, person; work; hint
-        msg(2, "u2", "今天下午三点开会，请各村准时参加", "g1", platform="bridge"),  # work, not to the bot
+        msg(2, "u2", "今天下午三点开会，请各村准时参加", "g1", platform="wecom"),  # work, not to the bot
         msg(1, "u1", "请问怎么用", "g1", mentioned=True),                    # WeCom retry: duplicate
         Event(platform="bridge", kind="member_joined", sender_id="u3", at=at(3), group_id="g2",
               member_ids=("u3", "u4", "u3"), msg_id="j3", group_name="防汛群"),
