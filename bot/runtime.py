@@ -254,7 +254,8 @@ class Runtime:
                             payload={"text": r.text, "card": r.card, "markdown": r.markdown, **extra},
                             at=self.clock(), dedupe_key=f"late:{event.dedupe_key}:{i}")
                 # The replies are on their way: a retry of the request from now on answers nothing
-                # more (an empty 200), or the user would get them twice.
+                # more (an empty 200), or the user would get them twice. (A retry that lands in the
+                # moment between the event's commit and this one still gets the passive reply too.)
                 key = stored_key(event, self.services)
                 if key:
                     remember_reply(s, key, [])
