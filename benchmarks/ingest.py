@@ -10,8 +10,7 @@ processes too):
 
 * ``qunzhi serve --no-scheduler`` (uvicorn, one process) receiving ``POST /wecom/aibot/callback``:
   AI-bot **group** messages (``chattype=group``, an @-mention of the bot, the only group traffic
-  WeCom delivers to a bot). Each one is verified (signature, timestamp window, nonce replay
-  cache), AES-decrypted, deduplicated by ``msgid`` in ``processed_events``, stored as activity
+  WeCom delivers to a bot). Each one is verified (signature, timestamp window), AES-decrypted, deduplicated by ``msgid`` in ``processed_events``, stored as activity
   (``messages`` row, sender's membership, the group's counters) and answered with an encrypted
   passive reply. Every request is distinct: unique msgid, fresh nonce, timestamp of the run;
   bodies are encrypted before the clock starts.
@@ -179,10 +178,10 @@ class Generator:
     """Encrypted AI-bot group callbacks, each with a unique msgid and a fresh nonce."""
 
     def __init__(self, token: str, aes_key: str, groups: int = 500, users: int = 3000, seed: int = 11):
-        from bot.adapters.crypto import CallbackCrypto, NonceCache
+        from bot.adapters.crypto import CallbackCrypto
 
         self.token = token
-        self.crypto = CallbackCrypto(token, aes_key, "", tolerance=0, clock=None, nonces=NonceCache())
+        self.crypto = CallbackCrypto(token, aes_key, "", tolerance=0, clock=None)
         self.rng = random.Random(seed)
         self.groups, self.users = groups, users
         self.run = uuid.uuid4().hex[:8]

@@ -52,10 +52,11 @@ from starlette.concurrency import run_in_threadpool
 from bot.settings import Settings
 from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
-from handlers.dispatch import handle_event
+from handlers.dispatch import handle_event, stored_key
 from handlers.events import Event, Reply
 from storage.db import Database
 from storage.outbox import enqueue
+from storage.repo import remember_reply
 
 log = logging.getLogger("qunzhi.runtime")
 
@@ -252,6 +253,12 @@ class Runtime:
                     enqueue(s, channel=channel or "user", recipient=event.group_id or event.sender_id, kind="reply",
                             payload={"text": r.text, "card": r.card, "markdown": r.markdown, **extra},
                             at=self.clock(), dedupe_key=f"late:{event.dedupe_key}:{i}")
+                # The replies are on their way: a retry of the request from now on answers nothing
+                # more (an empty 200), or the user would get them twice. (A retry that lands in the
+                # moment between the event's commit and this one still gets the passive reply too.)
+                key = stored_key(event, self.services)
+                if key:
+                    remember_reply(s, key, [])
         except Exception:
             log.exception("could not queue the late replies of %s", event.dedupe_key)
 

@@ -25,7 +25,11 @@ HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备
 
 
 def handle_event(session: Session, event: Event, services: Services) -> list[Reply]:
-    """Process one event exactly once (in the caller's transaction) and return the replies."""
+    """Process one event exactly once (in the caller's transaction) and return the replies.
+
+    A repeat (the platform resending a request, possibly byte for byte) changes nothing and gets
+    the replies the first attempt answered with (``repeat_replies``), so the platform shows the
+    same answer whichever attempt's response reaches it."""
     anonymous = _is_anonymous(event)
     if anonymous and event.dedupe_key:
         # Salted with the day's salt (destroyed when the day's window closes), stored with the day only.
@@ -36,8 +40,37 @@ def handle_event(session: Session, event: Event, services: Services) -> list[Rep
     else:
         key, at = _stored_key(event, services, anonymous), event.at
     if key and not repo.mark_processed(session, key, at):
-        log.info("duplicate event %s ignored", key)
-        return []
+        log.info("duplicate event %s: nothing stored, answered as the first time", key)
+        return repeat_replies(session, {key: event}, services)[key]
+    replies = _handle_new(session, event, services, anonymous)
+    if key and replies != deterministic_replies(event, services):
+        repo.remember_reply(session, key, [reply_payload(r) for r in replies])
+    return replies
+
+
+def reply_payload(r: Reply) -> dict:
+    return {"text": r.text, "card": r.card, "markdown": r.markdown}
+
+
+def deterministic_replies(event: Event, services: Services) -> list[Reply]:
+    """The replies that follow from the event alone (what the bulk paths answer): the hint for a
+    message to the bot that matches no command, unless it is a ritual acknowledgement."""
+    p = plan(event, services)
+    return [Reply(HINT)] if p.hint and wants_hint(p.text) else []
+
+
+def repeat_replies(session: Session, events: dict[str, Event], services: Services) -> dict[str, list[Reply]]:
+    """For repeats of stored events (by stored dedupe key): the replies the first attempt gave.
+    One query for all of them; a key without a stored reply gets the deterministic one."""
+    stored = repo.stored_replies(session, list(events))
+    return {k: ([Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown")))
+                 for r in stored[k]] if stored.get(k) is not None else deterministic_replies(e, services))
+            for k, e in events.items()}
+
+
+def _handle_new(session: Session, event: Event, services: Services, anonymous: bool) -> list[Reply]:
+    if event.group_id and not _may_touch_group(session, event):
+        return []  # claimed (a retry changes nothing), but never applied
     if anonymous:
         # Creating the person here would write a row naming the voter in the answer's transaction.
         person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
@@ -50,6 +83,11 @@ def handle_event(session: Session, event: Event, services: Services) -> list[Rep
     if event.kind == "card_click":
         return _run_card(session, event, person, services)
     return []
+
+
+def stored_key(event: Event, services: Services) -> str | None:
+    """The event's dedupe key as stored in ``processed_events`` (see ``_stored_key``)."""
+    return _stored_key(event, services)
 
 
 def _stored_key(event: Event, services: Services, anonymous: bool | None = None) -> str | None:
@@ -69,6 +107,17 @@ def _stored_key(event: Event, services: Services, anonymous: bool | None = None)
         digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
         return "anon:" + digest.hexdigest()
     return key
+
+
+def _may_touch_group(session: Session, event: Event) -> bool:
+    """The guard where a group row is used: an event never changes another platform's group
+    (``storage.repo.may_touch``; bridge ids are scoped by platform, so this is the second line)."""
+    g = session.get(Group, event.group_id)
+    if g is None or repo.may_touch(g.platform, event.platform):
+        return True
+    log.warning("event %s from platform %r names group %s of platform %r: not applied", event.dedupe_key,
+                event.platform, event.group_id, g.platform)
+    return False
 
 
 def _record_group_activity(session: Session, event: Event, services: Services) -> None:
@@ -285,17 +334,34 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
     else:
         new_keys = set(new_keys)
     fresh: list[Planned] = []
+    at_index: list[int] = []
     out: list[list[Reply]] = []
-    for p in plans:
+    repeats: dict[int, str] = {}
+    for i, p in enumerate(plans):
         k = p.key[:200] if p.key else None
         if k is not None and k not in new_keys:
-            log.info("duplicate event %s ignored", k)
+            log.info("duplicate event %s: nothing stored, answered as the first time", k)
+            repeats[i] = k
             out.append([])
             continue
         if k is not None:
             new_keys.discard(k)  # a second event with the same key in this batch is a duplicate
         fresh.append(p)
+        at_index.append(i)
         out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
+    # The guard where a group row is used (``_may_touch_group``), for the batch in one query: the
+    # stored groups' platforms, else the platform of the batch's first event naming the group.
+    owner = repo.group_platforms(session, {p.event.group_id for p in fresh if p.event.group_id})
+    allowed: list[Planned] = []
+    for i, p in zip(at_index, fresh):
+        e = p.event
+        if e.group_id and not repo.may_touch(owner.setdefault(e.group_id, e.platform), e.platform):
+            log.warning("event %s from platform %r names group %s of platform %r: not applied", e.dedupe_key,
+                        e.platform, e.group_id, owner[e.group_id])
+            out[i] = []
+            continue
+        allowed.append(p)
+    fresh = allowed
     persons: dict[str, dict] = {}
     groups: dict[str, dict] = {}
     members: dict[tuple[str, str], dict] = {}
@@ -315,6 +381,10 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
     repo.record_activity_bulk(session, persons=[persons[k] for k in sorted(persons)],
                               groups=[groups[k] for k in sorted(groups)],
                               members=[members[k] for k in sorted(members)], messages=messages)
+    if repeats:  # retries are rare: one query for the batch, only when there are some
+        again = repeat_replies(session, {k: plans[i].event for i, k in repeats.items()}, services)
+        for i, k in repeats.items():
+            out[i] = again[k]
     return out
 
 
@@ -352,15 +422,28 @@ def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[i
                 continue
             seen_messages.add(row["dedupe_key"])
             messages.append({"pos": pos, **row})
-    found = repo.pg_ingest(conn, events, persons, members, messages, groups)
+    foreign: set[int] = set()
+    found = repo.pg_ingest(conn, events, persons, members, messages, groups, foreign)
     if found is None:
         return None
     cut, claimed = found
     out: list[list[Reply]] = []
-    for p, k in zip(plans[:cut], firsts[:cut]):
+    before: dict[int, str] = {}  # repeats of events stored by an earlier statement
+    for i, (p, k) in enumerate(zip(plans[:cut], firsts[:cut])):
         if p.key and k not in claimed:  # claimed before, or a repeat within this batch
-            log.info("duplicate event %s ignored", p.key[:200])
+            log.info("duplicate event %s: nothing stored, answered as the first time", p.key[:200])
+            if k is not None:
+                before[i] = k
+        if i in foreign:
+            log.warning("event %s from platform %r names group %s of another platform: not applied",
+                        p.event.dedupe_key, p.event.platform, p.event.group_id)
             out.append([])
-        else:
-            out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
+            continue
+        out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])  # what the event determines
+    if before:  # a repeat answers what its first attempt answered, if that was stored (rare: one query)
+        stored = repo.pg_stored_replies(conn, list(before.values()))
+        for i, k in before.items():
+            if stored.get(k) is not None:
+                out[i] = [Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown")))
+                          for r in stored[k]]
     return cut, out

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
@@ -591,7 +591,13 @@ class MessageRow:
     msg_id: str
 
 
-def _parse_message(n: int, raw: str) -> MessageRow:
+# Archive rows are checked against the clock too: one message dated 9999 would keep its group alive
+# forever. An archive may be years old (it is history), so the lower bound is only a sanity one.
+ARCHIVE_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+PERSON_ID_MAX = 64  # persons.id, memberships.person_id, messages.sender_id
+
+
+def _parse_message(n: int, raw: str, now: datetime | None = None, tolerance: int = 300) -> MessageRow:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
@@ -614,17 +620,25 @@ def _parse_message(n: int, raw: str) -> MessageRow:
             sent_at = datetime.fromisoformat(obj["sent_at"].replace("Z", "+00:00"))
             if sent_at.tzinfo is None:
                 problems.append("sent_at 缺少时区（应如 2026-11-22T09:30:00+08:00）")
-        except ValueError:
+            elif now is not None and sent_at > now + timedelta(seconds=tolerance):
+                problems.append(f"sent_at“{obj['sent_at'][:40]}”晚于当前时间，不可信")
+            elif sent_at < ARCHIVE_EARLIEST:
+                problems.append(f"sent_at“{obj['sent_at'][:40]}”早于 2000 年，不可信")
+        except (ValueError, OverflowError):
             problems.append(f"sent_at“{obj['sent_at'][:40]}”不是 ISO 8601 时间")
-    if any(len(str(obj.get(k, ""))) > 128 for k in ("group_id", "sender_id", "msg_id")):
+    if any(len(str(obj.get(k, ""))) > 128 for k in ("group_id", "msg_id")):
         problems.append("编号过长")
+    elif len(str(obj.get("sender_id", ""))) > PERSON_ID_MAX:
+        problems.append(f"发送人编号过长（最多 {PERSON_ID_MAX} 个字符）")
     if problems:
         raise ValueError("；".join(dict.fromkeys(problems)))
     return MessageRow(n, str(obj["group_id"]).strip(), str(obj["sender_id"]).strip(), sent_at, text,
                       str(obj["msg_id"]).strip())
 
 
-def read_messages(path: Path) -> tuple[list[MessageRow], list[RowError]]:
+def read_messages(path: Path, *, now: datetime | None = None, tolerance: int = 300
+                  ) -> tuple[list[MessageRow], list[RowError]]:
+    """Rows and row errors; given ``now``, a ``sent_at`` more than ``tolerance`` seconds after it is an error."""
     good, errors = [], []
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
@@ -636,7 +650,7 @@ def read_messages(path: Path) -> tuple[list[MessageRow], list[RowError]]:
             if not line:
                 continue
             try:
-                good.append(_parse_message(n, line))
+                good.append(_parse_message(n, line, now, tolerance))
             except ValueError as e:
                 errors.append(RowError(n, str(e)))
     return good, errors
@@ -731,7 +745,7 @@ def import_messages(session: Session, path: Path, *, now: datetime, settings, sk
     the latest ``sent_at`` in the file; ``covers`` states it.  A covered group without any work message
     in the file is idle since the later of its creation and the start of the coverage, whenever the
     import runs."""
-    rows, errors = read_messages(path)
+    rows, errors = read_messages(path, now=now, tolerance=int(getattr(settings, "wecom_timestamp_tolerance", 300)))
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result

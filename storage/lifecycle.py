@@ -461,7 +461,7 @@ def begin_dissolution(session: Session, g: Group, now: datetime, settings, *, ac
         iid = "dis-" + hashlib.sha1(f"{g.id}|{now.isoformat()}".encode()).hexdigest()[:16]
         state["instruction_id"] = iid
         enqueue(session, channel="bridge", recipient=g.id, kind="bridge_dissolve", at=now,
-                payload={"type": "dissolve", "group_id": g.id, "instruction_id": iid},
+                payload={"type": "dissolve", "group_id": g.id, "instruction_id": iid, "platform": g.platform},
                 dedupe_key=f"bridge-dissolve:{iid}")
     elif caps.method == "order":
         _order(session, g, state, now, settings, actor=actor)

@@ -140,11 +140,17 @@ class Message(Base):
 
 
 class ProcessedEvent(Base):
-    """Dedupe keys of callbacks already handled (WeCom retries up to three times)."""
+    """Dedupe keys of callbacks already handled (WeCom retries up to three times, byte for byte).
+
+    ``reply``: what a repeat of the event is answered with, when it is not what the event itself
+    determines (NULL: recompute it, ``handlers.dispatch.repeat_replies``): the first attempt's
+    replies (text, card, markdown) as the per-event path answered them, or ``[]`` once a late
+    first attempt's replies went to the outbox."""
 
     __tablename__ = "processed_events"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     at: Mapped[datetime]
+    reply: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class Conversation(Base):

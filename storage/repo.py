@@ -15,6 +15,44 @@ from storage.models import Base, Group, Membership, Message, Person, ProcessedEv
 
 LIVE_STATUSES = ("active", "warned")
 
+# --- platform namespaces ---------------------------------------------------------------------------
+# WeCom's adapters (the self-built app, the AI bot) use WeCom's own ids. Every other platform comes
+# through a bridge, and its ids are scoped: the bridge's ``zhangsan`` on ``wechat`` is the person
+# ``wechat:zhangsan``, its group ``wxg-1`` the group ``wechat:wxg-1``, so a bridge can never name a
+# WeCom group or person. ``may_touch`` is the guard where a group row is used: an event from one
+# platform never changes another platform's group (WeCom's adapters share WeCom's groups, and
+# groups of unknown platform from the ledger).
+WECOM_PLATFORMS = ("wecom", "aibot")
+UNSCOPED_PLATFORMS = WECOM_PLATFORMS + ("ledger", "local", "archive")
+
+
+def scoped_id(platform: str, raw_id: str) -> str:
+    """The stored id of a bridge platform's user or group (``wechat`` + ``wxg-1`` → ``wechat:wxg-1``)."""
+    return f"{platform}:{raw_id}"
+
+
+def raw_id(platform: str | None, stored_id: str) -> str:
+    """The platform's own id of a stored one (what a bridge is sent back): ``scoped_id`` undone."""
+    prefix = f"{platform}:"
+    if platform and platform not in UNSCOPED_PLATFORMS and stored_id.startswith(prefix):
+        return stored_id[len(prefix):]
+    return stored_id
+
+
+def may_touch(group_platform: str | None, event_platform: str) -> bool:
+    """May an event from ``event_platform`` change a group stored with ``group_platform``?"""
+    if group_platform == event_platform:
+        return True
+    return event_platform in WECOM_PLATFORMS and group_platform in WECOM_PLATFORMS + ("ledger",)
+
+
+def group_platforms(session: Session, group_ids) -> dict[str, str]:
+    """The platform of each of ``group_ids`` that exists (one query)."""
+    ids = sorted(set(group_ids))
+    if not ids:
+        return {}
+    return dict(session.execute(select(Group.id, Group.platform).where(Group.id.in_(ids))).all())
+
 
 def _insert(session: Session):
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -234,6 +272,32 @@ def mark_processed(session: Session, key: str, at: datetime) -> bool:
     return insert_ignore(session, ProcessedEvent, [{"key": key[:200], "at": at}], ["key"]) == 1
 
 
+def remember_reply(session: Session, key: str, replies: list[dict]) -> None:
+    """What a repeat of the event with dedupe ``key`` is to be answered with (see ``ProcessedEvent.reply``)."""
+    session.execute(update(ProcessedEvent).where(ProcessedEvent.key == key[:200]).values(reply=replies)
+                    .execution_options(synchronize_session=False))
+
+
+def stored_replies(session: Session, keys: list[str]) -> dict[str, list | None]:
+    """``ProcessedEvent.reply`` of each of ``keys`` (None: none stored), in one query."""
+    if not keys:
+        return {}
+    rows = dict(session.execute(select(ProcessedEvent.key, ProcessedEvent.reply)
+                                .where(ProcessedEvent.key.in_(sorted({k[:200] for k in keys})))).all())
+    return {k: rows.get(k[:200]) for k in keys}
+
+
+def pg_stored_replies(conn, keys: list[str]) -> dict[str, list | None]:
+    """``stored_replies`` on a plain (autocommit) psycopg connection."""
+    if not keys:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT key, reply FROM processed_events WHERE key IN (SELECT json_array_elements_text(%s::json))",
+                    (pg_json(sorted({k[:200] for k in keys})),))
+        rows = {k: (json.loads(r) if isinstance(r, str) else r) for k, r in cur.fetchall()}
+    return {k: rows.get(k[:200]) for k in keys}
+
+
 def get_or_create_person(session: Session, person_id: str, at: datetime, name: str | None = None) -> Person:
     p = session.get(Person, person_id)
     if p is None:
@@ -448,6 +512,15 @@ _PG_INGEST_EVENTS = ("pos int, key text, dup boolean, at timestamptz, sender tex
 _GROUP_COUNTERS = ("message_count", "ritual_count", "member_count", "updated_at")  # in every new group row
 
 
+def _sql_list(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+# ``may_touch`` in SQL: ``og`` the stored group, ``x`` the event's group row (its platform is the event's).
+_PG_MAY_TOUCH = (f"og.platform = x.platform OR (x.platform IN ({_sql_list(WECOM_PLATFORMS)}) "
+                 f"AND og.platform IN ({_sql_list(WECOM_PLATFORMS + ('ledger',))}))")
+
+
 def _pg_recordset(table_name: str, cols: tuple[str, ...], alias: str = "x") -> str | None:
     table = Base.metadata.tables[table_name]
     types = [_pg_record_type(table.c[c].type) for c in cols]
@@ -460,8 +533,9 @@ def _pg_recordset(table_name: str, cols: tuple[str, ...], alias: str = "x") -> s
 @lru_cache(maxsize=16)
 def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], message_cols: tuple[str, ...],
                    group_cols: tuple[str, ...]) -> str | None:
-    """The statement; parameters (JSON arrays, in this order): events, persons, memberships,
-    messages, groups. Returns ('c', cut position) and ('k', key) for each key claimed now."""
+    """The statement; parameters (JSON arrays, in this order): events, groups, persons, memberships,
+    messages. Returns ('c', cut position), ('k', key) for each key claimed now and ('f', position)
+    for each event whose group is stored under a platform it may not touch (nothing of it written)."""
     rs = {t: _pg_recordset(t, c) for t, c in (("persons", person_cols), ("memberships", member_cols),
                                               ("messages", message_cols), ("groups", group_cols))}
     if None in rs.values() or not set(_GROUP_COUNTERS) <= set(group_cols):
@@ -482,12 +556,18 @@ def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], m
     g = _q("groups")
     return (
         f"WITH e AS (SELECT * FROM json_to_recordset(%s::json) AS e({_PG_INGEST_EVENTS})), "
+        f"gr AS (SELECT * FROM {rs['groups']}), "
+        # events naming a group that exists under a platform they may not touch (``may_touch``), or
+        # a group new to this batch whose first event came from such a platform
+        f"fo AS (SELECT x.pos FROM gr x JOIN {g} og ON og.id = x.id WHERE NOT ({_PG_MAY_TOUCH}) "
+        "UNION ALL SELECT x.pos FROM gr x JOIN (SELECT DISTINCT ON (id) id, platform FROM gr ORDER BY id, pos) og "
+        f"ON og.id = x.id WHERE NOT EXISTS (SELECT 1 FROM {g} sg WHERE sg.id = x.id) AND NOT ({_PG_MAY_TOUCH})), "
         "cut AS (SELECT coalesce(min(e.pos), 2147483647) AS pos FROM e JOIN conversations c "
         "ON c.person_id = e.sender WHERE e.hint), "
         "ins AS (INSERT INTO processed_events (key, at) SELECT e.key, e.at FROM e, cut WHERE e.pos < cut.pos "
         "AND e.key IS NOT NULL AND NOT e.dup ORDER BY e.key ON CONFLICT (key) DO NOTHING RETURNING key), "
         "fresh AS (SELECT e.pos FROM e, cut WHERE e.pos < cut.pos AND NOT e.dup "
-        "AND (e.key IS NULL OR e.key IN (SELECT key FROM ins))), "
+        "AND (e.key IS NULL OR e.key IN (SELECT key FROM ins)) AND e.pos NOT IN (SELECT pos FROM fo)), "
         f"p AS (INSERT INTO {_q('persons')} ({names(person_cols)}) SELECT DISTINCT ON (x.id) "
         f"{names(person_cols, 'x.')} FROM {rs['persons']} JOIN fresh f ON f.pos = x.pos "
         "ORDER BY x.id, x.pos ON CONFLICT (id) DO NOTHING), "
@@ -503,7 +583,7 @@ def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], m
         "(array_agg(k.sent_at ORDER BY mr.pos DESC))[1] AS upd FROM k JOIN mr USING (dedupe_key) GROUP BY k.group_id), "
         "gm AS (SELECT group_id AS gid, count(*) AS added FROM m GROUP BY group_id), "
         f"gi AS (INSERT INTO {g} ({names(group_all)}) SELECT DISTINCT ON (x.id) {group_select} "
-        f"FROM {rs['groups']} JOIN fresh f ON f.pos = x.pos LEFT JOIN a ON a.gid = x.id "
+        "FROM gr x JOIN fresh f ON f.pos = x.pos LEFT JOIN a ON a.gid = x.id "
         "LEFT JOIN gm ON gm.gid = x.id ORDER BY x.id, x.pos ON CONFLICT (id) DO UPDATE SET "
         f"message_count = {g}.message_count + excluded.message_count, "
         f"ritual_count = {g}.ritual_count + excluded.ritual_count, "
@@ -512,14 +592,16 @@ def _pg_ingest_sql(person_cols: tuple[str, ...], member_cols: tuple[str, ...], m
         f"updated_at = CASE WHEN excluded.message_count > 0 THEN excluded.updated_at ELSE {g}.updated_at END, "
         f"member_count = {g}.member_count + excluded.member_count "
         "WHERE excluded.message_count > 0 OR excluded.member_count > 0) "
-        "SELECT 'c', pos::text FROM cut UNION ALL SELECT 'k', key FROM ins")
+        "SELECT 'c', pos::text FROM cut UNION ALL SELECT 'k', key FROM ins UNION ALL SELECT 'f', pos::text FROM fo")
 
 
 def pg_ingest(conn, events: list[dict], persons: list[dict], members: list[dict], messages: list[dict],
-              groups: list[dict]) -> tuple[int, set[str]] | None:
+              groups: list[dict], foreign: set[int] | None = None) -> tuple[int, set[str]] | None:
     """Run the one-statement bulk ingest on an autocommit psycopg connection ``conn``: returns
     (cut, claimed keys) as ``claim_until_dialogue`` does, or None (nothing done) if a column
-    cannot travel as JSON. Rows are per event (``pos``); see ``handlers.dispatch.ingest_autocommit``."""
+    cannot travel as JSON. Rows are per event (``pos``); see ``handlers.dispatch.ingest_autocommit``.
+    ``foreign`` (if given) receives the positions of events naming a group stored under a platform
+    they may not touch (``may_touch``): claimed, but nothing of theirs is written."""
     def cols(rows, fallback):
         return tuple(c for c in rows[0] if c != "pos") if rows else fallback
 
@@ -537,10 +619,13 @@ def pg_ingest(conn, events: list[dict], persons: list[dict], members: list[dict]
         return None  # a column default the statement would not apply: the generic path applies it
     cut, keys = len(events), set()
     with conn.cursor() as cur:
-        cur.execute(sql, tuple(pg_json(r) for r in (events, persons, members, messages, groups)))
+        cur.execute(sql, tuple(pg_json(r) for r in (events, groups, persons, members, messages)))
         for kind, value in cur.fetchall():
             if kind == "c":
                 cut = min(cut, int(value))
+            elif kind == "f":
+                if foreign is not None:
+                    foreign.add(int(value))
             else:
                 keys.add(value)
     return cut, keys

@@ -27,6 +27,10 @@ nonce as the request). Plaintext by situation:
 * a handler that misses the deadline → HTTP 503 (nothing acknowledged before it is stored; WeCom
   retries, the retry is a duplicate once the first attempt commits); the first attempt's
   replies go to the outbox with its ``response_url``.
+
+A repeat of a stored callback (same ``msgid``; WeCom may resend byte for byte, so nonces are not
+remembered) stores nothing and is answered as the first attempt was. Fields of the wrong JSON
+type, ids longer than their columns and a ``create_time`` far from the server clock are 400.
 """
 from __future__ import annotations
 
@@ -34,12 +38,14 @@ import json
 import logging
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.adapters.common import card_kind, dispatch, enqueue_replies, from_unix, query, raw_endpoint
+from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
+                                raw_endpoint)
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event
 
@@ -104,19 +110,21 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
             raise Malformed("no encrypt field")
         data = _json_object(crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                       encrypt))
+        event = to_event(data, rt.clock(), tolerance=rt.settings.wecom_timestamp_tolerance)
     except CallbackError as e:
         return _refuse(e)
 
-    event = to_event(data, rt.clock())
     replies = await dispatch(rt, event, "aibot")
     if isinstance(replies, Response):
         return replies
-    texts = [r.text for r in replies if r.text and r.card is None]
+    shown = [r for r in replies if r.text and r.card is None]
+    texts = [r.text for r in shown]
     later = [r for r in replies if r.card is not None]
     plaintext = None
     if event.kind == "message" and texts:
-        plaintext = {"msgtype": "stream", "stream": {"id": _stream_id(event), "finish": True,
-                                                     "content": "\n\n".join(texts)}}
+        # the stream is markdown: plain-text replies are escaped (a name cannot become a link)
+        content = "\n\n".join(r.text if r.markdown else markdown_escape(r.text) for r in shown)
+        plaintext = {"msgtype": "stream", "stream": {"id": _stream_id(event), "finish": True, "content": content}}
     elif event.kind == "enter_chat" and texts:
         plaintext = {"msgtype": "text", "text": {"content": "\n\n".join(texts)}}
     else:
@@ -139,56 +147,154 @@ FAST_ROUTES = [("/wecom/aibot/callback", raw_endpoint(handle), ["POST"])]
 
 
 # --- JSON → Event ---------------------------------------------------------------------------
+# The decrypted JSON is validated before anything else looks at it: a field of the wrong JSON type
+# (``text`` as a list, ``msg_item`` as a number, ``template_card_event`` as a string …) or an id
+# longer than the column it is stored in is a 400 and changes nothing. Fields WeCom adds later are
+# ignored (not refused: the platform's schema grows). Strict types: a number where WeCom sends a
+# string is refused, not converted.
+USER_ID_MAX = 64     # persons.id
+GROUP_ID_MAX = 128   # groups.id
+MSG_ID_MAX = 128     # processed_events.key / messages.dedupe_key are 200 with "aibot:" and outbox "reply:…:n"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+
+class _Text(_In):
+    content: str | None = Field(default=None, max_length=20000)
+
+
+class _MixedItem(_In):
+    msgtype: str | None = Field(default=None, max_length=32)
+    text: _Text | None = None
+
+
+class _Mixed(_In):
+    msg_item: list[_MixedItem] | None = Field(default=None, max_length=100)
+
+
+class _From(_In):
+    userid: str | None = Field(default=None, max_length=USER_ID_MAX)
+
+
+class _Options(_In):
+    option_id: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=100)
+
+
+class _SelectedItem(_In):
+    question_key: str | None = Field(default=None, max_length=256)
+    option_ids: _Options | None = None
+
+
+class _Selected(_In):
+    selected_item: list[_SelectedItem] | None = Field(default=None, max_length=100)
+
+
+class _Card(_In):
+    card_type: str | None = Field(default=None, max_length=64)
+    event_key: str | None = Field(default=None, max_length=1024)
+    task_id: str | None = Field(default=None, max_length=1024)
+    response_code: str | None = Field(default=None, max_length=1024)
+    selected_items: _Selected | None = None
+
+
+class _EventBody(_In):
+    eventtype: str | None = Field(default=None, max_length=64)
+    template_card_event: _Card | None = None
+
+
+class AibotMessage(_In):
+    """The decrypted AI bot callback, as far as Qunzhi reads it."""
+
+    msgid: str | None = Field(default=None, max_length=MSG_ID_MAX)
+    aibotid: str | None = Field(default=None, max_length=128)
+    chatid: str | None = Field(default=None, max_length=GROUP_ID_MAX)
+    chattype: str | None = Field(default=None, max_length=16)
+    from_: _From | None = Field(default=None, alias="from")
+    response_url: str | None = Field(default=None, max_length=2048)
+    msgtype: str | None = Field(default=None, max_length=32)
+    create_time: int | None = None
+    text: _Text | None = None
+    mixed: _Mixed | None = None
+    event: _EventBody | None = None
+
+
+def parse(data: dict[str, Any]) -> AibotMessage:
+    """Validate the decrypted JSON; ``Malformed`` (400) with the precise reason for the log."""
+    try:
+        return AibotMessage.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+        raise Malformed(f"aibot field {where}: {first.get('msg')} ({e.error_count()} error(s))") from None
+
+
 def strip_mention(text: str) -> str:
     """Remove the leading @mention(s) WeCom leaves in a group message (``@群治 我的群`` → ``我的群``)."""
     return _LEADING_MENTIONS.sub("", text or "", count=1).strip()
 
 
-def _text_of(data: dict[str, Any]) -> str:
-    msgtype = data.get("msgtype")
-    if msgtype == "text":
-        return str((data.get("text") or {}).get("content") or "")
-    if msgtype == "mixed":
-        items = (data.get("mixed") or {}).get("msg_item") or []
-        return " ".join(str((i.get("text") or {}).get("content") or "") for i in items
-                        if isinstance(i, dict) and i.get("msgtype") == "text").strip()
+def _text_of(m: AibotMessage) -> str:
+    if m.msgtype == "text":
+        return (m.text.content if m.text else None) or ""
+    if m.msgtype == "mixed":
+        items = (m.mixed.msg_item if m.mixed else None) or []
+        return " ".join((i.text.content if i.text else None) or "" for i in items if i.msgtype == "text").strip()
     return ""
 
 
-def to_event(data: dict[str, Any], now: datetime) -> Event | None:
-    sender = str(((data.get("from") or {}) if isinstance(data.get("from"), dict) else {}).get("userid") or "")
-    msgid = str(data.get("msgid") or "")
+def to_event(data: dict[str, Any] | AibotMessage, now: datetime, *, tolerance: int | None = None) -> Event | None:
+    """Map a decrypted callback to a neutral event (None for what the bot ignores); ``Malformed``
+    for JSON that does not fit (see ``AibotMessage``) and, given the callback ``tolerance``, for a
+    ``create_time`` far from ``now`` (``common.check_event_time``)."""
+    m = data if isinstance(data, AibotMessage) else parse(data)
+    sender = (m.from_.userid if m.from_ else None) or ""
+    msgid = m.msgid or ""
     if not sender or not msgid:
         return None
-    in_group = data.get("chattype") == "group"
-    group_id = str(data.get("chatid") or "") or None if in_group else None
-    at = from_unix(data.get("create_time"), now)
-    base = {"aibot_id": data.get("aibotid"), "response_url": data.get("response_url")}
-    msgtype = data.get("msgtype")
-    if msgtype in ("text", "mixed"):
-        text = _text_of(data)
+    in_group = m.chattype == "group"
+    group_id = (m.chatid or None) if in_group else None
+    at = from_unix(m.create_time, now) if tolerance is None else check_event_time(m.create_time, now, tolerance,
+                                                                                  "create_time")
+    base = {"aibot_id": m.aibotid, "response_url": m.response_url}
+    if m.msgtype in ("text", "mixed"):
+        text = _text_of(m)
         return Event(platform=PLATFORM, kind="message", sender_id=sender, at=at,
                      text=strip_mention(text) if in_group else text.strip(), group_id=group_id, msg_id=msgid,
                      mentioned_bot=in_group, data=base)
-    if msgtype == "event":
-        ev = data.get("event") if isinstance(data.get("event"), dict) else {}
-        kind = ev.get("eventtype")
+    if m.msgtype == "event":
+        kind = m.event.eventtype if m.event else None
         if kind == "enter_chat":
             return Event(platform=PLATFORM, kind="enter_chat", sender_id=sender, at=at, group_id=group_id,
                          msg_id=msgid, data=base)
         if kind == "template_card_event":
             return Event(platform=PLATFORM, kind="card_click", sender_id=sender, at=at, group_id=group_id,
-                         msg_id=msgid, data={**base, **_card_event(ev.get("template_card_event") or {})})
-    log.info("ignoring aibot callback msgtype=%r", msgtype)
+                         msg_id=msgid, data={**base, **_card_event(m.event.template_card_event or _Card())})
+    log.info("ignoring aibot callback msgtype=%r", m.msgtype)
     return None
 
 
-def _card_event(ev: dict[str, Any]) -> dict[str, Any]:
-    items = ((ev.get("selected_items") or {}).get("selected_item")) or []
-    selected = [{"question_key": str(i.get("question_key") or ""),
-                 "option_ids": [str(o) for o in ((i.get("option_ids") or {}).get("option_id") or [])]}
-                for i in items if isinstance(i, dict)]
-    task_id, event_key = str(ev.get("task_id") or ""), str(ev.get("event_key") or "")
-    return {"event_key": event_key, "task_id": task_id, "card_type": str(ev.get("card_type") or ""),
-            "response_code": str(ev.get("response_code") or ""), "selected": selected,
+def _card_event(ev: _Card) -> dict[str, Any]:
+    items = (ev.selected_items.selected_item if ev.selected_items else None) or []
+    selected = [{"question_key": i.question_key or "",
+                 "option_ids": list((i.option_ids.option_id if i.option_ids else None) or [])} for i in items]
+    task_id, event_key = ev.task_id or "", ev.event_key or ""
+    return {"event_key": event_key, "task_id": task_id, "card_type": ev.card_type or "",
+            "response_code": ev.response_code or "", "selected": selected,
             "card_kind": card_kind(task_id, event_key)}
+
+
+# --- markdown -----------------------------------------------------------------------------------
+# Handler replies are plain text; the AI bot's passive answer is a markdown stream. Rendering plain
+# text as markdown escapes what markdown would interpret, so a group named ``[点此登录](http://x)``
+# shows as typed instead of becoming a link (and ``*`` / ``#`` / ``>`` in names stay characters).
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>~|])")
+_MD_BLOCK = re.compile(r"^(\s*)([#>+\-=]|\d+(?=[.)]))", re.MULTILINE)
+
+
+def markdown_escape(text: str) -> str:
+    """Plain text as CommonMark that renders to the same characters (backslash escapes)."""
+    out = _MD_INLINE.sub(r"\\\1", text)
+    return _MD_BLOCK.sub(lambda m: m.group(1) + (m.group(2) + "\\" if m.group(2)[0].isdigit() else "\\" + m.group(2)),
+                         out)

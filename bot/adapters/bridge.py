@@ -11,7 +11,8 @@ Signature (both directions)::
 lower-case hex, 64 characters. The raw body bytes are signed exactly as sent (no
 re-serialisation). The timestamp must be within ``wecom_timestamp_tolerance`` seconds of the
 server clock. Comparison is constant time. Replays inside the window are harmless: events are
-deduplicated by their ``id``.
+deduplicated by their ``id``, and a repeat stores nothing and is answered with the replies of the
+first attempt.
 
 Answers: 200 ``{"ok": true, "replies": [{"text": ...}]}``; 503 ``{"ok": false, "retry": true}``
 when the event could not be stored within the deadline (retry with the same id; the replies of
@@ -25,15 +26,17 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.adapters.common import enqueue_replies
+from bot.adapters.common import MAX_EVENT_AGE, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
 from handlers.events import Event
+from storage.repo import UNSCOPED_PLATFORMS, scoped_id
 
 log = logging.getLogger("qunzhi.bridge")
 
@@ -72,6 +75,10 @@ def check_signature(secret: str, timestamp: str | None, signature: str | None, b
     return None
 
 
+PERSON_ID_MAX = 64   # persons.id, memberships.person_id
+GROUP_ID_MAX = 128   # groups.id
+
+
 class BridgeEvent(BaseModel):
     """One event from the bridge (validated; unknown fields are refused)."""
 
@@ -92,6 +99,17 @@ class BridgeEvent(BaseModel):
 
     @model_validator(mode="after")
     def _group_needed(self):
+        # Ids are stored scoped by platform (``wechat:zhangsan``): the scoped id must fit its
+        # column (persons.id 64, groups.id 128) on every database.
+        if self.platform in UNSCOPED_PLATFORMS:
+            raise ValueError(f"platform {self.platform!r} is not a bridge platform")
+        room = len(self.platform) + 1
+        if len(self.sender_id) + room > PERSON_ID_MAX:
+            raise ValueError(f"sender_id too long: at most {PERSON_ID_MAX - room} characters")
+        if any(not m.strip() or len(m) + room > PERSON_ID_MAX for m in self.member_ids):
+            raise ValueError(f"member_ids: empty or too long: at most {PERSON_ID_MAX - room} characters")
+        if self.group_id and len(self.group_id) + room > GROUP_ID_MAX:
+            raise ValueError(f"group_id too long: at most {GROUP_ID_MAX - room} characters")
         if self.type != "message" and not self.group_id:
             raise ValueError("group_id is required for group events")
         if self.type == "group_renamed" and not self.group_name:
@@ -103,7 +121,8 @@ class BridgeEvent(BaseModel):
         if self.instruction_id:
             data["instruction_id"] = self.instruction_id
         return Event(platform=self.platform, kind=self.type, sender_id=person_id(self.platform, self.sender_id),
-                     at=self.at, text=self.text, group_id=self.group_id or None, msg_id=f"bridge:{self.id}",
+                     at=self.at, text=self.text, group_id=group_id(self.platform, self.group_id) if self.group_id else None,
+                     msg_id=f"bridge:{self.id}",
                      mentioned_bot=self.mentioned_bot, group_name=self.group_name,
                      member_ids=tuple(person_id(self.platform, m) for m in self.member_ids), data=data)
 
@@ -111,7 +130,13 @@ class BridgeEvent(BaseModel):
 def person_id(platform: str, user_id: str) -> str:
     """Bridge users live in their platform's namespace (``wechat:zhangsan``): a WeChat id that
     happens to equal a WeCom userid must never act with that cadre's role or ownership."""
-    return f"{platform}:{user_id}"
+    return scoped_id(platform, user_id)
+
+
+def group_id(platform: str, raw_group_id: str) -> str:
+    """Bridge groups too (``wechat:wxg-1``): a bridge event naming a WeCom group's id never
+    touches that group. Instructions to the bridge carry the raw id again (``BridgeSender``)."""
+    return scoped_id(platform, raw_group_id)
 
 
 _FIELD_NAMES = {"id": "事件编号 id", "type": "事件类型 type", "platform": "平台 platform", "group_id": "群编号 group_id",
@@ -136,8 +161,20 @@ def _chinese_errors(e: ValidationError) -> str:
             parts.append(f"{field}须为带时区的 ISO 8601 时间，例如 2026-11-23T10:00:00+08:00")
         elif kind == "value_error":
             msg = str(err.get("msg", ""))
-            parts.append("群事件必须带群编号 group_id" if "group_id" in msg else
-                         "改名事件必须带新群名 group_name" if "group_name" in msg else "字段取值不合法")
+            limit = re.search(r"at most (\d+)", msg)
+            if "not a bridge platform" in msg:
+                parts.append("平台 platform 不能是 " + "、".join(UNSCOPED_PLATFORMS) + "（这些平台不经桥接）")
+            elif limit and "sender_id" in msg:
+                parts.append(f"发送人 sender_id 过长（最多 {limit.group(1)} 个字符）")
+            elif limit and "member_ids" in msg:
+                parts.append(f"成员列表 member_ids 中有空的或过长的编号（每个最多 {limit.group(1)} 个字符）")
+            elif limit and "group_id" in msg:
+                parts.append(f"群编号 group_id 过长（最多 {limit.group(1)} 个字符）")
+            else:
+                parts.append("群事件必须带群编号 group_id" if "group_id" in msg else
+                             "改名事件必须带新群名 group_name" if "group_name" in msg else "字段取值不合法")
+        elif kind in ("string_too_long", "too_long"):
+            parts.append(f"{field}过长")
         else:
             parts.append(f"{field}格式不正确")
     return "；".join(parts) or "事件格式不正确"
@@ -169,6 +206,11 @@ async def bridge_events(request: Request) -> JSONResponse:
         event = BridgeEvent.model_validate(raw).to_event()
     except ValidationError as e:
         return _bad(_chinese_errors(e))
+    problem = event_time_problem(event.at, rt.clock(), rt.settings.wecom_timestamp_tolerance)
+    if problem:
+        log.warning("bridge event %s refused: %s", event.msg_id, problem)
+        return _bad(f"时间 at 不可信：不得晚于服务器时间 {rt.settings.wecom_timestamp_tolerance} 秒以上，"
+                    f"也不得早于 {MAX_EVENT_AGE.days} 天以前")
     try:
         replies = await rt.process_async(event, reply_channel="bridge")
     except DeadlineMissed:  # not stored yet: the bridge retries 5xx with the same id

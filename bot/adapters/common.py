@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
@@ -69,6 +69,38 @@ def from_unix(value: Any, default: datetime) -> datetime:
         return datetime.fromtimestamp(int(value), tz=timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return default
+
+
+# Event times the platforms send are checked against the server clock before dispatch: a time more
+# than the callback tolerance (``QUNZHI_WECOM_TIMESTAMP_TOLERANCE``, 300 s) ahead, or older than
+# ``MAX_EVENT_AGE``, is refused with 400. A far-future time would keep a group alive forever and
+# sit in the append-only audit chain; a live callback (WeCom retries within minutes, a bridge
+# catches up after an outage) is never a week old. Imported archives have their own bounds
+# (``storage.importers``).
+MAX_EVENT_AGE = timedelta(days=7)
+
+
+def event_time_problem(at: datetime, now: datetime, tolerance: int) -> str | None:
+    """None if ``at`` is plausible for a live callback received at ``now``, else the reason (English)."""
+    if at > now + timedelta(seconds=tolerance):
+        return f"event time {at.isoformat()} is more than {tolerance}s ahead of the server clock {now.isoformat()}"
+    if at < now - MAX_EVENT_AGE:
+        return f"event time {at.isoformat()} is more than {MAX_EVENT_AGE.days} days before {now.isoformat()}"
+    return None
+
+
+def check_event_time(value: Any, now: datetime, tolerance: int, field: str) -> datetime:
+    """The unix time ``value`` as an aware datetime (``now`` when absent); ``Malformed`` when it is
+    not a unix time or is implausible for a live callback (``event_time_problem``)."""
+    if value is None or value == "":
+        return now
+    at = from_unix(value, None)
+    if at is None or isinstance(value, bool):
+        raise Malformed(f"{field} is not a unix time")
+    problem = event_time_problem(at, now, tolerance)
+    if problem:
+        raise Malformed(f"{field}: {problem}")
+    return at
 
 
 def card_kind(task_id: str, event_key: str) -> str:

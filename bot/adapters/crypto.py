@@ -6,13 +6,19 @@ verification is stricter than wechatpy's:
 * ``msg_signature = sha1("".join(sorted([token, timestamp, nonce, encrypt])))`` compared with
   ``hmac.compare_digest`` (wechatpy uses ``!=``);
 * the timestamp must lie within ``tolerance`` seconds of the injectable clock;
-* a nonce (with its timestamp) seen in the last two hours is refused (WeCom promises a nonce
-  does not repeat within two hours), so a captured request cannot be replayed;
 * PKCS#7 padding and the length field are checked before the receive id is compared.
+
+Nonces are *not* remembered: WeCom resends a request it got no answer to (or a 503) within its
+five seconds, and a resend may carry the same query string and body, byte for byte. Refusing a
+repeated nonce would lose exactly the message whose first attempt was not stored. The replay
+defence is the durable dedupe (``processed_events``, by ``MsgId`` / ``FromUserName + CreateTime``
+/ the AI bot's ``msgid``): a repeat of a stored request changes nothing and is answered as the
+original was; a repeat of one never stored is processed. The timestamp window bounds how long a
+captured request can be repeated at all.
 
 Outcomes, mapped to HTTP by the adapters:
 
-* ``Forbidden`` (403): missing or forged signature, stale timestamp, replayed nonce, and a
+* ``Forbidden`` (403): missing or forged signature, stale timestamp, and a
   receive id that is not ours (the message was encrypted for another corp or bot, so it is
   not addressed to us even though it decrypts);
 * ``Malformed`` (400): the signature is right but the ciphertext is not base64, not a whole
@@ -26,16 +32,10 @@ import hashlib
 import hmac
 import secrets
 import struct
-import threading
-from collections import OrderedDict
 from datetime import datetime
 from typing import Callable
 
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
-
-NONCE_TTL = 2 * 3600  # seconds: WeCom does not repeat a nonce within two hours
-NONCE_CACHE_SIZE = 50_000
-
 
 class CallbackError(Exception):
     status = 400
@@ -57,35 +57,6 @@ def signature(token: str, timestamp: str, nonce: str, encrypt: str) -> str:
     return hashlib.sha1("".join(sorted([token, timestamp, nonce, encrypt])).encode()).hexdigest()
 
 
-class NonceCache:
-    """Bounded in-memory record of (nonce, timestamp) pairs seen within the TTL (thread safe)."""
-
-    def __init__(self, ttl: float = NONCE_TTL, max_size: int = NONCE_CACHE_SIZE):
-        self.ttl = ttl
-        self.max_size = max_size
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, nonce: str, timestamp: str, now: float) -> bool:
-        """Record the pair; False if it was already seen within the TTL."""
-        key = (nonce, timestamp)
-        with self._lock:
-            while self._seen:  # expire the oldest entries (insertion order == time order)
-                k, t = next(iter(self._seen.items()))
-                if now - t <= self.ttl and len(self._seen) < self.max_size:
-                    break
-                self._seen.popitem(last=False)
-            seen_at = self._seen.get(key)
-            if seen_at is not None and now - seen_at <= self.ttl:
-                return False
-            self._seen[key] = now
-            self._seen.move_to_end(key)
-            return True
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-
 class _PrpCrypto(PrpCrypto):
     """wechatpy's message layout and AES, built once per key (its cipher object is reusable) and
     with a random prefix from ``secrets`` (16 hex characters) instead of ``random.sample``."""
@@ -98,12 +69,11 @@ class CallbackCrypto:
     """Verify, decrypt and encrypt WeCom callbacks for one receive id (CorpID, or "" for the AI bot)."""
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str, *, tolerance: int,
-                 clock: Callable[[], datetime], nonces: NonceCache):
+                 clock: Callable[[], datetime]):
         self.token = token
         self.receive_id = receive_id
         self.tolerance = tolerance
         self.clock = clock
-        self.nonces = nonces
         self._wechat = WeChatCrypto(token, encoding_aes_key, receive_id)
         self.key = self._wechat.key
         self._prp = _PrpCrypto(self.key)
@@ -121,8 +91,6 @@ class CallbackCrypto:
         now = self.clock().timestamp()
         if abs(now - int(timestamp)) > self.tolerance:
             raise Forbidden("timestamp outside the accepted window")
-        if not self.nonces.claim(nonce, timestamp, now):
-            raise Forbidden("nonce replayed")
 
     # --- AES -----------------------------------------------------------------------------
     def decrypt(self, encrypt: str) -> str:
@@ -183,25 +151,15 @@ def encrypt_for_tests(token: str, encoding_aes_key: str, receive_id: str, plaint
 def app_state_crypto(app, name: str, token: str, encoding_aes_key: str, receive_id: str, *, tolerance: int,
                      clock: Callable[[], datetime]) -> CallbackCrypto:
     """One ``CallbackCrypto`` per application and callback, built on first use and again only if
-    the settings it was built from change (its nonce cache is the application's, either way)."""
+    the settings it was built from change."""
     key = (token, encoding_aes_key, receive_id, tolerance, clock)
     cached = getattr(app.state, name + "_crypto", None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    crypto = CallbackCrypto(token, encoding_aes_key, receive_id, tolerance=tolerance, clock=clock,
-                            nonces=app_state_nonces(app, name + "_nonces"))
+    crypto = CallbackCrypto(token, encoding_aes_key, receive_id, tolerance=tolerance, clock=clock)
     setattr(app.state, name + "_crypto", (key, crypto))
     return crypto
 
 
-def app_state_nonces(app, name: str) -> NonceCache:
-    """One nonce cache per application and callback (kept on ``app.state``)."""
-    cache = getattr(app.state, name, None)
-    if cache is None:
-        cache = NonceCache()
-        setattr(app.state, name, cache)
-    return cache
-
-
-__all__ = ["CallbackCrypto", "CallbackError", "Forbidden", "Malformed", "NonceCache", "signature",
-           "encrypt_for_tests", "app_state_crypto", "app_state_nonces"]
+__all__ = ["CallbackCrypto", "CallbackError", "Forbidden", "Malformed", "signature", "encrypt_for_tests",
+           "app_state_crypto"]

@@ -11,13 +11,18 @@ and answer within WeCom's five seconds:
   so WeCom retries (the retry is a duplicate once the first attempt commits); the runtime queues
   the first attempt's replies in the outbox when it finishes.
 
-Status codes: 403 forged / stale / replayed / receive id not ours, 400 malformed XML (including
-DTDs, entity expansion and external entities) or malformed ciphertext, 413 body too large
+Status codes: 403 forged / stale (timestamp outside the window) / receive id not ours, 400
+malformed XML (including DTDs, entity expansion and external entities), malformed ciphertext, an
+id longer than its column or a ``CreateTime`` far from the server clock, 413 body too large
 (``BodyLimitMiddleware``), 404 when WeCom is not configured.
 
-Retries: WeCom retries up to three times; messages are deduplicated by ``MsgId`` and events by
-``FromUserName + CreateTime`` (``msg_id = "evt:{from}:{createtime}:{event}"``) in the database
-(``processed_events``), so a retry changes nothing and is answered with an empty 200.
+Retries: WeCom resends a request it got no answer to (up to three times), possibly with the same
+query string and body, so a repeated nonce is no refusal. Messages are deduplicated by ``MsgId``
+and events by ``FromUserName + CreateTime`` (``msg_id = "evt:{from}:{createtime}:{event}"``) in
+the database (``processed_events``): that is the replay defence. A repeat of a stored request
+changes nothing and is answered with the same passive reply as the first attempt (an empty 200
+if the first attempt's replies went to the outbox); a repeat of one never stored (its first
+attempt got 503 or 500) is processed.
 """
 from __future__ import annotations
 
@@ -29,9 +34,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import (card_kind, dispatch, enqueue_replies, from_unix, parse_xml,
+from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
                                 query, raw_endpoint, xml_fields)
-from bot.adapters.crypto import CallbackCrypto, CallbackError, app_state_crypto
+from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
@@ -88,10 +93,10 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
         encrypt = (envelope.findtext("Encrypt") or "").strip()
         plain = crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"), encrypt)
         message = parse_xml(plain)
+        event = to_event(message, rt.clock(), tolerance=rt.settings.wecom_timestamp_tolerance)
     except CallbackError as e:
         return _refuse(e)
 
-    event = to_event(message, rt.clock())
     replies = await dispatch(rt, event, "user")
     if isinstance(replies, Response):
         return replies
@@ -117,14 +122,30 @@ FAST_ROUTES = [("/wecom/callback", raw_endpoint(handle), ["POST"])]
 
 
 # --- XML → Event ----------------------------------------------------------------------------
-def to_event(root: Element, now: datetime) -> Event | None:
-    """Map a decrypted WeCom message to a neutral event (None for what the bot ignores)."""
+# Ids longer than the columns they end up in are refused (400) before dispatch, on every database
+# (SQLite would store them whole, PostgreSQL would fail the batch): persons.id is 64; the dedupe
+# key ``wecom:evt:<from>:<time>:<event>`` must fit processed_events.key (200) with room for the
+# outbox's ``reply:…:n`` keys.
+USER_ID_MAX = 64
+MSG_ID_MAX = 64       # MsgId is a 64-bit number (20 digits); 64 leaves room
+EVENT_NAME_MAX = 64
+CREATE_TIME_MAX = 12  # digits, as the query string's timestamp
+
+
+def to_event(root: Element, now: datetime, *, tolerance: int | None = None) -> Event | None:
+    """Map a decrypted WeCom message to a neutral event (None for what the bot ignores);
+    ``Malformed`` for ids that do not fit their columns, and (given the callback ``tolerance``)
+    for a ``CreateTime`` far from ``now`` (``common.check_event_time``)."""
     f = xml_fields(root)
     sender = f.get("FromUserName", "")
     if not sender:
         return None
     created = f.get("CreateTime", "")
-    at = from_unix(created, now)
+    for field, limit in (("FromUserName", USER_ID_MAX), ("MsgId", MSG_ID_MAX), ("Event", EVENT_NAME_MAX),
+                         ("CreateTime", CREATE_TIME_MAX)):
+        if len(f.get(field, "")) > limit:
+            raise Malformed(f"{field} longer than {limit} characters")
+    at = from_unix(created, now) if tolerance is None else check_event_time(created, now, tolerance, "CreateTime")
     msg_type = f.get("MsgType", "")
     base = {"agent_id": f.get("AgentID", "")}
     if msg_type == "text":

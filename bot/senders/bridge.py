@@ -15,6 +15,7 @@ import requests
 
 from bot.adapters.bridge import dissolve_instruction, signed_headers
 from bot.senders.base import PermanentSendError, SendResult, TransientSendError
+from storage.repo import UNSCOPED_PLATFORMS, raw_id
 
 
 class BridgeSender:
@@ -27,6 +28,7 @@ class BridgeSender:
         self.http = session or requests.Session()
 
     def post(self, instruction: dict) -> SendResult:
+        instruction = outgoing(instruction)
         body = json.dumps(instruction, ensure_ascii=False, separators=(",", ":")).encode()
         headers = signed_headers(self.secret, int(self.clock()), body)
         try:
@@ -41,11 +43,29 @@ class BridgeSender:
             raise PermanentSendError(f"bridge HTTP {res.status_code}", http_status=res.status_code)
         return SendResult(ok=True, errcode=0, errmsg="ok", msgid=instruction.get("instruction_id"))
 
-    def dissolve(self, *, group_id: str, instruction_id: str, platform: str = "wechat", reason: str = "",
+    def dissolve(self, *, group_id: str, instruction_id: str, platform: str | None = None, reason: str = "",
                  notice: str = "") -> SendResult:
-        return self.post(dissolve_instruction(group_id=group_id, instruction_id=instruction_id, platform=platform,
-                                              reason=reason, notice=notice))
+        return self.post(dissolve_instruction(group_id=group_id, instruction_id=instruction_id,
+                                              platform=platform or _platform_of(group_id), reason=reason,
+                                              notice=notice))
 
-    def send_group_text(self, group_id: str, text: str, *, instruction_id: str, platform: str = "wechat") -> SendResult:
+    def send_group_text(self, group_id: str, text: str, *, instruction_id: str,
+                        platform: str | None = None) -> SendResult:
         return self.post({"type": "say", "group_id": group_id, "instruction_id": instruction_id,
-                          "platform": platform, "text": text})
+                          "platform": platform or _platform_of(group_id), "text": text})
+
+
+def _platform_of(group_id: str) -> str:
+    """The platform a stored bridge group id is scoped by (``wechat:wxg-1`` → ``wechat``)."""
+    prefix = group_id.split(":", 1)[0] if ":" in group_id else ""
+    return prefix if prefix and prefix not in UNSCOPED_PLATFORMS else "wechat"
+
+
+def outgoing(instruction: dict) -> dict:
+    """An instruction as the bridge reads it: Qunzhi stores bridge groups scoped by platform
+    (``wechat:wxg-1``); the bridge knows and sends the raw id (``wxg-1``), so that is what it gets."""
+    gid = instruction.get("group_id")
+    if not isinstance(gid, str):
+        return instruction
+    platform = instruction.get("platform") or _platform_of(gid)
+    return {**instruction, "group_id": raw_id(platform, gid), "platform": platform}

@@ -37,8 +37,9 @@ def test_message_is_recorded_and_mention_answered(client, clock, db):
     body = r.json()
     assert body["ok"] is True and len(body["replies"]) == 1 and "报备" in body["replies"][0]["text"]
     with db.session() as s:
-        g = s.get(Group, "wxg-1")
+        g = s.get(Group, "wechat:wxg-1")  # group ids are scoped by platform, as person ids are
         assert (g.platform, g.name) == ("wechat", "城关镇秋粮群")
+        assert s.get(Group, "wxg-1") is None
         assert s.execute(select(Message.dedupe_key).order_by(Message.id)).scalars().all() == [
             "wechat:bridge:e1", "wechat:bridge:e2"]
 
@@ -59,10 +60,10 @@ def test_member_events_rename_and_dissolve_confirmed(client, clock, db):
     assert ok(bridge_post(client, clock, _event("l1", "member_left", member_ids=["a"])))
     assert ok(bridge_post(client, clock, _event("r1", "group_renamed", group_name="秋粮收购专班")))
     with db.session() as s:
-        members = s.execute(select(Membership.person_id).where(Membership.group_id == "wxg-1")
+        members = s.execute(select(Membership.person_id).where(Membership.group_id == "wechat:wxg-1")
                             .order_by(Membership.person_id)).scalars().all()
         assert members == ["wechat:b", "wechat:c", "wechat:d"]  # bridge users live in their own namespace
-        g = s.get(Group, "wxg-1")
+        g = s.get(Group, "wechat:wxg-1")
         assert (g.name, g.member_count) == ("秋粮收购专班", 3)
     r = bridge_post(client, clock, _event("dc1", "dissolve_confirmed", instruction_id="ins-1"))
     assert ok(r)

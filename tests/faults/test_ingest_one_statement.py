@@ -69,7 +69,7 @@ def _plain(clock) -> list[Event]:
               member_ids=("u4", "u5", "u4"), msg_id="j12", group_name="防汛群"),   # new group by a join
         _msg(clock, 13, "u5", "明天上午报送防汛值班表", "g2"),
         _msg(clock, 14, "u6", "好的", "g3", msg_id=""),                              # no dedupe key
-        _msg(clock, 15, "u8", "请问怎么用", "g1", mentioned=True, platform="aibot"),   # hint
+        _msg(clock, 15, "u8", "请问怎么用", "g1", mentioned=True),                    # hint
         _msg(clock, 16, "u7", "防汛值班群", platform="aibot"),                        # u7's dialogue answer: the cut
         _msg(clock, 17, "u1", "收到", "g2"),                                         # after the cut
         _msg(clock, 18, "u9", "材料", "g4", mentioned=True, msg_id="m10"),           # m10's key again
@@ -145,7 +145,7 @@ def test_a_poisoned_batch_is_stored_event_by_event(pg, pg_runtime, clock, statem
     statement, so nothing of it is written; then every event goes alone: the others are stored
     and answered, the bad one fails alone (its request gets 500)."""
     events = [_msg(clock, 1, "u1", "材料已上传", "g1"), _msg(clock, 2, "u2", "收到", "x" * 129),
-              _msg(clock, 3, "u3", "请问怎么用", "g1", mentioned=True, platform="aibot")]
+              _msg(clock, 3, "u3", "请问怎么用", "g1", mentioned=True)]
     outcomes = {}
     from bot.writer import run_batch
 
@@ -157,7 +157,7 @@ def test_a_poisoned_batch_is_stored_event_by_event(pg, pg_runtime, clock, statem
     with pg.session() as s:
         assert s.get(Group, "g1").message_count == 2
         assert s.execute(select(ProcessedEvent.key).order_by(ProcessedEvent.key)).scalars().all() == [
-            "aibot:m3", "bridge:m1"]
+            "bridge:m1", "bridge:m3"]
 
 
 def test_a_lost_connection_is_replaced_and_nothing_is_lost(pg, pg_runtime, clock, statements):

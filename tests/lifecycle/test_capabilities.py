@@ -164,20 +164,20 @@ def _bridge_post(client, runtime, body: dict):
 
 def test_bridge_confirmation_through_the_endpoint_finishes_dissolution(runtime, client, clock):
     db, settings = runtime.db, runtime.settings
-    _warned(db, settings, platform="wechat")
+    _warned(db, settings, gid="wechat:g1", platform="wechat")  # the bridge's group g1, scoped by platform
     sweep(db, DUE, settings, apply=True)
     with db.session() as s:
-        instruction = s.get(Group, "g1").dissolve_state["instruction_id"]
-        assert s.get(Group, "g1").status == "dissolving"
+        instruction = s.get(Group, "wechat:g1").dissolve_state["instruction_id"]
+        assert s.get(Group, "wechat:g1").status == "dissolving"
     clock.set(DUE + timedelta(hours=1))
     body = {"id": "confirm-1", "type": "dissolve_confirmed", "platform": "wechat", "group_id": "g1",
             "sender_id": "bridge", "instruction_id": instruction, "at": clock().isoformat()}
     assert _bridge_post(client, runtime, body).status_code == 200
     assert _bridge_post(client, runtime, body).status_code == 200  # a retry changes nothing more
     with db.session() as s:
-        g = s.get(Group, "g1")
+        g = s.get(Group, "wechat:g1")
         assert g.status == "dissolved" and g.dissolved_at is not None
-        actions = [a[0] for a in trail(s, "g1")]
+        actions = [a[0] for a in trail(s, "wechat:g1")]
         assert actions.count("dissolve") == 1
         assert audit.verify(s).ok
 

@@ -55,7 +55,7 @@ def test_warn_dissolve_restore_warn_dissolve_purge(runtime):
         assert (g.status, g.dissolve_method) == ("dissolving", "bridge")
         iid = g.dissolve_state["instruction_id"]
         [o] = s.execute(select(OutboxMessage).where(OutboxMessage.channel == "bridge")).scalars().all()
-        assert o.payload == {"type": "dissolve", "group_id": "g1", "instruction_id": iid}
+        assert o.payload == {"type": "dissolve", "group_id": "g1", "instruction_id": iid, "platform": "wechat"}
         assert confirm_bridge_dissolution(s, "g1", t + timedelta(hours=1), settings) is True
         assert confirm_bridge_dissolution(s, "g1", t + timedelta(hours=2), settings) is False
         g = s.get(Group, "g1")

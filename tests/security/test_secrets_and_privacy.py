@@ -88,7 +88,9 @@ def test_no_secret_in_server_stderr(tmp_path):
         with httpx.Client(base_url=base, timeout=10) as c:
             for path, body in gen.batch(5)[0]:
                 assert c.post(path, content=body).status_code == 200
-                assert c.post(path, content=body).status_code == 403  # replay → refused and logged
+                assert c.post(path, content=body).status_code == 200  # a repeat: answered as the first time
+                forged = path.replace("msg_signature=", "msg_signature=0", 1)
+                assert forged != path and c.post(forged, content=body).status_code == 403  # refused and logged
             c.get("/api/groups", headers={"Authorization": "Bearer adminToken-Z4k2-unique"})
             c.get("/api/groups", headers={"Authorization": "Bearer adminToken-Z4k2-uniquX"})
             c.post("/dashboard/login", data={"token": "adminToken-Z4k2-unique"})
