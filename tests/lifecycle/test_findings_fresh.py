@@ -46,10 +46,15 @@ def test_a_command_refreshes_the_findings_of_the_groups_it_changed(runtime):
 
 def test_refreshes_leave_the_useless_findings_alone(runtime):
     _seed(runtime)
-    with runtime.db.session() as s:
-        s.add(FindingRecord(key="useless:g-zombie", kind="useless", group_ids=["g-zombie"], person_ids=[], score=3.0,
-                            action="review", reasons=["3位成员匿名认为此群没用"], status="open", first_seen=NOW,
-                            last_seen=NOW))
+    from storage.feedback import record_useless_vote
+    from storage.models import Group
+
+    with runtime.db.session() as s:  # real votes: a useless finding stays open while its votes count
+        g = s.get(Group, "g-zombie")
+        for i in range(3):
+            record_useless_vote(s, secret=runtime.settings.pseudonym_secret, group=g, person_id=f"voter{i}", now=NOW,
+                                local_day=NOW.astimezone(runtime.settings.tz).date(),
+                                votes_min=runtime.settings.useless_votes_min)
     say(runtime, "owner1", "保留 防汛抗旱群 汛期还要用", NOW + timedelta(minutes=5))
     assert ("useless", "g-zombie") in _open(runtime.db)
     jobs.refresh_findings(runtime)
