@@ -41,17 +41,31 @@ def test_bridge_groups_stored_before_are_rescoped(url):
         cfg = alembic_config(url)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-    with old.session() as s:
+    # Seed with the schema as it was then (reflected): the models already know later columns.
+    from sqlalchemy import MetaData
+
+    with old.engine.begin() as conn:
+        meta = MetaData()
+        meta.reflect(bind=conn)
+        t = meta.tables
+        at = T if conn.dialect.name == "postgresql" else T.astimezone(timezone.utc).replace(tzinfo=None)
         for gid, platform, source in (("wxg-1", "wechat", "activity"), ("wrkA", "aibot", "activity"),
                                       ("c1", "dingtalk", "ledger"), ("wechat:new", "wechat", "activity")):
-            repo.ensure_group(s, group_id=gid, platform=platform, at=T, name=gid, source=source)
-            repo.add_members(s, gid, ["wechat:a", "wechat:b"], T)
-            repo.record_message(s, dedupe_key=f"k-{gid}", platform=platform, group_id=gid, sender_id="wechat:a",
-                                sent_at=T, is_ritual=False, text=None)
-        s.get(Group, "wrkA").merged_into = "wxg-1"
-        s.add(Notice(person_id="owner", kind="warning", group_id="wxg-1", text="提醒", due_at=T, created_at=T))
-        s.add(OutboxMessage(created_at=T, channel="bridge", recipient="wxg-1", kind="bridge_dissolve",
-                            payload={"type": "dissolve", "group_id": "wxg-1", "instruction_id": "i1"}))
+            conn.execute(t["groups"].insert().values(
+                id=gid, platform=platform, name=gid, created_at=at, first_seen_at=at, source=source, status="active",
+                member_count=2, message_count=1, ritual_count=0, keep_count=0, temporary=False, protected=False,
+                updated_at=at, merged_into="wxg-1" if gid == "wrkA" else None))
+            conn.execute(t["memberships"].insert(), [{"group_id": gid, "person_id": p, "joined_at": at}
+                                                     for p in ("wechat:a", "wechat:b")])
+            conn.execute(t["messages"].insert().values(dedupe_key=f"k-{gid}", platform=platform, group_id=gid,
+                                                       sender_id="wechat:a", sent_at=at, is_ritual=False))
+        conn.execute(t["notices"].insert().values(person_id="owner", kind="warning", group_id="wxg-1", text="提醒",
+                                                  urgent=False, due_at=at, created_at=at, status="pending"))
+        conn.execute(t["outbox"].insert().values(created_at=at, channel="bridge", recipient="wxg-1",
+                                                 kind="bridge_dissolve", status="pending", attempts=0,
+                                                 payload={"type": "dissolve", "group_id": "wxg-1",
+                                                          "instruction_id": "i1"}))
+    with old.session() as s:
         audit.record(s, actor="system", action="warn", at=T, group_id="wxg-1", reason="长期无工作消息")
     old.dispose()
 
