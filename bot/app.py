@@ -110,10 +110,40 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def healthz() -> dict:
         return {"status": "ok", "local_mode": app.state.local_mode}
 
+    install_chinese_errors(app)
     from bot.routes import include_routes
 
     include_routes(app)
     return app
+
+
+# The framework's own answers (unknown path, wrong method, malformed parameters) in Chinese: its
+# defaults are English ("Not Found", "Method Not Allowed", pydantic's messages).
+FRAMEWORK_PHRASES = {404: "没有这个页面", 405: "不支持这种请求方法", 400: "请求格式错误", 401: "需要登录或令牌",
+                     403: "没有权限", 413: "请求体过大", 415: "不支持的内容类型", 429: "请求过于频繁，请稍后再试"}
+
+
+def install_chinese_errors(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail
+        if not isinstance(detail, str) or not detail or detail.isascii():  # a framework default phrase
+            detail = FRAMEWORK_PHRASES.get(exc.status_code, "请求无法完成")
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def validation_error(request: Request, exc: RequestValidationError):
+        log.info("request refused (422): %s", exc.errors()[:5])
+        fields = []
+        for err in exc.errors():
+            loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body", "header")]
+            fields.append({"loc": list(err.get("loc", ())), "msg": f"参数“{'.'.join(loc) or '请求'}”格式不正确",
+                           "type": "参数错误"})
+        return JSONResponse({"detail": fields}, status_code=422)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -30,3 +30,16 @@ def test_groups_lists_the_ledger(client, runtime, clock):
     assert seen["member_count"] == 1 and seen["last_activity"] is not None and seen["registered"] is False
     r = client.get("/api/groups", params={"unit": "城关镇"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert [g["name"] for g in r.json()["groups"]] == ["秋粮收购专班"]
+
+
+def test_framework_errors_read_in_chinese(client):
+    """Unknown paths, wrong methods and malformed parameters: no English framework phrase."""
+    import re
+
+    for resp in (client.get("/no/such/page"), client.put("/healthz"),
+                 client.get("/api/groups", params={"limit": "many"},
+                            headers={"Authorization": "Bearer admin-token-for-tests"})):
+        assert resp.status_code in (404, 405, 422), resp.status_code
+        words = re.findall(r"[A-Za-z]{3,}", resp.text.replace('"detail"', "").replace('"loc"', "")
+                           .replace('"msg"', "").replace('"type"', "").replace('"query"', "").replace("limit", ""))  # an option name may stay Latin
+        assert not words, (resp.status_code, resp.text)
