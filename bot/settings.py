@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     work_end: str = "17:30"
     useless_votes_min: int = 3
 
+    # a ledger workbook (xlsx/ods, a zip) that inflates past this many bytes is refused before it is read
+    import_max_unzipped_bytes: int = 256 * 1024 * 1024
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).

@@ -5,9 +5,7 @@ Both importers validate everything first and import nothing if any row is invali
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +23,9 @@ from governance.ritual import is_ritual
 from storage import audit
 from storage.models import Group, Membership, Message, Person
 from storage.repo import insert_ignore
+from storage.sheets import DEFAULT_MAX_UNZIPPED_BYTES, ImportFormatError, read_workbook, stream_csv
+
+__all__ = ["ImportFormatError", "import_ledger", "import_messages", "read_ledger", "read_table"]
 
 COLUMNS = ["group_id", "name", "platform", "owner_id", "unit", "category", "purpose", "created_at", "expires_at",
            "member_ids"]
@@ -39,10 +40,6 @@ PLATFORMS = {"wecom": "wecom", "企业微信": "wecom", "企微": "wecom", "wech
              "ledger": "ledger", "台账": "ledger", "": "ledger"}
 CHUNK = 2000  # ledger rows per round of bulk statements
 MAX_MEMBERS = 5000
-
-
-class ImportFormatError(ValueError):
-    """The file as a whole cannot be read (message in Chinese)."""
 
 
 @dataclass
@@ -71,23 +68,6 @@ class ImportResult:
 
 
 # --- reading files ---------------------------------------------------------------------------
-class _HashingReader(io.RawIOBase):
-    """A binary file that hashes what is read through it (one pass: decode, parse and hash)."""
-
-    def __init__(self, fh):
-        self.fh = fh
-        self.sha = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self.fh.readinto(b)
-        if n:
-            self.sha.update(memoryview(b)[:n])
-        return n
-
-
 def file_sha256(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as fh:
@@ -96,53 +76,23 @@ def file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _stream_csv(path: Path, encoding: str, sink: dict) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
-    """The CSV decoded as it is read (never the whole file as one string); the file's sha256 lands in
-    ``sink["sha256"]`` once the rows are exhausted."""
-    fh = path.open("rb")
-    raw = _HashingReader(fh)
-    text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding=encoding, newline="")
-    reader = csv.reader(text)
-    try:
-        header = next(reader, None)
-    except BaseException:
-        fh.close()
-        raise
-    if header is None:
-        fh.close()
-        raise ImportFormatError("文件是空的。")
-
-    def rows() -> Iterator[tuple[int, list[Any]]]:
-        try:
-            yield from enumerate(reader, start=2)
-            sink["sha256"] = raw.sha.hexdigest()
-        finally:
-            fh.close()
-
-    return [h.strip() for h in header], rows()
-
-
-def read_table(path: Path, sink: dict | None = None, encoding: str = "utf-8-sig"
-               ) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
-    """Header and (row number, cells) of a CSV or XLSX file; row numbers as a spreadsheet shows them.
+def read_table(path: Path, sink: dict | None = None, encoding: str = "utf-8-sig",
+               max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
+    """Header and (row number, cells) of a CSV or a workbook's first sheet; row numbers as a spreadsheet
+    shows them.
 
     A CSV is streamed as ``encoding``; iterating may raise UnicodeDecodeError, upon which the caller
     reads again as GB18030 (``read_ledger`` does)."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as e:  # openpyxl raises many kinds for a broken file
-            raise ImportFormatError(f"无法打开 Excel 文件：{type(e).__name__}") from e
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
+        sheets = read_workbook(path, max_unzipped)
+        rows = sheets[0][1] if sheets else iter(())
+        first = next(rows, None)
+        if first is None:
             raise ImportFormatError("文件是空的。")
-        return [str(h or "").strip() for h in header], ((i, list(r)) for i, r in enumerate(rows, start=2))
+        return [_cell(h) for h in first[1]], rows
     if suffix in (".csv", ".txt", ""):
-        return _stream_csv(path, encoding, sink if sink is not None else {})
+        return stream_csv(path, encoding, sink if sink is not None else {})
     raise ImportFormatError(f"不支持的文件类型“{suffix}”，请使用 CSV 或 XLSX。")
 
 
@@ -255,22 +205,24 @@ def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
                      sorted(set(members)))
 
 
-def read_ledger(path: Path, sink: dict | None = None) -> tuple[list[LedgerRow], list[RowError]]:
+def read_ledger(path: Path, sink: dict | None = None, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES
+                ) -> tuple[list[LedgerRow], list[RowError]]:
     """Every valid row and every invalid one (with its row number), in one pass over the file.
-    A CSV that is not UTF-8 is read again as GB18030; ``sink["sha256"]`` gets the file's hash."""
+    A CSV that is not UTF-8 is read again as GB18030; ``sink["sha256"]`` gets the file's hash.
+    A workbook inflating past ``max_unzipped`` bytes is refused before it is parsed."""
     sink = sink if sink is not None else {}
     try:
-        return _read_ledger(path, sink, "utf-8-sig")
+        return _read_ledger(path, sink, "utf-8-sig", max_unzipped)
     except UnicodeDecodeError:
         sink.clear()  # not UTF-8: Chinese Excel saves CSV as GBK; read it again as GB18030
     try:
-        return _read_ledger(path, sink, "gb18030")
+        return _read_ledger(path, sink, "gb18030", max_unzipped)
     except UnicodeDecodeError:
         raise ImportFormatError("文件编码无法识别，请另存为 UTF-8 编码的 CSV。") from None
 
 
-def _read_ledger(path: Path, sink: dict, encoding: str) -> tuple[list[LedgerRow], list[RowError]]:
-    header, rows = read_table(path, sink, encoding)
+def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int) -> tuple[list[LedgerRow], list[RowError]]:
+    header, rows = read_table(path, sink, encoding, max_unzipped)
     mapped = map_header(header)
     cols = [(i, col) for i, col in enumerate(mapped) if col]
     good, errors, seen = [], [], set()
@@ -505,7 +457,7 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     INSERT … ON CONFLICT DO NOTHING of new groups, executemany UPDATEs of changed ones, one DELETE of
     removed memberships and one bulk insert of added ones (COPY on PostgreSQL for new groups)."""
     sink: dict = {}
-    rows, errors = read_ledger(path, sink)
+    rows, errors = read_ledger(path, sink, getattr(settings, "import_max_unzipped_bytes", DEFAULT_MAX_UNZIPPED_BYTES))
     result = ImportResult(errors=errors, skipped=len(errors))
     if errors and not skip_invalid:
         return result
