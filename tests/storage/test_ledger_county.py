@@ -1,0 +1,184 @@
+"""The county's own 台账 as it is: xlsx/xls/ods/CSV, several sheets, title and 填报 rows above the header,
+header synonyms, dates and categories as people write them."""
+from datetime import date, datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Group, Membership
+from tests.storage import ledger_files as lf
+from tests.storage.test_import import cli  # noqa: F401  (fixture)
+
+CG = "城关镇"
+
+
+def groups(db):
+    with db.session() as s:
+        out = {}
+        for g in s.execute(select(Group)).scalars():
+            ms = sorted(s.execute(select(Membership.person_id).where(Membership.group_id == g.id)).scalars())
+            out[g.name] = dict(id=g.id, owner=g.owner_id, unit=g.unit, category=g.category, temporary=g.temporary,
+                               created=g.created_at.astimezone(timezone.utc).date() if g.created_at else None,
+                               expires=g.expires_at, members=ms, count=g.member_count, note=g.note)
+        return out
+
+
+def check_county(got, fallback_unit=CG):
+    a = got["城关镇防汛抗旱工作群"]
+    assert (a["owner"], a["unit"], a["category"], a["temporary"]) == ("zhangsan", CG, "临时", True)
+    # created_at is stored as local midnight (Asia/Shanghai): the UTC date is the day before
+    assert a["expires"] == date(2026, 10, 31) and a["members"] == ["lisi", "wangwu", "zhangsan"]
+    assert a["note"] == "汛期结束解散" and a["count"] == 3
+    b = got["城关镇党政办机关群"]
+    assert (b["category"], b["temporary"], b["expires"]) == ("常设", False, None)
+    assert b["members"] == ["lisi", "wangwu", "zhaoliu"] and b["note"] is None
+    c = got["秋粮收购专班群"]
+    assert c["unit"] == fallback_unit and c["temporary"] is True and c["expires"] == date(2026, 12, 31)
+    assert c["members"] == ["lisi", "wangwu", "zhangsan"]
+    d = got["森林防火群"]
+    assert d["temporary"] is True and d["expires"] == date(2026, 12, 31)  # 12月31日: the year of 填报日期
+    assert d["members"] == ["lisi", "zhaoliu"]
+    e = got["人居环境整治群"]
+    assert (e["temporary"], e["expires"], e["members"]) == (False, None, ["zhangsan"])
+
+
+def created_dates(db):
+    from zoneinfo import ZoneInfo
+
+    with db.session() as s:
+        return {g.name: g.created_at.astimezone(ZoneInfo("Asia/Shanghai")).date()
+                for g in s.execute(select(Group)).scalars()}
+
+
+WRITERS = {"xlsx": lf.write_xlsx, "xls": lf.write_xls, "ods": lf.write_ods}
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_county_workbook_with_two_sheets(cli, db, tmp_path, fmt):
+    f = WRITERS[fmt](tmp_path / f"台账.{fmt}", {CG: lf.county_sheet(), "下坪村": lf.village_sheet()})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增7" in r.output
+    got = groups(db)
+    check_county(got)
+    v = got["下坪村村务群"]
+    assert (v["unit"], v["owner"], v["temporary"], v["members"]) == ("下坪村", "sunqi", False, ["sunqi", "zhouba"])
+    assert got["下坪村防疫群"]["temporary"] is True and got["下坪村防疫群"]["expires"] == date(2026, 12, 31)
+    assert created_dates(db)["森林防火群"] == date(2026, 1, 15)  # an Excel serial number
+    assert created_dates(db)["秋粮收购专班群"] == date(2026, 9, 1)
+    assert created_dates(db)["城关镇党政办机关群"] == date(2020, 3, 1)
+    assert all(g["id"].startswith("ledger:") for g in got.values())
+    r = cli("import", "groups", str(f))
+    assert "新增0，更新0，未变7" in r.output, r.output
+    assert groups(db) == got
+
+
+def test_the_three_workbook_formats_give_the_same_ledger(cli, db, tmp_path):
+    seen = []
+    for fmt, write in sorted(WRITERS.items()):
+        f = write(tmp_path / f"台账.{fmt}", {CG: lf.county_sheet(), "下坪村": lf.village_sheet()})
+        r = cli("import", "groups", str(f))
+        assert r.exit_code == 0, r.output
+        seen.append((fmt, r.output.strip()))
+        if len(seen) > 1:
+            assert "新增0，更新0，未变7" in r.output, seen
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_county_csv_in_every_encoding(cli, db, tmp_path, encoding):
+    f = lf.write_csv(tmp_path / "城关镇台账.csv", lf.county_sheet(), encoding)
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    check_county(groups(db), fallback_unit=None)  # a CSV has no sheet name to fall back on
+    assert created_dates(db)["森林防火群"] == date(2026, 1, 15)
+
+
+def test_header_synonyms_in_traditional_full_width_and_spaced_forms(cli, db, tmp_path):
+    header = ["序 号", "工作群名稱", "群主姓名", "所屬單位", "性質", "主要用途", "成立時間", "使用期限", "成員名單", "備註"]
+    f = lf.write_xlsx(tmp_path / "繁体.xlsx", {CG: lf.county_sheet(header=header)})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    check_county(groups(db))
+
+
+def test_unknown_columns_are_ignored_and_map_overrides(cli, db, tmp_path):
+    rows = [["群的名字", "管事的人", "联系电话", "成员"], ["应急群", "zhangsan", "13800000000", "zhangsan、lisi"]]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": rows})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 2 and "缺少必需的列" in r.output and "群名称" in r.output, r.output
+    assert groups(db) == {}
+    r = cli("import", "groups", str(f), "--map", "群的名字=群名称", "--map", "管事的人=owner_id")
+    assert r.exit_code == 0, r.output
+    g = groups(db)["应急群"]
+    assert (g["owner"], g["unit"], g["members"]) == ("zhangsan", "东乡镇", ["lisi", "zhangsan"])
+    r = cli("import", "groups", str(f), "--map", "群的名字=群名", "--map", "电话=群主")
+    assert r.exit_code == 2 and "电话" in r.output and "找不到" in r.output, r.output
+    r = cli("import", "groups", str(f), "--map", "群的名字=颜色")
+    assert r.exit_code == 2 and "颜色" in r.output, r.output
+
+
+def test_map_can_ignore_a_guessed_column(cli, db, tmp_path):
+    rows = [["群名称", "群主", "人员"], ["应急群", "zhangsan", "这一列其实是说明"]]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": rows})
+    r = cli("import", "groups", str(f), "--map", "人员=忽略")
+    assert r.exit_code == 0, r.output
+    assert groups(db)["应急群"]["members"] == []
+
+
+def test_member_count_column_without_names(cli, db, tmp_path):
+    rows = [["群名称", "群主", "成员数"], ["应急群", "zhangsan", 37], ["宣传群", "lisi", "12人"]]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": rows})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    got = groups(db)
+    assert (got["应急群"]["count"], got["应急群"]["members"]) == (37, [])
+    assert got["宣传群"]["count"] == 12
+
+
+def test_bad_values_name_their_sheet_and_row(cli, db, tmp_path):
+    rows = [["群名称", "建群时间", "拟解散时间"], ["好群", "2026.5.1", "2026年12月"], ["坏群", "去年春天", "2026-13-01"]]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": [["东乡镇台账"], *rows]})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1, r.output
+    assert "工作表“东乡镇” 第4行：" in r.output and "去年春天" in r.output and "工作表“东乡镇” 第3行" not in r.output
+    assert groups(db) == {}
+
+
+def test_the_template_format_still_reads_as_before(cli, db, tmp_path):
+    from tests.storage.test_import import GOOD_CSV
+
+    f = tmp_path / "ledger.csv"
+    f.write_text(GOOD_CSV, encoding="utf-8")
+    assert cli("import", "groups", str(f)).exit_code == 0
+    got = groups(db)
+    assert got["城关镇领导班子群"]["id"] == "g1" and got["秋粮收购专班"]["members"] == ["li", "wang", "zhao"]
+
+
+def test_ledger_dates_as_people_write_them():
+    from storage.ledger_format import parse_ledger_date
+
+    today = date(2026, 11, 20)
+    assert parse_ledger_date("2026.5.1", today) == date(2026, 5, 1)
+    assert parse_ledger_date("2026/5/1", today) == date(2026, 5, 1)
+    assert parse_ledger_date("2026年5月", today) == date(2026, 5, 1)
+    assert parse_ledger_date("2026年2月", today, end=True) == date(2026, 2, 28)
+    assert parse_ledger_date("5月1日", today) == date(2026, 5, 1)
+    assert parse_ledger_date("5月1日", date(2027, 1, 3)) == date(2027, 5, 1)
+    assert parse_ledger_date(46037, today) == date(2026, 1, 15)
+    assert parse_ledger_date("46037", today) == date(2026, 1, 15)
+    assert parse_ledger_date(46037.5, today) == date(2026, 1, 15)
+    assert parse_ledger_date(datetime(2026, 1, 15, 8, 30), today) == date(2026, 1, 15)
+    assert parse_ledger_date("长期", today) is None and parse_ledger_date("常设", today) is None
+    assert parse_ledger_date("", today) is None and parse_ledger_date(None, today) is None
+    for bad in ("去年", "2026-13-01", "12", 3.0, "0"):
+        with pytest.raises(ValueError) as e:
+            parse_ledger_date(bad, today)
+        assert "日期" in str(e.value) or "不是" in str(e.value)
+
+
+def test_members_as_people_write_them():
+    from storage.importers import parse_members
+
+    assert parse_members("a、b，c,d；e;f g\nh\r\ni　j") == list("abcdefghij")
+    assert parse_members("zhang;li") == ["zhang", "li"]
+    assert parse_members("") == []
