@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import JSON, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from governance.ritual import is_ritual
@@ -440,7 +440,10 @@ def _insert_groups(session: Session, rows: list[dict]) -> set[str]:
                "ON CONFLICT (id) DO NOTHING RETURNING id")
         cur = _dbapi(session).cursor()
         try:
-            cur.execute(sql, [[r[c] for r in rows] for c in cols])
+            json_cols = {c for c in cols if isinstance(t.c[c].type, JSON)}  # sent as text, cast by ::json[]
+            cur.execute(sql, [[r[c] for r in rows] if c not in json_cols else
+                              [None if r[c] is None else json.dumps(r[c], ensure_ascii=False) for r in rows]
+                              for c in cols])
             return {gid for (gid,) in cur.fetchall()}
         finally:
             cur.close()
@@ -561,6 +564,9 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
                           preview=rows[:PREVIEW_ROWS])
     if errors and not skip_invalid and not dry_run:
         return result
+    from storage.people import resolve_names
+
+    resolve_names(session, rows, result.warnings)  # members and owners written as names
     protected_cats = set(settings.protected_categories)
     temp_cats = set(settings.temporary_categories)
     pg = session.get_bind().dialect.name == "postgresql"

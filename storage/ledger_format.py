@@ -7,7 +7,7 @@ import calendar
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Iterable
@@ -49,17 +49,28 @@ def header_key(text: Any) -> str:
     return strip_symbols(normalize(str(text)))
 
 
-KNOWN: dict[str, str] = {header_key(s): f for f, syns in SYNONYMS.items() for s in syns}
+class Schema:
+    """The columns one kind of sheet has: field -> synonyms, field -> label, the required fields."""
+
+    def __init__(self, synonyms: dict[str, tuple[str, ...]], labels: dict[str, str], required: tuple[str, ...],
+                 missing: str):
+        self.synonyms, self.labels, self.required, self.missing = synonyms, labels, required, missing
+        self.known = {header_key(s): f for f, syns in synonyms.items() for s in syns}
+
+    def field_for(self, word: str) -> str | None:
+        """The field a ``--map`` target names: a field key, or any of its names."""
+        w = header_key(word)
+        if w in {header_key(x) for x in IGNORE_WORDS}:
+            return "_ignore"
+        if word.strip() in self.synonyms:
+            return word.strip()
+        return self.known.get(w) or {header_key(v): k for k, v in self.labels.items()}.get(w)
 
 
-def field_for(word: str) -> str | None:
-    """The field a ``--map`` target names: a field key, or any of its names."""
-    w = header_key(word)
-    if w in {header_key(x) for x in IGNORE_WORDS}:
-        return "_ignore"
-    if word.strip() in SYNONYMS:
-        return word.strip()
-    return KNOWN.get(w)
+LEDGER = Schema(SYNONYMS, LABELS, REQUIRED,
+                "缺少必需的列：群名称（也可写作 工作群名称、群名），没有找到表头。表头应包含 群名称 和 群主、"
+                "单位、类别、用途、建群日期、到期日期、成员 等列中的几列；也可用 --map 列名=字段 指定。")
+KNOWN = LEDGER.known
 
 
 class LayoutError(ImportFormatError):
@@ -72,9 +83,10 @@ class Layout:
     header_row: int  # 1-based, as a spreadsheet shows it
     columns: list[tuple[int, str, str]]  # (column index, field, header text as written)
     ignored: list[str]  # header texts of columns not read
+    labels: dict[str, str] = field(default_factory=lambda: LABELS)
 
     def describe(self) -> list[str]:
-        out = [f"“{text}” → {LABELS[f]}" for _, f, text in self.columns if f != "_ignore"]
+        out = [f"“{text}” → {self.labels[f]}" for _, f, text in self.columns if f != "_ignore"]
         if self.ignored:
             out.append("不读取：" + "、".join(f"“{t}”" for t in self.ignored))
         return out
@@ -84,33 +96,31 @@ class Layout:
         return {f for _, f, _ in self.columns}
 
 
-def parse_map(items: Iterable[str]) -> dict[str, str]:
+def parse_map(items: Iterable[str], schema: Schema = LEDGER) -> dict[str, str]:
     """``--map 列名=字段`` options as {header key: field}; a bad one raises LayoutError."""
     out: dict[str, str] = {}
     for item in items:
         col, sep, target = item.replace("＝", "=").partition("=")
         if not sep or not col.strip() or not target.strip():
             raise LayoutError(f"--map “{item}” 格式不对，应写成 列名=字段，例如 --map 群的名字=群名称。")
-        f = field_for(target)
+        f = schema.field_for(target)
         if f is None:
-            names = "、".join(v for k, v in LABELS.items() if k != "_ignore")
+            names = "、".join(v for k, v in schema.labels.items() if k != "_ignore")
             raise LayoutError(f"--map “{item}”：不认识字段“{target.strip()}”，可用：{names}，或“忽略”。")
         out[header_key(col)] = f
     return out
 
 
-def _match(cells: list[Any], overrides: dict[str, str]) -> tuple[list[tuple[int, str, str]], list[str]]:
+def _match(cells: list[Any], overrides: dict[str, str], known: dict[str, str]
+           ) -> tuple[list[tuple[int, str, str]], list[str]]:
     cols, ignored, used = [], [], set()
     for i, c in enumerate(cells):
         text = str(c).strip() if c is not None else ""
         if not text:
             continue
         key = header_key(text)
-        f = overrides.get(key) or KNOWN.get(key)
-        if f is None or (f != "_ignore" and f in used):
-            ignored.append(text)
-            continue
-        if f == "_ignore":
+        f = overrides.get(key) or known.get(key)
+        if f is None or f == "_ignore" or f in used:
             ignored.append(text)
             continue
         used.add(f)
@@ -118,25 +128,17 @@ def _match(cells: list[Any], overrides: dict[str, str]) -> tuple[list[tuple[int,
     return cols, ignored
 
 
-def find_header(rows: list[tuple[int, list[Any]]], overrides: dict[str, str] | None = None) -> tuple[int, Layout]:
-    """The first row that names the group column and enough other known columns: (its position in
+def find_header(rows: list[tuple[int, list[Any]]], overrides: dict[str, str] | None = None,
+                schema: Schema = LEDGER) -> tuple[int, Layout]:
+    """The first row that names the required columns and enough other known ones: (its position in
     ``rows``, its layout). Title rows, 填报 lines, blank rows and merged cells above it are skipped."""
     overrides = overrides or {}
-    best: tuple[int, list] | None = None
     for pos, (n, cells) in enumerate(rows[:HEADER_SCAN_ROWS]):
-        cols, ignored = _match(cells, overrides)
+        cols, ignored = _match(cells, overrides, schema.known)
         fields = {f for _, f, _ in cols}
-        if all(r in fields for r in REQUIRED) and len(fields) >= MIN_KNOWN:
-            return pos, Layout(n, cols, ignored)
-        if cols and (best is None or len(cols) > len(best[1])):
-            best = (pos, cols)
-    if overrides:
-        present = {header_key(c) for _, cells in rows[:HEADER_SCAN_ROWS] for c in cells if c not in (None, "")}
-        missing = [k for k in overrides if k not in present]
-        if missing:
-            raise LayoutError("--map 中的列在表中找不到：" + "、".join(f"“{m}”" for m in missing) + "。")
-    raise LayoutError("缺少必需的列：群名称（也可写作 工作群名称、群名），没有找到表头。表头应包含 群名称 和 群主、"
-                      "单位、类别、用途、建群日期、到期日期、成员 等列中的几列；也可用 --map 列名=字段 指定。")
+        if all(r in fields for r in schema.required) and len(fields) >= MIN_KNOWN:
+            return pos, Layout(n, cols, ignored, schema.labels)
+    raise LayoutError(schema.missing)
 
 
 def check_overrides_used(overrides: dict[str, str], layouts: list[Layout]) -> None:

@@ -3,7 +3,7 @@ header synonyms, dates and categories as people write them."""
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from storage.models import Group, Membership
 from tests.storage import ledger_files as lf
@@ -182,3 +182,109 @@ def test_members_as_people_write_them():
     assert parse_members("a、b，c,d；e;f g\nh\r\ni　j") == list("abcdefghij")
     assert parse_members("zhang;li") == ["zhang", "li"]
     assert parse_members("") == []
+
+
+# --- people by name --------------------------------------------------------------------------------------
+ROSTER = [["城关镇干部花名册"], ["填报单位：城关镇党政办"],
+          ["序号", "姓名", "单位", "职务", "企业微信账号", "钉钉 userid", "飞书 open_id"],
+          [1, "张三", "城关镇", "镇长", "zhangsan", "dd_zs", None],
+          [2, "李四", "城关镇", "党政办主任", "lisi", None, "ou_ls"],
+          [3, "王五", "城关镇", "干事", "wangwu", None, None],
+          [4, "王五", "下坪村", "村支书", "wangwu2", None, None],
+          [5, "赵六", "城关镇", "干事", "zhaoliu", None, None],
+          [6, "赵六", "城关镇", "司机", "zhaoliu2", None, None],
+          [7, "孫七", "下坪村", "村主任", None, "dd_sq", None]]
+
+NAMES = ["张三、李四、王五", "李四，王五 赵六", "王五;张三\n李四", "赵六,  李四", "张三、钱八"]
+
+
+def roster_file(tmp_path):
+    return lf.write_xlsx(tmp_path / "花名册.xlsx", {"城关镇": ROSTER})
+
+
+def test_import_people_reads_the_roster(cli, db, tmp_path):
+    from storage.models import Person
+
+    r = cli("import", "people", str(roster_file(tmp_path)))
+    assert r.exit_code == 0, r.output
+    assert "新增7" in r.output
+    with db.session() as s:
+        zs = s.get(Person, "zhangsan")
+        assert (zs.name, zs.unit, zs.title, zs.dingtalk_id, zs.feishu_id) == ("张三", "城关镇", "镇长", "dd_zs", None)
+        assert s.get(Person, "dd_sq").name == "孫七" and s.get(Person, "dd_sq").dingtalk_id == "dd_sq"
+    r = cli("import", "people", str(roster_file(tmp_path)))
+    assert "新增0，更新0，未变7" in r.output, r.output
+
+
+def test_roster_rows_without_name_or_account_are_refused(cli, db, tmp_path):
+    rows = [["姓名", "单位", "userid"], ["张三", "城关镇", "zhangsan"], [None, "城关镇", "x1"], ["李四", "城关镇", None],
+            ["王五", "城关镇", "zhangsan"]]
+    f = lf.write_xlsx(tmp_path / "花名册.xlsx", {"名单": rows})
+    r = cli("import", "people", str(f))
+    assert r.exit_code == 1, r.output
+    assert "工作表“名单” 第3行：姓名为空" in r.output and "工作表“名单” 第4行" in r.output and "账号" in r.output
+    assert "工作表“名单” 第5行" in r.output and "重复" in r.output
+    assert "未导入任何数据" in r.output
+
+
+def test_members_and_owners_written_as_names_are_resolved(cli, db, tmp_path):
+    assert cli("import", "people", str(roster_file(tmp_path))).exit_code == 0
+    owners = ["张三", "李四", "王五", "赵六", "张三"]
+    sheet = [[lf.TITLE], [lf.FILLED], [], lf.COUNTY_HEADER,
+             *[r[:2] + [o] + r[3:] for r, o in zip(lf.county_rows(NAMES), owners)]]
+    f = lf.write_xlsx(tmp_path / "城关镇台账.xlsx", {"城关镇": sheet})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    got = groups(db)
+    # 王五: one in 城关镇 (the group's unit), one in 下坪村 -> the unit decides
+    assert got["城关镇防汛抗旱工作群"]["members"] == ["lisi", "wangwu", "zhangsan"]
+    assert got["城关镇防汛抗旱工作群"]["owner"] == "zhangsan"
+    # 赵六: two people in 城关镇 -> a warning, kept as a name: counted, not a person
+    b = got["城关镇党政办机关群"]
+    assert b["members"] == ["lisi", "wangwu"] and b["count"] == 3
+    assert "工作表“城关镇” 第6行" in r.output and "赵六" in r.output
+    d = got["森林防火群"]
+    assert d["owner"] is None and d["members"] == ["lisi"] and d["count"] == 2
+    e = got["人居环境整治群"]
+    assert e["members"] == ["zhangsan"] and e["count"] == 2
+    assert "工作表“城关镇” 第9行" in r.output and "钱八" in r.output and "找不到" in r.output
+    with db.session() as s:
+        from storage.models import Person
+
+        assert s.get(Person, "钱八") is None and s.get(Person, "赵六") is None
+        g = s.execute(select(Group).where(Group.name == "人居环境整治群")).scalar_one()
+        assert g.ledger_names == ["钱八"]
+    r = cli("import", "groups", str(f))
+    assert "新增0，更新0，未变5" in r.output, r.output
+
+
+def test_the_county_workbook_as_it_is(cli, db, tmp_path):
+    """Title row merged across the columns, the 填报 line, the county's headers, real date cells and
+    members as names; the roster imported first."""
+    assert cli("import", "people", str(roster_file(tmp_path))).exit_code == 0
+    names = ["张三、李四、王五"] * 5
+    sheet = lf.county_sheet(names)
+    for r in sheet[4:]:
+        r[2] = "张三"
+    f = lf.write_xlsx(tmp_path / "城关镇工作群台账.xlsx", {"城关镇": sheet})
+    from openpyxl import load_workbook
+
+    ws = load_workbook(f).active
+    assert "A1:J1" in {str(m) for m in ws.merged_cells.ranges} and ws["G5"].is_date
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增5" in r.output and "提醒" not in r.output
+    got = groups(db)
+    assert all(g["members"] == ["lisi", "wangwu", "zhangsan"] and g["owner"] == "zhangsan" for g in got.values())
+    assert got["城关镇防汛抗旱工作群"]["expires"] == date(2026, 10, 31)
+
+
+def test_unresolved_names_count_in_no_per_person_figure(cli, db, tmp_path):
+    rows = [["群名称", "群主", "成员"]] + [[f"群{i}", "zhangsan", "zhangsan、无名氏"] for i in range(3)]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": rows})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0 and r.output.count("无名氏") == 3, r.output
+    with db.session() as s:
+        per_person = dict(s.execute(select(Membership.person_id, func.count()).group_by(Membership.person_id)).all())
+        assert per_person == {"zhangsan": 3}
+        assert [g.member_count for g in s.execute(select(Group)).scalars()] == [2, 2, 2]
