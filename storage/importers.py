@@ -548,6 +548,56 @@ class _Plan:
             self.updated += 1
 
 
+RENAME_JACCARD = 0.8  # members (ids and unresolved names) alike enough to be the same group renamed
+_GONE_STATUSES = ("dissolved", "purged", "merged")
+
+
+def _renames_and_missing(session: Session, rows: list[LedgerRow], result: ImportResult, tz: ZoneInfo,
+                         pg: bool) -> None:
+    """Rows without ids: a row whose derived id is new but that is, by its members (or by its owner,
+    created date and purpose), a stored ledger group of its unit that the file no longer names, is
+    that group renamed (it keeps its id). Stored ledger groups of the file's units that the file no
+    longer names are reported in ``result.missing``; nothing is deleted."""
+    t = Group.__table__
+    idless = [r for r in rows if not r.id_given]
+    units = {r.unit for r in idless}
+    named = [u for u in units if u is not None]
+    in_units = t.c.unit.in_(named) if None not in units else (t.c.unit.in_(named) | t.c.unit.is_(None))
+    stored = session.execute(
+        select(t.c.id, t.c.name, t.c.unit, t.c.owner_id, t.c.purpose, t.c.created_at, t.c.ledger_names)
+        .where(t.c.id.like("ledger:%"), t.c.source == "ledger", t.c.status.not_in(_GONE_STATUSES), in_units)
+    ).all()
+    file_ids = {r.group_id for r in rows}
+    gone = {g.id: g for g in stored if g.id not in file_ids}
+    if not gone:
+        return
+    known = set(session.execute(select(t.c.id).where(t.c.id.in_([r.group_id for r in idless]))).scalars())
+    fresh = [r for r in idless if r.group_id not in known]
+    members = _existing_members(session, pg, list(gone)) if fresh else {}
+
+    def same(r: LedgerRow, g) -> bool:
+        a = set(r.member_ids) | set(r.unresolved)
+        b = set(members.get(g.id, [])) | set(g.ledger_names or [])
+        if len(a) >= 3 and len(b) >= 3 and len(a & b) >= RENAME_JACCARD * len(a | b):
+            return True
+        created = g.created_at.astimezone(tz).date() if g.created_at else None
+        return bool(r.owner_id and r.owner_id == g.owner_id and r.created_at and r.created_at == created
+                    and r.purpose and r.purpose == g.purpose)
+
+    matches = {r.row: [g for g in gone.values() if g.unit == r.unit and same(r, g)] for r in fresh}
+    claimed: dict[str, int] = {}
+    for ms in matches.values():
+        for g in ms:
+            claimed[g.id] = claimed.get(g.id, 0) + 1
+    for r in fresh:
+        ms = matches[r.row]
+        if len(ms) == 1 and claimed[ms[0].id] == 1:  # one to one, or it stays a new group
+            g = gone.pop(ms[0].id)
+            result.renamed.append((g.id, g.name, r))
+            r.group_id = g.id
+    result.missing = sorted(((g.id, g.name, g.unit) for g in gone.values()), key=lambda m: (m[2] or "", m[1]))
+
+
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
                   skip_invalid: bool = False, overrides: dict[str, str] | None = None,
                   dry_run: bool = False) -> ImportResult:
@@ -567,6 +617,8 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     from storage.people import resolve_names
 
     resolve_names(session, rows, result.warnings)  # members and owners written as names
+    if any(not r.id_given for r in rows):
+        _renames_and_missing(session, rows, result, tz, pg=session.get_bind().dialect.name == "postgresql")
     protected_cats = set(settings.protected_categories)
     temp_cats = set(settings.temporary_categories)
     pg = session.get_bind().dialect.name == "postgresql"
@@ -608,7 +660,10 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     if result.created or result.updated:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入台账 {path.name}",
                      data={"file_sha256": sink["sha256"], "created": result.created,
-                           "updated": result.updated, "skipped": result.skipped})
+                           "updated": result.updated, "skipped": result.skipped,
+                           **({"renamed": [[gid, old, r.name] for gid, old, r in result.renamed]}
+                              if result.renamed else {}),
+                           **({"missing": [gid for gid, _, _ in result.missing]} if result.missing else {})})
     return result
 
 

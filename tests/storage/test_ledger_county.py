@@ -288,3 +288,84 @@ def test_unresolved_names_count_in_no_per_person_figure(cli, db, tmp_path):
         per_person = dict(s.execute(select(Membership.person_id, func.count()).group_by(Membership.person_id)).all())
         assert per_person == {"zhangsan": 3}
         assert [g.member_count for g in s.execute(select(Group)).scalars()] == [2, 2, 2]
+
+
+# --- groups without ids ------------------------------------------------------------------------------------
+def county_file(tmp_path, rows=None, name="城关镇台账.xlsx"):
+    body = rows if rows is not None else lf.county_rows()
+    return lf.write_xlsx(tmp_path / name, {CG: [[lf.TITLE], [lf.FILLED], [], lf.COUNTY_HEADER, *body]})
+
+
+def test_an_edited_file_changes_only_what_was_edited(cli, db, tmp_path):
+    f = county_file(tmp_path)
+    assert cli("import", "groups", str(f)).exit_code == 0
+    before = groups(db)
+    rows = lf.county_rows()
+    rows[1][5] = "党政办日常工作"
+    rows[3][8] = "zhaoliu,  lisi、sunqi"
+    f = county_file(tmp_path, rows)
+    r = cli("import", "groups", str(f))
+    assert "新增0，更新2，未变3" in r.output, r.output
+    after = groups(db)
+    assert {k: v["id"] for k, v in after.items()} == {k: v["id"] for k, v in before.items()}
+    assert after["森林防火群"]["members"] == ["lisi", "sunqi", "zhaoliu"]
+    assert {k for k in after if after[k] != before[k]} == {"森林防火群"}  # a purpose is not in groups()
+    with db.session() as s:
+        assert s.get(Group, before["城关镇党政办机关群"]["id"]).purpose == "党政办日常工作"
+
+
+def test_a_renamed_row_is_recognised_by_its_members_and_reported(cli, db, tmp_path):
+    assert cli("import", "groups", str(county_file(tmp_path))).exit_code == 0
+    before = groups(db)
+    rows = lf.county_rows()
+    rows[0][1] = "城关镇防汛工作群"  # same members: recognised by them
+    rows[3][1] = "城关镇森林防火群"  # two members only: recognised by owner, created date and purpose
+    r = cli("import", "groups", str(county_file(tmp_path, rows)))
+    assert r.exit_code == 0, r.output
+    assert "新增0，更新2，未变3，改名2" in r.output, r.output
+    assert "改名：“城关镇防汛抗旱工作群” → “城关镇防汛工作群”" in r.output and "第5行" in r.output
+    assert "改名：“森林防火群” → “城关镇森林防火群”" in r.output
+    after = groups(db)
+    assert after["城关镇防汛工作群"]["id"] == before["城关镇防汛抗旱工作群"]["id"]
+    assert after["城关镇森林防火群"]["id"] == before["森林防火群"]["id"]
+    assert len(after) == 5 and "文件中已没有" not in r.output
+    with db.session() as s:
+        from storage.models import AuditRecord
+
+        rec = s.execute(select(AuditRecord).order_by(AuditRecord.id.desc())).scalars().first()
+        assert len(rec.data["renamed"]) == 2
+
+
+def test_a_new_name_with_other_members_is_a_new_group(cli, db, tmp_path):
+    assert cli("import", "groups", str(county_file(tmp_path))).exit_code == 0
+    rows = lf.county_rows()
+    rows[0][1:] = ["城关镇秸秆禁烧群", "sunqi", "城关镇", "临时", "禁烧", date(2026, 10, 1), None, "sunqi、zhouba、qianba",
+                   None]
+    r = cli("import", "groups", str(county_file(tmp_path, rows)))
+    assert "新增1，更新0，未变4" in r.output, r.output
+    assert "改名" not in r.output
+    assert "文件中已没有：“城关镇防汛抗旱工作群”" in r.output
+
+
+def test_names_that_normalise_alike_are_an_error_naming_both_rows(cli, db, tmp_path):
+    rows = lf.county_rows()
+    rows[2][1], rows[2][3] = "城關鎮 防汛抗旱工作群！", "城关镇"
+    r = cli("import", "groups", str(county_file(tmp_path, rows)))
+    assert r.exit_code == 1, r.output
+    line = next(ln for ln in r.output.splitlines() if "工作表“城关镇” 第7行" in ln)
+    assert "第5行" in line and "同名" in line
+    assert groups(db) == {}
+
+
+def test_a_row_removed_from_the_file_is_reported_not_deleted(cli, db, tmp_path):
+    assert cli("import", "groups", str(county_file(tmp_path))).exit_code == 0
+    rows = lf.county_rows()
+    del rows[4]
+    r = cli("import", "groups", str(county_file(tmp_path, rows)))
+    assert r.exit_code == 0, r.output
+    assert "新增0，更新0，未变4" in r.output
+    assert "文件中已没有：“人居环境整治群”（城关镇" in r.output and "未删除" in r.output
+    got = groups(db)
+    assert "人居环境整治群" in got
+    with db.session() as s:
+        assert s.get(Group, got["人居环境整治群"]["id"]).status == "active"
