@@ -47,6 +47,8 @@ def _run_import(kind: str, file: Path, skip_invalid: bool, mapping: list[str] | 
         raise typer.Exit(2) from None
     if dry_run:
         _print_dry_run(result)
+        if result.errors:  # as the real import would refuse the file
+            raise typer.Exit(1)
         return
     for err in result.errors:
         typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
@@ -88,9 +90,10 @@ def _print_dry_run(result) -> None:
         for r in result.preview:
             people = r.member_ids + [f"{n}（未匹配）" for n in r.unresolved]
             count = len(people) if people else r.member_count
+            members = f"{_fmt(people)}（{count}人）" if count is not None else "未填"
             typer.echo(f"  {r.where}：群名称 {r.name}；单位 {_fmt(r.unit)}；群主 {_fmt(r.owner_id or r.owner_name)}；"
                        f"类别 {_fmt(r.category)}；建群日期 {_fmt(r.created_at)}；到期日期 {_fmt(r.expires_at)}；"
-                       f"成员 {_fmt(people)}（{_fmt(count)}人）")
+                       f"成员 {members}")
     if result.errors:
         typer.echo(f"问题（{len(result.errors)}行无效）：")
         for e in result.errors:

@@ -369,3 +369,55 @@ def test_a_row_removed_from_the_file_is_reported_not_deleted(cli, db, tmp_path):
     assert "人居环境整治群" in got
     with db.session() as s:
         assert s.get(Group, got["人居环境整治群"]["id"]).status == "active"
+
+
+# --- dry run ----------------------------------------------------------------------------------------------
+def everything(db):
+    from storage.models import AuditRecord, Person
+
+    with db.session() as s:
+        return [s.execute(select(func.count()).select_from(m)).scalar_one()
+                for m in (Group, Membership, Person, AuditRecord)]
+
+
+def test_dry_run_shows_mapping_rows_and_problems_and_writes_nothing(cli, db, tmp_path):
+    rows = lf.county_rows(["张三、lisi", None, None, None, None])
+    rows[4][6] = "去年春天"
+    f = county_file(tmp_path, rows)
+    r = cli("import", "groups", str(f), "--dry-run")
+    assert r.exit_code == 1, r.output
+    out = r.output
+    assert "不写入任何数据" in out and "未写入任何数据" in out
+    assert "工作表“城关镇”：表头在第4行" in out and "填报日期 2026-11-20" in out
+    for line in ("“群名称” → 群名称", "“群主” → 群主", "“所属单位” → 单位", "“群类型” → 类别", "“建群时间” → 建群日期",
+                 "“拟解散时间” → 到期日期", "“成员” → 成员", "“备注” → 备注", "不读取：“序号”"):
+        assert line in out, line
+    assert "工作表“城关镇” 第5行：群名称 城关镇防汛抗旱工作群；单位 城关镇；群主 zhangsan" in out
+    assert "建群日期 2026-05-01；到期日期 2026-10-31；成员 lisi、张三（未匹配）（2人）" in out
+    assert "工作表“城关镇” 第9行：建群日期“去年春天”不是日期" in out
+    assert "成员“张三”在花名册中找不到" in out and "第5行" in out
+    assert "有无效行" in out
+    assert everything(db) == [0, 0, 0, 0]
+
+
+def test_dry_run_of_an_edit_counts_what_would_change(cli, db, tmp_path):
+    assert cli("import", "groups", str(county_file(tmp_path))).exit_code == 0
+    before = (everything(db), groups(db))
+    rows = lf.county_rows()
+    rows[0][1] = "城关镇防汛工作群"
+    rows[1][5] = "别的用途"
+    del rows[4]
+    r = cli("import", "groups", str(county_file(tmp_path, rows)), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "预演结果：新增0，更新2，未变2，改名1；可以导入。" in r.output
+    assert "改名：“城关镇防汛抗旱工作群” → “城关镇防汛工作群”" in r.output
+    assert "文件中已没有：“人居环境整治群”" in r.output
+    assert (everything(db), groups(db)) == before
+
+
+def test_dry_run_of_the_roster(cli, db, tmp_path):
+    r = cli("import", "people", str(roster_file(tmp_path)), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "“企业微信账号” → 企业微信账号" in r.output and "“钉钉 userid” → 钉钉 userid" in r.output
+    assert "预演结果：新增7" in r.output
+    assert everything(db) == [0, 0, 0, 0]
