@@ -296,16 +296,33 @@ def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int, overr
         cols = [(i, f) for i, f, _ in layout.columns if f != "_ignore"]
         has_id = "group_id" in layout.fields
         day = sl.today
+        # rows with an empty id wait for the sheet's end: an id column empty throughout means no ids
+        deferred: list[tuple[int, dict]] = []
+        any_id = False
+        errors_before = len(out.errors)
         for n, cells in itertools.chain(head[pos + 1:], rows):
             if _blank(cells):
                 continue
             k = len(cells)
             values = {col: cells[i] if i < k else None for i, col in cols}
+            if has_id:
+                if not _cell(values.get("group_id")):
+                    deferred.append((n, values))
+                    continue
+                any_id = True
             try:
                 out.rows.append(validate_row(n, values, seen, sheet=sheet, today=day, has_id=has_id))
                 sl.rows += 1
             except ValueError as e:
                 out.errors.append(RowError(n, str(e), sheet))
+        for n, values in deferred:
+            try:
+                out.rows.append(validate_row(n, values, seen, sheet=sheet, today=day, has_id=any_id))
+                sl.rows += 1
+            except ValueError as e:
+                out.errors.append(RowError(n, str(e), sheet))
+        if deferred:
+            out.errors[errors_before:] = sorted(out.errors[errors_before:], key=lambda e: e.row)
     if not out.sheets:
         if first_error is not None:
             raise ImportFormatError(str(first_error))

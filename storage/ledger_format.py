@@ -153,14 +153,28 @@ _REPORT_DATE = re.compile(r"(填报|统计|报送)(日期|时间)\s*[:：]?\s*(\
 
 
 def report_date(rows: Iterable[tuple[int, list[Any]]]) -> date | None:
-    """The 填报日期 written above the header, if any."""
+    """The 填报日期 written above the header, if any: in the same cell (填报日期：2026年11月20日) or in
+    the next one (a date cell or its text)."""
     for _, cells in rows:
-        for c in cells:
-            if isinstance(c, str) and ("填报" in c or "统计" in c or "报送" in c):
-                m = _REPORT_DATE.search(unicodedata.normalize("NFKC", c))
-                if m:
+        for i, c in enumerate(cells):
+            if not isinstance(c, str) or not any(w in c for w in ("填报", "统计", "报送")):
+                continue
+            text = unicodedata.normalize("NFKC", c)
+            m = _REPORT_DATE.search(text)
+            if m:
+                try:
+                    return date(int(m.group(3)), int(m.group(4)), int(m.group(5)))
+                except ValueError:
+                    return None
+            if re.search(r"(填报|统计|报送)(日期|时间)\s*[:：]?\s*$", text):
+                nxt = next((x for x in cells[i + 1:] if x not in (None, "")), None)
+                if isinstance(nxt, datetime):
+                    return nxt.date()
+                if isinstance(nxt, date):
+                    return nxt
+                if nxt is not None:
                     try:
-                        return date(int(m.group(3)), int(m.group(4)), int(m.group(5)))
+                        return parse_ledger_date(nxt, date.today())
                     except ValueError:
                         return None
     return None

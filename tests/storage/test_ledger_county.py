@@ -421,3 +421,34 @@ def test_dry_run_of_the_roster(cli, db, tmp_path):
     assert "“企业微信账号” → 企业微信账号" in r.output and "“钉钉 userid” → 钉钉 userid" in r.output
     assert "预演结果：新增7" in r.output
     assert everything(db) == [0, 0, 0, 0]
+
+
+def test_a_sheet_without_a_header_is_skipped_with_a_warning(cli, db, tmp_path):
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {"填表说明": [["请按下表填写，成员用顿号分隔。"], ["联系人：王五"]],
+                                              CG: lf.county_sheet()})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "工作表“填表说明”：没有找到表头" in r.output and "新增5" in r.output
+
+
+def test_an_id_column_left_empty_throughout_is_read_as_no_ids(cli, db, tmp_path):
+    header = ["群编号", *lf.COUNTY_HEADER[1:]]
+    sheet = lf.county_sheet(header=header)
+    for r in sheet[4:]:
+        r[0] = None
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: sheet})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert all(g["id"].startswith("ledger:") for g in groups(db).values()) and len(groups(db)) == 5
+    sheet[5][0] = "wrOJ1"  # one id given: the others are missing theirs
+    f = lf.write_xlsx(tmp_path / "台账2.xlsx", {CG: sheet})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 1 and r.output.count("群编号为空") == 4, r.output
+
+
+def test_a_filing_date_in_its_own_cell_gives_the_year(cli, db, tmp_path):
+    sheet = lf.county_sheet()
+    sheet[1] = ["填报单位：", "城关镇", None, "填报日期：", date(2027, 3, 1)]
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: sheet})
+    assert cli("import", "groups", str(f)).exit_code == 0
+    assert groups(db)["森林防火群"]["expires"] == date(2027, 12, 31)
