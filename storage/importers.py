@@ -92,16 +92,24 @@ def _cell(v: Any) -> str:
     return str(v).strip()
 
 
-_SPLIT = re.compile(r"[、，,；;\s]+")
-_NEEDS_SPLIT = re.compile(r"[、，,；\s]")
+_SPACE = re.compile(r"\s")
+_SPLIT = re.compile(r"[;\s]+")
+
+
+def _members(v: Any) -> tuple[list[str], bool]:
+    """The members of a cell, separated by 、，,；; spaces or line breaks, and whether all are ASCII."""
+    text = _cell(v)
+    for sep in ("；", ",", "，", "、"):  # str.replace scans fast when the separator is absent; translate does not
+        if sep in text:
+            text = text.replace(sep, ";")
+    if _SPACE.search(text) is None:  # the usual case: nothing to strip
+        return [m for m in text.split(";") if m], text.isascii()
+    return [m for m in _SPLIT.split(text) if m], text.isascii()
 
 
 def parse_members(v: Any) -> list[str]:
     """Members separated by 、，,；; spaces or line breaks."""
-    text = _cell(v)
-    if _NEEDS_SPLIT.search(text) is None:  # the usual case (the template's ``;``): plain split
-        return [m for m in text.split(";") if m]
-    return [m for m in _SPLIT.split(text) if m]
+    return _members(v)[0]
 
 
 @dataclass(slots=True)
@@ -149,7 +157,7 @@ def _split_people(tokens: list[str]) -> tuple[list[str], list[str]]:
     return ids, names
 
 
-def validate_row(n: int, values: dict[str, Any], seen: dict[str, str], *, sheet: str | None = None,
+def validate_row(n: int, values: dict[str, Any], seen: dict[str, tuple[str | None, int]], *, sheet: str | None = None,
                  today: date | None = None, has_id: bool = True) -> LedgerRow:
     """One ledger row checked and understood; ``seen`` maps group ids to where they were first met.
     Without an id column (``has_id`` False) the group's id derives from its unit and name."""
@@ -171,8 +179,8 @@ def validate_row(n: int, values: dict[str, Any], seen: dict[str, str], *, sheet:
     elif name and len(name) <= 128:
         gid = ledger_id(unit, name)
         if gid in seen:
-            problems.append(f"群名称“{name}”与{seen[gid]}的群同名（同一单位内，忽略繁简、全半角、空格和标点后相同），"
-                            "请删去重复的一行或改名")
+            problems.append(f"群名称“{name}”与{_where(*seen[gid])}的群同名（同一单位内，忽略繁简、全半角、空格和标点"
+                            "后相同），请删去重复的一行或改名")
     platform_raw = _cell(values.get("platform"))
     platform = PLATFORMS.get(platform_raw, PLATFORMS.get(platform_raw.lower()))
     if platform is None:
@@ -188,10 +196,9 @@ def validate_row(n: int, values: dict[str, Any], seen: dict[str, str], *, sheet:
         problems.append(str(e))
     if created and expires and expires < created:
         problems.append("到期日期早于建群日期")
-    raw_members = values.get("member_ids")
-    members = parse_members(raw_members)
+    members, ascii_only = _members(values.get("member_ids"))
     names: list[str] = []
-    if members and not _cell(raw_members).isascii():
+    if not ascii_only:
         members, names = _split_people(members)
     if len(members) + len(names) > MAX_MEMBERS:
         problems.append(f"成员超过{MAX_MEMBERS}人")
@@ -211,11 +218,15 @@ def validate_row(n: int, values: dict[str, Any], seen: dict[str, str], *, sheet:
             problems.append(str(e))
     if problems:
         raise ValueError("；".join(problems))
-    seen[gid] = (f"工作表“{sheet}” " if sheet is not None else "") + f"第{n}行"
+    seen[gid] = (sheet, n)
     note = _cell(values.get("note")) or None if "note" in values else None
     return LedgerRow(n, gid, name, platform, owner, unit, _cell(values.get("category")) or None,
                      _cell(values.get("purpose")) or None, created, expires, sorted(set(members)), sheet, note,
-                     count, sorted(set(names)), owner_name, [], has_id)
+                     count, sorted(set(names)) if names else [], owner_name, [], has_id)
+
+
+def _where(sheet: str | None, n: int) -> str:
+    return (f"工作表“{sheet}” " if sheet is not None else "") + f"第{n}行"
 
 
 def file_sha256(path: Path) -> str:
@@ -277,7 +288,7 @@ def read_ledger(path: Path, sink: dict | None = None, max_unzipped: int = DEFAUL
 def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int, overrides: dict[str, str],
                  today: date | None) -> LedgerFile:
     out = LedgerFile([], [], [], [])
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str | None, int]] = {}
     first_error: LayoutError | None = None
     sheets = _sheets(path, encoding, sink, max_unzipped)
     for sheet, rows in sheets:
