@@ -79,6 +79,8 @@ def check_unzipped_size(path: Path, limit: int) -> None:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError):
+        if path.open("rb").read(2) != b"PK":
+            return  # not a zip at all (a legacy .xls under another suffix): the parser says what it is
         raise ImportFormatError("无法打开文件：不是有效的 Excel/WPS 表格文件（zip 格式损坏）。") from None
     with zf:
         infos = zf.infolist()
@@ -95,27 +97,35 @@ def check_unzipped_size(path: Path, limit: int) -> None:
 
 
 # --- workbooks ------------------------------------------------------------------------------------
-def _open_workbook(path: Path):
+def _open_workbook(fh):
     from python_calamine import CalamineWorkbook
 
-    return CalamineWorkbook.from_path(str(path))
+    return CalamineWorkbook.from_filelike(fh)  # the format from the content, not the suffix
 
 
 def read_workbook(path: Path, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES) -> list[tuple[str, Rows]]:
-    """Each worksheet as (name, rows); row numbers as a spreadsheet shows them (1-based)."""
-    if path.suffix.lower() in ZIP_SUFFIXES:
-        check_unzipped_size(path, max_unzipped)
+    """Each worksheet as (name, rows); row numbers as a spreadsheet shows them (1-based). The content
+    decides the format (WPS may save a legacy .xls as .xlsx); any zip is checked for its inflated size."""
     try:
-        from python_calamine import SheetTypeEnum
+        fh = path.open("rb")
+    except OSError:
+        raise ImportFormatError("无法打开文件。") from None
+    with fh:
+        if fh.read(2) == b"PK" or path.suffix.lower() in ZIP_SUFFIXES:
+            check_unzipped_size(path, max_unzipped)
+        fh.seek(0)
+        try:
+            from python_calamine import SheetTypeEnum
 
-        wb = _open_workbook(path)
-        # iter_rows starts at the sheet's first row (blank leading rows included) and its first used column
-        return [(meta.name, enumerate(wb.get_sheet_by_name(meta.name).iter_rows(), start=1))
-                for meta in wb.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet]
-    except ImportFormatError:
-        raise
-    except Exception as e:  # calamine raises its own kinds (and ValueError/OSError) for a broken file
-        raise ImportFormatError(f"无法打开表格文件：{type(e).__name__}，请用 Excel 或 WPS 重新保存后导入。") from e
+            wb = _open_workbook(fh)
+            # iter_rows starts at the sheet's first row (blank leading rows included) and its first used column
+            sheets = [(meta.name, wb.get_sheet_by_name(meta.name)) for meta in wb.sheets_metadata
+                      if meta.typ == SheetTypeEnum.WorkSheet]
+            return [(name, enumerate(sheet.iter_rows(), start=1)) for name, sheet in sheets]
+        except ImportFormatError:
+            raise
+        except Exception as e:  # calamine raises its own kinds (and ValueError/OSError) for a broken file
+            raise ImportFormatError(f"无法打开表格文件（{type(e).__name__}），请用 Excel 或 WPS 重新保存后导入。") from e
 
 
 # --- CSV -----------------------------------------------------------------------------------------

@@ -128,3 +128,22 @@ def test_default_limit_is_a_few_hundred_megabytes():
 
     limit = Settings(_env_file=None).import_max_unzipped_bytes
     assert 100 * 2**20 <= limit <= 1024 * 2**20
+
+
+def test_the_content_not_the_suffix_decides(cli, db, tmp_path, monkeypatch):
+    """A legacy .xls saved under .xlsx (WPS does this) is read; a zip bomb named .xls is still refused."""
+    from tests.storage import ledger_files as lf
+
+    monkeypatch.setenv("QUNZHI_IMPORT_MAX_UNZIPPED_BYTES", "1000000")  # read once per CLI runtime
+    xls = lf.write_xls(tmp_path / "x.xls", {"城关镇": [["群名称", "群主"], ["应急群", "zhangsan"]]})
+    renamed = tmp_path / "wps.xlsx"
+    renamed.write_bytes(xls.read_bytes())
+    r = cli("import", "groups", str(renamed))
+    assert r.exit_code == 0 and "新增1" in r.output, r.output
+    bomb = tmp_path / "bomb.xlsx"
+    _ledger_xlsx(bomb, b"\0" * 5_000_000)
+    disguised = tmp_path / "bomb.xls"
+    disguised.write_bytes(bomb.read_bytes())
+    _no_parsing(monkeypatch)
+    r = cli("import", "groups", str(disguised))
+    assert r.exit_code == 2 and "解压" in r.output, r.output
