@@ -263,6 +263,20 @@ def _blank(cells: list[Any]) -> bool:
     return True
 
 
+_NOT_GROUPS = frozenset({"合计", "总计", "小计", "合 计", "总 计"})
+_FOOTERS = ("填表人", "审核人", "制表人", "填报人", "联系人", "负责人：", "说明：", "注：")
+
+
+def _not_a_group(name: Any, name_header: str, values: dict[str, Any], cells: list[Any]) -> bool:
+    """Rows that are no group: numbered but empty (only 序号 filled), a header repeated, a 合计 row, a
+    填表人/审核人 footer."""
+    text = _cell(name)
+    if not text:
+        return not any(_cell(v) for v in values.values()) or any(
+            isinstance(c, str) and c.strip().startswith(_FOOTERS) for c in cells)
+    return text == name_header or text in _NOT_GROUPS or text.startswith(_FOOTERS)
+
+
 def read_ledger_file(path: Path, *, sink: dict | None = None, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES,
                      overrides: dict[str, str] | None = None, today: date | None = None) -> LedgerFile:
     """Every sheet's rows understood (valid rows, invalid ones with sheet and row, warnings), in one pass.
@@ -311,11 +325,18 @@ def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int, overr
         deferred: list[tuple[int, dict]] = []
         any_id = False
         errors_before = len(out.errors)
+        name_at = next(i for i, f in cols if f == "name")
+        name_header = next(t for _, f, t in layout.columns if f == "name")
         for n, cells in itertools.chain(head[pos + 1:], rows):
             if _blank(cells):
                 continue
             k = len(cells)
             values = {col: cells[i] if i < k else None for i, col in cols}
+            name = cells[name_at] if name_at < k else None
+            if not name or not isinstance(name, str) or name == name_header or name in _NOT_GROUPS \
+                    or name.startswith(_FOOTERS):
+                if _not_a_group(name, name_header, values, cells):
+                    continue
             if has_id:
                 if not _cell(values.get("group_id")):
                     deferred.append((n, values))

@@ -452,3 +452,17 @@ def test_a_filing_date_in_its_own_cell_gives_the_year(cli, db, tmp_path):
     f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: sheet})
     assert cli("import", "groups", str(f)).exit_code == 0
     assert groups(db)["森林防火群"]["expires"] == date(2027, 12, 31)
+
+
+def test_numbered_empty_rows_totals_footers_and_repeated_headers_are_not_groups(cli, db, tmp_path):
+    sheet = lf.county_sheet()
+    sheet += [[6], [7, None, None, None, None, None, None, None, None, None], lf.COUNTY_HEADER,
+              [8, "村级防汛群", "zhangsan", "城关镇", "临时", "防汛", date(2026, 6, 1), None, "zhangsan、lisi", None],
+              [None, "合计", None, None, None, None, None, None, "36", None],
+              ["填表人：王五", None, None, None, None, None, "审核人：张三"],
+              [None, "填表人：王五　　联系电话：138xxxx"]]
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: sheet})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增6" in r.output
+    assert set(groups(db)) == {*(row[1] for row in lf.county_rows()), "村级防汛群"}
