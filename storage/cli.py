@@ -64,7 +64,10 @@ def _run_import(kind: str, file: Path, skip_invalid: bool, mapping: list[str] | 
 
 def _print_changes(result) -> None:
     for gid, old, row in getattr(result, "renamed", []):
-        typer.echo(f"改名：“{old}” → “{row.name}”（{row.where}，群编号 {gid}）")
+        if old == row.name:
+            typer.echo(f"“{old}”的单位改为“{row.unit or '未填'}”（{row.where}，群编号 {gid}）")
+        else:
+            typer.echo(f"改名：“{old}” → “{row.name}”（{row.where}，群编号 {gid}）")
     for gid, name, unit in getattr(result, "missing", []):
         typer.echo(f"文件中已没有：“{name}”（{unit or '未填单位'}，群编号 {gid}），未删除，请纪委监委决定是否处理。")
 

@@ -633,13 +633,13 @@ def _renames_and_missing(session: Session, rows: list[LedgerRow], result: Import
         return bool(r.owner_id and r.owner_id == g.owner_id and r.created_at and r.created_at == created
                     and r.purpose and r.purpose == g.purpose)
 
-    matches = {r.row: [g for g in gone.values() if g.unit == r.unit and same(r, g)] for r in fresh}
+    matches = {id(r): [g for g in gone.values() if same(r, g)] for r in fresh}  # a unit may change too
     claimed: dict[str, int] = {}
     for ms in matches.values():
         for g in ms:
             claimed[g.id] = claimed.get(g.id, 0) + 1
     for r in fresh:
-        ms = matches[r.row]
+        ms = matches[id(r)]
         if len(ms) == 1 and claimed[ms[0].id] == 1:  # one to one, or it stays a new group
             g = gone.pop(ms[0].id)
             result.renamed.append((g.id, g.name, r))

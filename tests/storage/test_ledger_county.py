@@ -466,3 +466,18 @@ def test_numbered_empty_rows_totals_footers_and_repeated_headers_are_not_groups(
     assert r.exit_code == 0, r.output
     assert "新增6" in r.output
     assert set(groups(db)) == {*(row[1] for row in lf.county_rows()), "村级防汛群"}
+
+
+def test_a_row_moved_to_another_unit_keeps_its_group(cli, db, tmp_path):
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: lf.county_sheet(), "下坪村": lf.village_sheet()})
+    assert cli("import", "groups", str(f)).exit_code == 0
+    before = groups(db)
+    sheet = lf.county_sheet()
+    sheet[4][3] = "下坪村"  # 城关镇防汛抗旱工作群 now belongs to 下坪村
+    f = lf.write_xlsx(tmp_path / "台账2.xlsx", {CG: sheet, "下坪村": lf.village_sheet()})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0, r.output
+    assert "新增0，更新1，未变6" in r.output and "单位改为“下坪村”" in r.output, r.output
+    after = groups(db)
+    assert after["城关镇防汛抗旱工作群"]["id"] == before["城关镇防汛抗旱工作群"]["id"]
+    assert after["城关镇防汛抗旱工作群"]["unit"] == "下坪村"
