@@ -114,12 +114,14 @@ def parse_map(items: Iterable[str], schema: Schema = LEDGER) -> dict[str, str]:
 def _match(cells: list[Any], overrides: dict[str, str], known: dict[str, str]
            ) -> tuple[list[tuple[int, str, str]], list[str]]:
     cols, ignored, used = [], [], set()
+    keys = [header_key(c) for c in cells]
+    claimed = {overrides[k] for k in keys if k in overrides}  # a field given by --map is never guessed
     for i, c in enumerate(cells):
         text = str(c).strip() if c is not None else ""
         if not text:
             continue
-        key = header_key(text)
-        f = overrides.get(key) or known.get(key)
+        key = keys[i]
+        f = overrides.get(key) or (None if known.get(key) in claimed else known.get(key))
         if f is None or f == "_ignore" or f in used:
             ignored.append(text)
             continue

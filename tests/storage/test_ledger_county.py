@@ -481,3 +481,12 @@ def test_a_row_moved_to_another_unit_keeps_its_group(cli, db, tmp_path):
     after = groups(db)
     assert after["城关镇防汛抗旱工作群"]["id"] == before["城关镇防汛抗旱工作群"]["id"]
     assert after["城关镇防汛抗旱工作群"]["unit"] == "下坪村"
+
+
+def test_map_wins_over_a_guess_for_the_same_field(cli, db, tmp_path):
+    rows = [["群名称", "成员", "成员账号"], ["应急群", "张三、李四", "zhangsan;lisi"]]
+    f = lf.write_xlsx(tmp_path / "x.xlsx", {"东乡镇": rows})
+    r = cli("import", "groups", str(f), "--map", "成员账号=成员", "--dry-run")
+    assert r.exit_code == 0 and "“成员账号” → 成员" in r.output and "不读取：“成员”" in r.output, r.output
+    assert cli("import", "groups", str(f), "--map", "成员账号=成员").exit_code == 0
+    assert groups(db)["应急群"]["members"] == ["lisi", "zhangsan"]
