@@ -306,6 +306,9 @@ def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int, overr
     first_error: LayoutError | None = None
     sheets = _sheets(path, encoding, sink, max_unzipped)
     for sheet, rows in sheets:
+        if rows is None:
+            out.warnings.append(RowError(0, "已隐藏，未读取", sheet))
+            continue
         head = list(itertools.islice(rows, HEADER_SCAN_ROWS))
         if all(_blank(c) for _, c in head):
             continue  # an empty sheet

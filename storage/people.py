@@ -98,6 +98,9 @@ def _read_roster(path: Path, encoding: str, overrides: dict[str, str], max_unzip
 
     out, seen, first_error = Roster(), {}, None
     for sheet, rows in _sheets(path, encoding, sink, max_unzipped):
+        if rows is None:
+            out.warnings.append(RowError(0, "已隐藏，未读取", sheet))
+            continue
         head = list(itertools.islice(rows, HEADER_SCAN_ROWS))
         if all(_blank(c) for _, c in head):
             continue

@@ -103,7 +103,7 @@ def _open_workbook(fh):
     return CalamineWorkbook.from_filelike(fh)  # the format from the content, not the suffix
 
 
-def read_workbook(path: Path, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES) -> list[tuple[str, Rows]]:
+def read_workbook(path: Path, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES) -> list[tuple[str, Rows | None]]:
     """Each worksheet as (name, rows); row numbers as a spreadsheet shows them (1-based). The content
     decides the format (WPS may save a legacy .xls as .xlsx); any zip is checked for its inflated size."""
     try:
@@ -115,13 +115,14 @@ def read_workbook(path: Path, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES) ->
             check_unzipped_size(path, max_unzipped)
         fh.seek(0)
         try:
-            from python_calamine import SheetTypeEnum
+            from python_calamine import SheetTypeEnum, SheetVisibleEnum
 
             wb = _open_workbook(fh)
-            # iter_rows starts at the sheet's first row (blank leading rows included) and its first used column
-            sheets = [(meta.name, wb.get_sheet_by_name(meta.name)) for meta in wb.sheets_metadata
-                      if meta.typ == SheetTypeEnum.WorkSheet]
-            return [(name, enumerate(sheet.iter_rows(), start=1)) for name, sheet in sheets]
+            # iter_rows starts at the sheet's first row (blank leading rows included) and its first used column;
+            # a hidden sheet comes with no rows (None): the caller says it was not read
+            return [(meta.name, enumerate(wb.get_sheet_by_name(meta.name).iter_rows(), start=1)
+                     if meta.visible == SheetVisibleEnum.Visible else None)
+                    for meta in wb.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet]
         except ImportFormatError:
             raise
         except Exception as e:  # calamine raises its own kinds (and ValueError/OSError) for a broken file

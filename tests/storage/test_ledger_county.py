@@ -490,3 +490,15 @@ def test_map_wins_over_a_guess_for_the_same_field(cli, db, tmp_path):
     assert r.exit_code == 0 and "“成员账号” → 成员" in r.output and "不读取：“成员”" in r.output, r.output
     assert cli("import", "groups", str(f), "--map", "成员账号=成员").exit_code == 0
     assert groups(db)["应急群"]["members"] == ["lisi", "zhangsan"]
+
+
+def test_hidden_sheets_are_not_read(cli, db, tmp_path):
+    from openpyxl import load_workbook
+
+    f = lf.write_xlsx(tmp_path / "台账.xlsx", {CG: lf.county_sheet(), "旧表": lf.village_sheet()})
+    wb = load_workbook(f)
+    wb["旧表"].sheet_state = "hidden"
+    wb.save(f)
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0 and "新增5" in r.output, r.output
+    assert "工作表“旧表”：已隐藏，未读取" in r.output
