@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -266,11 +267,11 @@ def parse_count(v: Any) -> int | None:
     if isinstance(v, bool):
         raise ValueError("成员数不是数字")
     if isinstance(v, (int, float)):
-        if v < 0 or v != int(v):
+        if not math.isfinite(v) or v < 0 or v != int(v) or v > 10**7:
             raise ValueError(f"成员数“{v}”不是人数")
         return int(v)
     m = _COUNT.fullmatch(unicodedata.normalize("NFKC", str(v)).strip())
-    if not m:
+    if not m or len(m.group(1)) > 7:
         raise ValueError(f"成员数“{v}”不是人数")
     return int(m.group(1))
 
