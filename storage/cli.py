@@ -164,6 +164,35 @@ def register(app: typer.Typer) -> None:
                               g.last_work_at.astimezone(rt.settings.tz).strftime("%Y-%m-%d") if g.last_work_at else "")
         Console().print(table)
 
+    @app.command("reconcile")
+    def reconcile_cmd(as_json: bool = typer.Option(False, "--json", help="输出 JSON")) -> None:
+        """核对台账与平台上的群：哪些对上了、哪些只在台账上、哪些未登记（只看不改）。"""
+        import json
+
+        from bot.cli import runtime
+        from storage.reconcile import reconcile_ledger
+
+        rt = runtime()
+        with rt.db.session() as s:
+            rep = reconcile_ledger(s)
+        if as_json:
+            typer.echo(json.dumps(rep, ensure_ascii=False, indent=2))
+            return
+        by = {"name": "群名相同或相近", "members": "成员相同", "name+members": "群名和成员都相同"}
+        typer.echo(f"已对上 {len(rep['matched'])} 个：")
+        for m in rep["matched"]:
+            why = by[m["by"]]
+            if m["member_jaccard"] is not None and m["by"] != "name":
+                why += f"（{m['member_jaccard']:.0%}）"
+            typer.echo(f"  “{m['ledger_name']}”（{m['ledger_unit'] or '未填单位'}） ↔ “{m['group_name']}”"
+                       f"（{m['group_id']}），依据：{why}")
+        typer.echo(f"只在台账上 {len(rep['ledger_only'])} 个（平台上没找到：可能已解散，或还没接入机器人）：")
+        for g in rep["ledger_only"]:
+            typer.echo(f"  “{g['name']}”（{g['unit'] or '未填单位'}）")
+        typer.echo(f"未登记 {len(rep['unregistered'])} 个（平台上有、台账上没有、也没有报备）：")
+        for g in rep["unregistered"]:
+            typer.echo(f"  “{g['name']}”（{g['group_id']}{'，' + g['unit'] if g['unit'] else ''}）")
+
     roles_app = typer.Typer(help="人员角色", no_args_is_help=True)
     app.add_typer(roles_app, name="roles")
 
