@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     http_body_timeout: float = 30.0
     http_max_connections: int = 1000
 
+    # a ledger workbook (xlsx/ods, a zip) that inflates past this many bytes is refused before it is read
+    import_max_unzipped_bytes: int = 256 * 1024 * 1024
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).

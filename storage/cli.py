@@ -9,19 +9,25 @@ from sqlalchemy import select
 from governance import labels
 from storage import audit
 from storage.importers import ImportFormatError, import_ledger, import_messages, parse_covers
+from storage.ledger_format import LayoutError, parse_map
 from storage.models import Group, Person
 from storage.repo import get_or_create_person
 
 ROLES = labels.ROLES
 
 
-def _run_import(kind: str, file: Path, skip_invalid: bool, covers: str | None = None,
-                groups_in_file_only: bool = False) -> None:
+def _run_import(kind: str, file: Path, skip_invalid: bool, mapping: list[str] | None = None,
+                dry_run: bool = False, covers: str | None = None, groups_in_file_only: bool = False) -> None:
     from bot.cli import runtime
 
     if not file.exists():
         typer.secho(f"找不到文件：{file}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    try:
+        overrides = parse_map(mapping or [])
+    except LayoutError as e:
+        typer.secho(f"导入失败：{e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     rt = runtime()
     extra: dict = {}
     try:
@@ -29,14 +35,32 @@ def _run_import(kind: str, file: Path, skip_invalid: bool, covers: str | None = 
             extra["groups_in_file_only"] = groups_in_file_only
             if covers:
                 extra["covers"] = parse_covers(covers, rt.settings.tz)
-        fn = import_ledger if kind == "groups" else import_messages
         with rt.db.session() as s:
-            result = fn(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid, **extra)
+            if kind == "groups":
+                result = import_ledger(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid,
+                                       overrides=overrides, dry_run=dry_run)
+            elif kind == "people":
+                from storage.people import import_people
+
+                result = import_people(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid,
+                                       overrides=overrides, dry_run=dry_run)
+            else:
+                result = import_messages(s, file, now=rt.now(), settings=rt.settings, skip_invalid=skip_invalid, **extra)
+            if dry_run:
+                s.rollback()
     except ImportFormatError as e:
         typer.secho(f"导入失败：{e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    if dry_run:
+        _print_dry_run(result)
+        if result.errors:  # as the real import would refuse the file
+            raise typer.Exit(1)
+        return
     for err in result.errors:
         typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
+    for w in getattr(result, "warnings", []):
+        typer.secho(f"提醒：{w}", fg=typer.colors.YELLOW, err=True)
+    _print_changes(result)
     if not result.imported:
         typer.secho(f"发现{len(result.errors)}行无效，未导入任何数据。修正后重试，或加 --skip-invalid 跳过无效行。",
                     fg=typer.colors.RED, err=True)
@@ -98,14 +122,73 @@ def print_groups(rows: list[Group], owners: dict[str, str | None], tz) -> None:
     console.print(table)
 
 
+def _print_changes(result) -> None:
+    for gid, old, row in getattr(result, "renamed", []):
+        if old == row.name:
+            typer.echo(f"“{old}”的单位改为“{row.unit or '未填'}”（{row.where}，群编号 {gid}）")
+        else:
+            typer.echo(f"改名：“{old}” → “{row.name}”（{row.where}，群编号 {gid}）")
+    for gid, name, unit in getattr(result, "missing", []):
+        typer.echo(f"文件中已没有：“{name}”（{unit or '未填单位'}，群编号 {gid}），未删除，请纪委监委决定是否处理。")
+
+
+def _fmt(v) -> str:
+    if v is None or v == "" or v == []:
+        return "—"
+    if isinstance(v, list):
+        return "、".join(map(str, v))
+    return str(v)
+
+
+def _print_dry_run(result) -> None:
+    typer.echo("预演（--dry-run）：只读取和检查，不写入任何数据。")
+    for sl in result.sheets:
+        where = f"工作表“{sl.sheet}”" if sl.sheet is not None else "文件"
+        filled = f"，填报日期 {sl.report_date.isoformat()}" if sl.report_date else ""
+        typer.echo(f"{where}：表头在第{sl.layout.header_row}行，读取{sl.rows}行有效数据{filled}。列的对应：")
+        for line in sl.layout.describe():
+            typer.echo(f"  {line}")
+    if result.preview:
+        typer.echo(f"前{len(result.preview)}行的理解：")
+        for r in result.preview:
+            people = r.member_ids + [f"{n}（未匹配）" for n in r.unresolved]
+            count = len(people) if people else r.member_count
+            members = f"{_fmt(people)}（{count}人）" if count is not None else "未填"
+            typer.echo(f"  {r.where}：群名称 {r.name}；单位 {_fmt(r.unit)}；群主 {_fmt(r.owner_id or r.owner_name)}；"
+                       f"类别 {_fmt(r.category)}；建群日期 {_fmt(r.created_at)}；到期日期 {_fmt(r.expires_at)}；"
+                       f"成员 {members}")
+    if result.errors:
+        typer.echo(f"问题（{len(result.errors)}行无效）：")
+        for e in result.errors:
+            typer.echo(f"  {e}")
+    if result.warnings:
+        typer.echo(f"提醒（{len(result.warnings)}条）：")
+        for w in result.warnings:
+            typer.echo(f"  {w}")
+    _print_changes(result)
+    verdict = "有无效行，正式导入时将不导入任何数据（除非加 --skip-invalid）" if result.errors else "可以导入"
+    typer.echo(f"预演结果：{result.summary()}；{verdict}。未写入任何数据。")
+
+
 def register(app: typer.Typer) -> None:
     from bot.cli import import_app
 
     @import_app.command("groups")
-    def import_groups(file: Path = typer.Argument(..., help="台账文件（CSV 或 XLSX）"),
-                      skip_invalid: bool = typer.Option(False, "--skip-invalid", help="跳过无效行，导入其余行")) -> None:
-        """导入群台账：group_id,name,platform,owner_id,unit,category,purpose,created_at,expires_at,member_ids"""
-        _run_import("groups", file, skip_invalid)
+    def import_groups(file: Path = typer.Argument(..., help="台账文件（XLSX、XLS、ODS 或 CSV）"),
+                      skip_invalid: bool = typer.Option(False, "--skip-invalid", help="跳过无效行，导入其余行"),
+                      dry_run: bool = typer.Option(False, "--dry-run", help="只预演：显示列的对应、前几行和全部问题，不写入"),
+                      mapping: list[str] = typer.Option(None, "--map", help="指定列的含义：列名=字段，如 群的名字=群名称")
+                      ) -> None:
+        """导入群台账：表头可为 群名称、群主、所属单位、群类型、建群用途、建群时间、拟解散时间、成员 等"""
+        _run_import("groups", file, skip_invalid, mapping, dry_run)
+
+    @import_app.command("people")
+    def import_roster(file: Path = typer.Argument(..., help="花名册（XLSX、XLS、ODS 或 CSV）"),
+                      skip_invalid: bool = typer.Option(False, "--skip-invalid", help="跳过无效行，导入其余行"),
+                      dry_run: bool = typer.Option(False, "--dry-run", help="只预演，不写入"),
+                      mapping: list[str] = typer.Option(None, "--map", help="指定列的含义：列名=字段")) -> None:
+        """导入花名册：姓名、单位、职务、企业微信账号（userid）、钉钉 userid、飞书 open_id"""
+        _run_import("people", file, skip_invalid, mapping, dry_run)
 
     @import_app.command("messages")
     def import_msgs(file: Path = typer.Argument(..., help="消息记录（JSONL，每行一条）"),
@@ -119,7 +202,7 @@ def register(app: typer.Typer) -> None:
         """导入消息记录：每行 group_id, sender_id, sent_at, text, msg_id（按 msg_id 去重）。
 
         覆盖期内没有任何工作消息的群，自建群或覆盖期开始起算未活跃天数。"""
-        _run_import("messages", file, skip_invalid, covers, groups_in_file_only)
+        _run_import("messages", file, skip_invalid, covers=covers, groups_in_file_only=groups_in_file_only)
 
     @app.command("groups")
     def list_groups(unit: str = typer.Option(None, "--unit", help="只看某单位"),
@@ -138,6 +221,35 @@ def register(app: typer.Typer) -> None:
             rows = s.execute(q).scalars().all()
             owners = dict(s.execute(select(Person.id, Person.name)).all())
         print_groups(rows, owners, rt.settings.tz)
+
+    @app.command("reconcile")
+    def reconcile_cmd(as_json: bool = typer.Option(False, "--json", help="输出 JSON")) -> None:
+        """核对台账与平台上的群：哪些对上了、哪些只在台账上、哪些未登记（只看不改）。"""
+        import json
+
+        from bot.cli import runtime
+        from storage.reconcile import reconcile_ledger
+
+        rt = runtime()
+        with rt.db.session() as s:
+            rep = reconcile_ledger(s)
+        if as_json:
+            typer.echo(json.dumps(rep, ensure_ascii=False, indent=2))
+            return
+        by = {"name": "群名相同或相近", "members": "成员相同", "name+members": "群名和成员都相同"}
+        typer.echo(f"已对上 {len(rep['matched'])} 个：")
+        for m in rep["matched"]:
+            why = by[m["by"]]
+            if m["member_jaccard"] is not None and m["by"] != "name":
+                why += f"（{m['member_jaccard']:.0%}）"
+            typer.echo(f"  “{m['ledger_name']}”（{m['ledger_unit'] or '未填单位'}） ↔ “{m['group_name']}”"
+                       f"（{m['group_id']}），依据：{why}")
+        typer.echo(f"只在台账上 {len(rep['ledger_only'])} 个（平台上没找到：可能已解散，或还没接入机器人）：")
+        for g in rep["ledger_only"]:
+            typer.echo(f"  “{g['name']}”（{g['unit'] or '未填单位'}）")
+        typer.echo(f"未登记 {len(rep['unregistered'])} 个（平台上有、台账上没有、也没有报备）：")
+        for g in rep["unregistered"]:
+            typer.echo(f"  “{g['name']}”（{g['group_id']}{'，' + g['unit'] if g['unit'] else ''}）")
 
     roles_app = typer.Typer(help="人员角色", no_args_is_help=True)
     app.add_typer(roles_app, name="roles")

@@ -5,9 +5,8 @@ Both importers validate everything first and import nothing if any row is invali
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,41 +16,40 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from governance.dates import DateParseError, parse_date
 from governance.ritual import is_ritual
 from storage import audit
 from storage.models import Group, Membership, Message, Person
+from storage.ledger_format import (HEADER_SCAN_ROWS, Layout, LayoutError, check_overrides_used, find_header,
+                                   ledger_id, parse_count, parse_ledger_date, report_date, temporary_word)
 from storage.repo import insert_ignore
+from storage.sheets import DEFAULT_MAX_UNZIPPED_BYTES, ImportFormatError, read_workbook, stream_csv
 
-COLUMNS = ["group_id", "name", "platform", "owner_id", "unit", "category", "purpose", "created_at", "expires_at",
-           "member_ids"]
-CHINESE = ["群编号", "群名称", "平台", "群主", "单位", "类别", "用途", "建群日期", "到期日期", "成员"]
-HEADER_ALIASES = {**{c: c for c in COLUMNS}, **dict(zip(CHINESE, COLUMNS)),
-                  "群ID": "group_id", "群id": "group_id", "群主ID": "owner_id", "群主id": "owner_id",
-                  "创建日期": "created_at", "成员ID": "member_ids"}
-REQUIRED = ("group_id", "name")
+__all__ = ["ImportFormatError", "import_ledger", "import_messages", "read_ledger", "read_ledger_file"]
+
 PLATFORMS = {"wecom": "wecom", "企业微信": "wecom", "企微": "wecom", "wechat": "wechat", "微信": "wechat",
              "个人微信": "wechat", "aibot": "aibot", "智能机器人": "aibot", "bridge": "bridge", "qq": "qq",
              "QQ": "qq", "dingtalk": "dingtalk", "钉钉": "dingtalk", "feishu": "feishu", "飞书": "feishu",
              "ledger": "ledger", "台账": "ledger", "": "ledger"}
 CHUNK = 2000  # ledger rows per round of bulk statements
 MAX_MEMBERS = 5000
-
-
-class ImportFormatError(ValueError):
-    """The file as a whole cannot be read (message in Chinese)."""
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+PREVIEW_ROWS = 5
 
 
 @dataclass
 class RowError:
+    """A problem with one row (or, with ``row`` 0, with one sheet); ``sheet`` is None for a CSV."""
     row: int
     reason: str
+    sheet: str | None = None
 
     def __str__(self) -> str:
-        return f"第{self.row}行：{self.reason}"
+        where = f"工作表“{self.sheet}” " if self.sheet is not None else ""
+        return f"{where}第{self.row}行：{self.reason}" if self.row else f"{where.strip()}：{self.reason}"
 
 
 @dataclass
@@ -61,13 +59,20 @@ class ImportResult:
     unchanged: int = 0
     skipped: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
     imported: bool = False
     #: message imports: the period the file covers and how many groups it covers
     covers: tuple[datetime, datetime] | None = None
     covered: int = 0
+    sheets: list["SheetLayout"] = field(default_factory=list)
+    preview: list["LedgerRow"] = field(default_factory=list)
+    renamed: list[tuple[str, str, "LedgerRow"]] = field(default_factory=list)  # (group id, old name, row)
+    missing: list[tuple[str, str, str | None]] = field(default_factory=list)  # (group id, name, unit)
 
     def summary(self, tz: ZoneInfo | None = None) -> str:
         s = f"新增{self.created}，更新{self.updated}，未变{self.unchanged}"
+        if self.renamed:
+            s += f"，改名{len(self.renamed)}"
         if self.skipped:
             s += f"，跳过无效行{self.skipped}"
         if self.covers is not None:
@@ -76,89 +81,13 @@ class ImportResult:
         return s
 
 
-# --- reading files ---------------------------------------------------------------------------
-class _HashingReader(io.RawIOBase):
-    """A binary file that hashes what is read through it (one pass: decode, parse and hash)."""
-
-    def __init__(self, fh):
-        self.fh = fh
-        self.sha = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self.fh.readinto(b)
-        if n:
-            self.sha.update(memoryview(b)[:n])
-        return n
-
-
-def file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def _stream_csv(path: Path, encoding: str, sink: dict) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
-    """The CSV decoded as it is read (never the whole file as one string); the file's sha256 lands in
-    ``sink["sha256"]`` once the rows are exhausted."""
-    fh = path.open("rb")
-    raw = _HashingReader(fh)
-    text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding=encoding, newline="")
-    reader = csv.reader(text)
-    try:
-        header = next(reader, None)
-    except BaseException:
-        fh.close()
-        raise
-    if header is None:
-        fh.close()
-        raise ImportFormatError("文件是空的。")
-
-    def rows() -> Iterator[tuple[int, list[Any]]]:
-        try:
-            yield from enumerate(reader, start=2)
-            sink["sha256"] = raw.sha.hexdigest()
-        finally:
-            fh.close()
-
-    return [h.strip() for h in header], rows()
-
-
-def read_table(path: Path, sink: dict | None = None, encoding: str = "utf-8-sig"
-               ) -> tuple[list[str], Iterator[tuple[int, list[Any]]]]:
-    """Header and (row number, cells) of a CSV or XLSX file; row numbers as a spreadsheet shows them.
-
-    A CSV is streamed as ``encoding``; iterating may raise UnicodeDecodeError, upon which the caller
-    reads again as GB18030 (``read_ledger`` does)."""
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as e:  # openpyxl raises many kinds for a broken file
-            raise ImportFormatError(f"无法打开 Excel 文件：{type(e).__name__}") from e
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise ImportFormatError("文件是空的。")
-        return [str(h or "").strip() for h in header], ((i, list(r)) for i, r in enumerate(rows, start=2))
-    if suffix in (".csv", ".txt", ""):
-        return _stream_csv(path, encoding, sink if sink is not None else {})
-    raise ImportFormatError(f"不支持的文件类型“{suffix}”，请使用 CSV 或 XLSX。")
-
-
-def map_header(header: list[str]) -> list[str | None]:
-    mapped = [HEADER_ALIASES.get(h.strip().lstrip("\ufeff")) for h in header]
-    missing = [c for c in REQUIRED if c not in mapped]
-    if missing:
-        names = "、".join(f"{c}（{CHINESE[COLUMNS.index(c)]}）" for c in missing)
-        raise ImportFormatError(f"缺少必需的列：{names}。表头应为 {','.join(COLUMNS)} 或 {','.join(CHINESE)}。")
-    return mapped
+@dataclass
+class SheetLayout:
+    sheet: str | None
+    layout: Layout
+    today: date  # the year of month-day dates: the sheet's 填报日期, else the import date
+    report_date: date | None
+    rows: int = 0
 
 
 # --- validating ledger rows --------------------------------------------------------------------
@@ -170,36 +99,24 @@ def _cell(v: Any) -> str:
     return str(v).strip()
 
 
-def _to_date(v: Any, what: str) -> date | None:
-    if v in (None, ""):
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    try:
-        return _parse_date_cached(_cell(v))
-    except DateParseError as e:
-        raise ValueError(f"{what}{e}") from None
-
-
-@lru_cache(maxsize=4096)
-def _parse_date_cached(text: str) -> date:
-    # parse_date normalises (NFKC, zhconv) on every call; a ledger repeats a few hundred dates.
-    return parse_date(text)
-
-
 _SPACE = re.compile(r"\s")
+_SPLIT = re.compile(r"[;\s]+")
 
 
-def parse_members(v: Any) -> list[str]:
+def _members(v: Any) -> tuple[list[str], bool]:
+    """The members of a cell, separated by 、，,；; spaces or line breaks, and whether all are ASCII."""
     text = _cell(v)
-    for sep in ("；", ",", "，"):  # str.replace scans fast when the separator is absent; translate does not
+    for sep in ("；", ",", "，", "、"):  # str.replace scans fast when the separator is absent; translate does not
         if sep in text:
             text = text.replace(sep, ";")
     if _SPACE.search(text) is None:  # the usual case: nothing to strip
-        return [m for m in text.split(";") if m]
-    return [m.strip() for m in text.split(";") if m.strip()]
+        return [m for m in text.split(";") if m], text.isascii()
+    return [m for m in _SPLIT.split(text) if m], text.isascii()
+
+
+def parse_members(v: Any) -> list[str]:
+    """Members separated by 、，,；; spaces or line breaks."""
+    return _members(v)[0]
 
 
 @dataclass(slots=True)
@@ -215,83 +132,254 @@ class LedgerRow:
     created_at: date | None
     expires_at: date | None
     member_ids: list[str]
+    sheet: str | None = None
+    note: str | None = None
+    member_count: int | None = None  # a 成员数 column
+    member_names: list[str] = field(default_factory=list)  # written as names, to resolve against the roster
+    owner_name: str | None = None  # the owner written as a name
+    unresolved: list[str] = field(default_factory=list)  # names that matched nobody (or two people)
+    id_given: bool = True
+
+    @property
+    def where(self) -> str:
+        return (f"工作表“{self.sheet}” " if self.sheet is not None else "") + f"第{self.row}行"
 
 
-def validate_row(n: int, values: dict[str, Any], seen: set[str]) -> LedgerRow:
+def _date(v: Any, what: str, today: date, end: bool) -> date | None:
+    if v is None or v == "":
+        return None
+    if type(v) is date:
+        return v
+    try:
+        return parse_ledger_date(v, today, end)
+    except ValueError as e:
+        raise ValueError(f"{what}{e}") from None
+
+
+def _split_people(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """Ids (ASCII, as the platforms give them) and names (to resolve against the roster)."""
+    ids, names = [], []
+    for t in tokens:
+        (ids if t.isascii() else names).append(t)
+    return ids, names
+
+
+def validate_row(n: int, values: dict[str, Any], seen: dict[str, tuple[str | None, int]], *, sheet: str | None = None,
+                 today: date | None = None, has_id: bool = True) -> LedgerRow:
+    """One ledger row checked and understood; ``seen`` maps group ids to where they were first met.
+    Without an id column (``has_id`` False) the group's id derives from its unit and name."""
+    today = today or date.today()
     gid, name = _cell(values.get("group_id")), _cell(values.get("name"))
+    unit = _cell(values.get("unit")) or (sheet if sheet else "") or None
     problems = []
-    if not gid:
-        problems.append("群编号为空")
-    elif len(gid) > 128:
-        problems.append("群编号超过128个字符")
-    elif gid in seen:
-        problems.append(f"群编号“{gid}”在文件中重复")
     if not name:
         problems.append("群名称为空")
     elif len(name) > 128:
         problems.append("群名称超过128个字符")
+    if has_id:
+        if not gid:
+            problems.append("群编号为空")
+        elif len(gid) > 128:
+            problems.append("群编号超过128个字符")
+        elif gid in seen:
+            problems.append(f"群编号“{gid}”在文件中重复")
+    elif name and len(name) <= 128:
+        gid = ledger_id(unit, name)
+        if gid in seen:
+            problems.append(f"群名称“{name}”与{_where(*seen[gid])}的群同名（同一单位内，忽略繁简、全半角、空格和标点"
+                            "后相同），请删去重复的一行或改名")
     platform_raw = _cell(values.get("platform"))
     platform = PLATFORMS.get(platform_raw, PLATFORMS.get(platform_raw.lower()))
     if platform is None:
         problems.append(f"平台“{platform_raw}”无法识别（可用：企业微信、微信、钉钉、飞书、QQ、台账）")
     created = expires = None
     try:
-        created = _to_date(values.get("created_at"), "建群日期")
+        created = _date(values.get("created_at"), "建群日期", today, False)
     except ValueError as e:
         problems.append(str(e))
     try:
-        expires = _to_date(values.get("expires_at"), "到期日期")
+        expires = _date(values.get("expires_at"), "到期日期", today, True)
     except ValueError as e:
         problems.append(str(e))
     if created and expires and expires < created:
         problems.append("到期日期早于建群日期")
-    members = parse_members(values.get("member_ids"))
-    if len(members) > MAX_MEMBERS:
+    members, ascii_only = _members(values.get("member_ids"))
+    names: list[str] = []
+    if not ascii_only:
+        members, names = _split_people(members)
+    if len(members) + len(names) > MAX_MEMBERS:
         problems.append(f"成员超过{MAX_MEMBERS}人")
-    if members and max(map(len, members)) > 64:
+    if (members and max(map(len, members)) > 64) or (names and max(map(len, names)) > 64):
         problems.append("成员编号超过64个字符")
     owner = _cell(values.get("owner_id")) or None
+    owner_name = None
     if owner and len(owner) > 64:
         problems.append("群主编号超过64个字符")
+    elif owner and not owner.isascii():
+        owner, owner_name = None, owner
+    count = None
+    if "member_count" in values:
+        try:
+            count = parse_count(values["member_count"])
+        except ValueError as e:
+            problems.append(str(e))
     if problems:
         raise ValueError("；".join(problems))
-    seen.add(gid)
-    return LedgerRow(n, gid, name, platform, owner, _cell(values.get("unit")) or None,
-                     _cell(values.get("category")) or None, _cell(values.get("purpose")) or None, created, expires,
-                     sorted(set(members)))
+    seen[gid] = (sheet, n)
+    note = _cell(values.get("note")) or None if "note" in values else None
+    return LedgerRow(n, gid, name, platform, owner, unit, _cell(values.get("category")) or None,
+                     _cell(values.get("purpose")) or None, created, expires, sorted(set(members)), sheet, note,
+                     count, sorted(set(names)) if names else [], owner_name, [], has_id)
 
 
-def read_ledger(path: Path, sink: dict | None = None) -> tuple[list[LedgerRow], list[RowError]]:
-    """Every valid row and every invalid one (with its row number), in one pass over the file.
+def _where(sheet: str | None, n: int) -> str:
+    return (f"工作表“{sheet}” " if sheet is not None else "") + f"第{n}行"
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+# --- reading ledger files ----------------------------------------------------------------------------
+@dataclass
+class LedgerFile:
+    rows: list[LedgerRow]
+    errors: list[RowError]
+    warnings: list[RowError]
+    sheets: list[SheetLayout]
+
+
+def _sheets(path: Path, encoding: str, sink: dict, max_unzipped: int) -> list[tuple[str | None, Iterator]]:
+    suffix = path.suffix.lower()
+    if suffix in WORKBOOK_SUFFIXES:
+        return list(read_workbook(path, max_unzipped))
+    if suffix in (".csv", ".txt", ""):
+        header, rows = stream_csv(path, encoding, sink)
+        return [(None, itertools.chain([(1, header)], rows))]
+    raise ImportFormatError(f"不支持的文件类型“{suffix}”，请使用 XLSX、XLS、ODS 或 CSV。")
+
+
+def _blank(cells: list[Any]) -> bool:
+    for c in cells:
+        if c is not None and c != "" and (not isinstance(c, str) or c.strip()):
+            return False
+    return True
+
+
+_NOT_GROUPS = frozenset({"合计", "总计", "小计", "合 计", "总 计"})
+_FOOTERS = ("填表人", "审核人", "制表人", "填报人", "联系人", "负责人：", "说明：", "注：")
+
+
+def _not_a_group(name: Any, name_header: str, values: dict[str, Any], cells: list[Any]) -> bool:
+    """Rows that are no group: numbered but empty (only 序号 filled), a header repeated, a 合计 row, a
+    填表人/审核人 footer."""
+    text = _cell(name)
+    if not text:
+        return not any(_cell(v) for v in values.values()) or any(
+            isinstance(c, str) and c.strip().startswith(_FOOTERS) for c in cells)
+    return text == name_header or text in _NOT_GROUPS or text.startswith(_FOOTERS)
+
+
+def read_ledger_file(path: Path, *, sink: dict | None = None, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES,
+                     overrides: dict[str, str] | None = None, today: date | None = None) -> LedgerFile:
+    """Every sheet's rows understood (valid rows, invalid ones with sheet and row, warnings), in one pass.
     A CSV that is not UTF-8 is read again as GB18030; ``sink["sha256"]`` gets the file's hash."""
     sink = sink if sink is not None else {}
     try:
-        return _read_ledger(path, sink, "utf-8-sig")
+        return _read_ledger(path, sink, "utf-8-sig", max_unzipped, overrides or {}, today)
     except UnicodeDecodeError:
         sink.clear()  # not UTF-8: Chinese Excel saves CSV as GBK; read it again as GB18030
     try:
-        return _read_ledger(path, sink, "gb18030")
+        return _read_ledger(path, sink, "gb18030", max_unzipped, overrides or {}, today)
     except UnicodeDecodeError:
         raise ImportFormatError("文件编码无法识别，请另存为 UTF-8 编码的 CSV。") from None
 
 
-def _read_ledger(path: Path, sink: dict, encoding: str) -> tuple[list[LedgerRow], list[RowError]]:
-    header, rows = read_table(path, sink, encoding)
-    mapped = map_header(header)
-    cols = [(i, col) for i, col in enumerate(mapped) if col]
-    good, errors, seen = [], [], set()
-    for n, cells in rows:
-        if not any(_cell(c) for c in cells):
-            continue  # blank line
-        k = len(cells)
-        values = {col: cells[i] if i < k else None for i, col in cols}
+def read_ledger(path: Path, sink: dict | None = None, max_unzipped: int = DEFAULT_MAX_UNZIPPED_BYTES
+                ) -> tuple[list[LedgerRow], list[RowError]]:
+    """Every valid row and every invalid one (with its row number), in one pass over the file."""
+    f = read_ledger_file(path, sink=sink, max_unzipped=max_unzipped)
+    return f.rows, f.errors
+
+
+def _read_ledger(path: Path, sink: dict, encoding: str, max_unzipped: int, overrides: dict[str, str],
+                 today: date | None) -> LedgerFile:
+    out = LedgerFile([], [], [], [])
+    seen: dict[str, tuple[str | None, int]] = {}
+    first_error: LayoutError | None = None
+    sheets = _sheets(path, encoding, sink, max_unzipped)
+    for sheet, rows in sheets:
+        if rows is None:
+            out.warnings.append(RowError(0, "已隐藏，未读取", sheet))
+            continue
+        head = list(itertools.islice(rows, HEADER_SCAN_ROWS))
+        if all(_blank(c) for _, c in head):
+            continue  # an empty sheet
         try:
-            good.append(validate_row(n, values, seen))
-        except ValueError as e:
-            errors.append(RowError(n, str(e)))
+            pos, layout = find_header(head, overrides)
+        except LayoutError as e:
+            first_error = first_error or e
+            out.warnings.append(RowError(0, "没有找到表头（应有 群名称 等列），未读取这个工作表", sheet))
+            continue
+        filled = report_date(head[:pos])
+        sl = SheetLayout(sheet, layout, filled or today or date.today(), filled)
+        out.sheets.append(sl)
+        cols = [(i, f) for i, f, _ in layout.columns if f != "_ignore"]
+        has_id = "group_id" in layout.fields
+        day = sl.today
+        # rows with an empty id wait for the sheet's end: an id column empty throughout means no ids
+        deferred: list[tuple[int, dict]] = []
+        any_id = False
+        errors_before = len(out.errors)
+        name_at = next(i for i, f in cols if f == "name")
+        name_header = next(t for _, f, t in layout.columns if f == "name")
+        for n, cells in itertools.chain(head[pos + 1:], rows):
+            if _blank(cells):
+                continue
+            k = len(cells)
+            values = {col: cells[i] if i < k else None for i, col in cols}
+            name = cells[name_at] if name_at < k else None
+            if not name or not isinstance(name, str) or name == name_header or name in _NOT_GROUPS \
+                    or name.startswith(_FOOTERS):
+                if _not_a_group(name, name_header, values, cells):
+                    continue
+            if has_id:
+                if not _cell(values.get("group_id")):
+                    deferred.append((n, values))
+                    continue
+                any_id = True
+            try:
+                out.rows.append(validate_row(n, values, seen, sheet=sheet, today=day, has_id=has_id))
+                sl.rows += 1
+            except ValueError as e:
+                out.errors.append(RowError(n, str(e), sheet))
+        for n, values in deferred:
+            try:
+                out.rows.append(validate_row(n, values, seen, sheet=sheet, today=day, has_id=any_id))
+                sl.rows += 1
+            except ValueError as e:
+                out.errors.append(RowError(n, str(e), sheet))
+        if deferred:
+            out.errors[errors_before:] = sorted(out.errors[errors_before:], key=lambda e: e.row)
+    if not out.sheets:
+        if first_error is not None:
+            raise ImportFormatError(str(first_error))
+        raise ImportFormatError("文件是空的。")
+    check_overrides_used(overrides, [sl.layout for sl in out.sheets])
+    if len(sheets) == 1 and sheets[0][0] is None:
+        out.warnings = [w for w in out.warnings if w.row]
     if "sha256" not in sink:
         sink["sha256"] = file_sha256(path)
-    return good, errors
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _temporary_word(category: str) -> bool | None:
+    return temporary_word(category)
 
 
 # --- importing the ledger ------------------------------------------------------------------------
@@ -300,14 +388,16 @@ def _midnight(d: date | None, tz: ZoneInfo, fallback: datetime) -> datetime:
 
 
 # Columns compared and written per group; ``created_at`` is only compared when the row gives a date.
-_FIELDS = ("name", "platform", "owner_id", "unit", "category", "purpose", "expires_at", "temporary", "created_at")
+_FIELDS = ("name", "platform", "owner_id", "unit", "category", "purpose", "expires_at", "temporary", "note",
+           "created_at")
 # Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535; stay well below both.
 MAX_PARAMS = 30_000
 
 
 def _existing_groups(session: Session, ids: list[str]) -> dict[str, Any]:
     t = Group.__table__
-    cols = [t.c.id, *(t.c[k] for k in _FIELDS), t.c.protected, t.c.registered_at]
+    cols = [t.c.id, *(t.c[k] for k in _FIELDS), t.c.protected, t.c.registered_at, t.c.ledger_names,
+            t.c.member_count]
     return {r.id: r for r in session.execute(select(*cols).where(t.c.id.in_(ids)))}
 
 
@@ -409,7 +499,10 @@ def _insert_groups(session: Session, rows: list[dict]) -> set[str]:
                "ON CONFLICT (id) DO NOTHING RETURNING id")
         cur = _dbapi(session).cursor()
         try:
-            cur.execute(sql, [[r[c] for r in rows] for c in cols])
+            json_cols = {c for c in cols if isinstance(t.c[c].type, JSON)}  # sent as text, cast by ::json[]
+            cur.execute(sql, [[r[c] for r in rows] if c not in json_cols else
+                              [None if r[c] is None else json.dumps(r[c], ensure_ascii=False) for r in rows]
+                              for c in cols])
             return {gid for (gid,) in cur.fetchall()}
         finally:
             cur.close()
@@ -464,8 +557,10 @@ class _Plan:
         now, actor, protected_cats, temp_cats = self.now, self.actor, self.protected_cats, self.temp_cats
         for r in rows:
             cat = r.category
-            temporary = bool(cat and (cat in temp_cats or "临时" in cat)) or (
-                r.expires_at is not None and not (cat and cat in protected_cats))
+            temporary = _temporary_word(cat) if cat else None
+            if temporary is None:
+                temporary = bool(cat and (cat in temp_cats or "临时" in cat)) or (
+                    r.expires_at is not None and not (cat and cat in protected_cats))
             created_at = _midnight(r.created_at, self.tz, now)
             g = existing.get(r.group_id)
             if g is None:
@@ -475,7 +570,9 @@ class _Plan:
                     "unit": r.unit, "category": cat, "purpose": r.purpose, "expires_at": r.expires_at,
                     "temporary": temporary, "created_at": created_at, "first_seen_at": now, "source": "ledger",
                     "status": "active", "keep_count": 0, "message_count": 0, "ritual_count": 0,
-                    "member_count": len(r.member_ids), "updated_at": now,
+                    "member_count": (len(r.member_ids) + len(r.unresolved) if r.member_ids or r.unresolved
+                                     else r.member_count or 0), "updated_at": now,
+                    "note": r.note, "ledger_names": r.unresolved or None,
                     "protected": bool(cat in protected_cats) if cat else False,
                     "registered_at": now if r.owner_id else None, "registered_by": actor if r.owner_id else None,
                 })
@@ -483,7 +580,8 @@ class _Plan:
                     self.new_members[r.group_id] = r.member_ids
                 self.created += 1
                 continue
-            want = (r.name, r.platform, r.owner_id, r.unit, cat, r.purpose, r.expires_at, temporary, created_at)
+            want = (r.name, r.platform, r.owner_id, r.unit, cat, r.purpose, r.expires_at, temporary, r.note,
+                    created_at)
             diff = {k: v for k, v, old in zip(_FIELDS, want, tuple(g)[1:]) if old != v}
             if r.created_at is None:
                 diff.pop("created_at", None)
@@ -493,13 +591,18 @@ class _Plan:
                 diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
-            if r.member_ids:  # an empty member cell leaves the stored members alone
+            if r.member_ids or r.unresolved:  # an empty member cell leaves the stored members alone
                 have = members_now.get(r.group_id, [])
                 if have != r.member_ids:  # both sorted: no sets unless something changed
                     gid, have_s, want_s = r.group_id, set(have), set(r.member_ids)
                     self.added.extend((gid, p) for p in r.member_ids if p not in have_s)
                     self.removed.extend((gid, p) for p in have if p not in want_s)
-                    diff["member_count"] = len(r.member_ids)
+                    diff["member_count"] = len(r.member_ids) + len(r.unresolved)
+                if (g.ledger_names or []) != r.unresolved:
+                    diff["ledger_names"] = r.unresolved or None
+                    diff["member_count"] = len(r.member_ids) + len(r.unresolved)
+            elif r.member_count is not None and r.member_count != g.member_count:
+                diff["member_count"] = r.member_count
             if not diff:
                 self.unchanged += 1
                 continue
@@ -516,30 +619,93 @@ def _protected_ids(session: Session, ids: list[str]) -> set[str]:
     return out
 
 
+RENAME_JACCARD = 0.8  # members (ids and unresolved names) alike enough to be the same group renamed
+_GONE_STATUSES = ("dissolved", "purged", "merged")
+
+
+def _renames_and_missing(session: Session, rows: list[LedgerRow], result: ImportResult, tz: ZoneInfo,
+                         pg: bool) -> None:
+    """Rows without ids: a row whose derived id is new but that is, by its members (or by its owner,
+    created date and purpose), a stored ledger group of its unit that the file no longer names, is
+    that group renamed (it keeps its id). Stored ledger groups of the file's units that the file no
+    longer names are reported in ``result.missing``; nothing is deleted."""
+    t = Group.__table__
+    idless = [r for r in rows if not r.id_given]
+    units = {r.unit for r in idless}
+    named = [u for u in units if u is not None]
+    in_units = t.c.unit.in_(named) if None not in units else (t.c.unit.in_(named) | t.c.unit.is_(None))
+    stored = session.execute(
+        select(t.c.id, t.c.name, t.c.unit, t.c.owner_id, t.c.purpose, t.c.created_at, t.c.ledger_names)
+        .where(t.c.id.like("ledger:%"), t.c.source == "ledger", t.c.status.not_in(_GONE_STATUSES), in_units)
+    ).all()
+    file_ids = {r.group_id for r in rows}
+    gone = {g.id: g for g in stored if g.id not in file_ids}
+    if not gone:
+        return
+    known = set(session.execute(select(t.c.id).where(t.c.id.in_([r.group_id for r in idless]))).scalars())
+    fresh = [r for r in idless if r.group_id not in known]
+    members = _existing_members(session, pg, list(gone)) if fresh else {}
+
+    def same(r: LedgerRow, g) -> bool:
+        a = set(r.member_ids) | set(r.unresolved)
+        b = set(members.get(g.id, [])) | set(g.ledger_names or [])
+        if len(a) >= 3 and len(b) >= 3 and len(a & b) >= RENAME_JACCARD * len(a | b):
+            return True
+        created = g.created_at.astimezone(tz).date() if g.created_at else None
+        return bool(r.owner_id and r.owner_id == g.owner_id and r.created_at and r.created_at == created
+                    and r.purpose and r.purpose == g.purpose)
+
+    matches = {id(r): [g for g in gone.values() if same(r, g)] for r in fresh}  # a unit may change too
+    claimed: dict[str, int] = {}
+    for ms in matches.values():
+        for g in ms:
+            claimed[g.id] = claimed.get(g.id, 0) + 1
+    for r in fresh:
+        ms = matches[id(r)]
+        if len(ms) == 1 and claimed[ms[0].id] == 1:  # one to one, or it stays a new group
+            g = gone.pop(ms[0].id)
+            result.renamed.append((g.id, g.name, r))
+            r.group_id = g.id
+    result.missing = sorted(((g.id, g.name, g.unit) for g in gone.values()), key=lambda m: (m[2] or "", m[1]))
+
+
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
-                  skip_invalid: bool = False) -> ImportResult:
+                  skip_invalid: bool = False, overrides: dict[str, str] | None = None,
+                  dry_run: bool = False) -> ImportResult:
     """Validate the whole file, then write it in chunks of ``CHUNK`` rows with a few bulk statements each:
     one SELECT of the chunk's groups and one of their memberships, the diff in Python, then
     INSERT … ON CONFLICT DO NOTHING of new groups, executemany UPDATEs of changed ones, one DELETE of
     removed memberships and one bulk insert of added ones (COPY on PostgreSQL for new groups)."""
     sink: dict = {}
-    rows, errors = read_ledger(path, sink)
+    tz = settings.tz
+    f = read_ledger_file(path, sink=sink, overrides=overrides, today=now.astimezone(tz).date(),
+                         max_unzipped=getattr(settings, "import_max_unzipped_bytes", DEFAULT_MAX_UNZIPPED_BYTES))
+    rows, errors = f.rows, f.errors
+    result = ImportResult(errors=errors, skipped=len(errors), warnings=f.warnings, sheets=f.sheets,
+                          preview=rows[:PREVIEW_ROWS])
+    if errors and not skip_invalid and not dry_run:
+        return result
+    from storage.people import resolve_names
+
+    resolve_names(session, rows, result.warnings)  # members and owners written as names
+    if any(not r.id_given for r in rows):
+        _renames_and_missing(session, rows, result, tz, pg=session.get_bind().dialect.name == "postgresql")
     protected_cats = set(settings.protected_categories)
     # 受保护 = exempt from automatic warning and dissolution: such a group has no end date. The
     # import is run by an operator with database access, so a protected category in it counts as an
     # administrator's grant of protection.
     dated = [r for r in rows if r.expires_at is not None]
     already = _protected_ids(session, [r.group_id for r in dated if r.category not in protected_cats])
-    bad = {r.row: (f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期" if r.category in protected_cats
-                   else f"群“{r.name}”已受保护，不能有到期日期（如需改为临时群，请管理员先取消保护）")
+    bad = {(r.sheet, r.row): (f"类别“{r.category}”是受保护类别，受保护的群不能有到期日期" if r.category in protected_cats
+                              else f"群“{r.name}”已受保护，不能有到期日期（如需改为临时群，请管理员先取消保护）")
            for r in dated if r.category in protected_cats or r.group_id in already}
     if bad:
-        errors = sorted(errors + [RowError(n, why) for n, why in bad.items()], key=lambda e: e.row)
-        rows = [r for r in rows if r.row not in bad]
-    result = ImportResult(errors=errors, skipped=len(errors))
-    if errors and not skip_invalid:
-        return result
-    tz = settings.tz
+        errors = result.errors = sorted(errors + [RowError(n, why, sheet) for (sheet, n), why in bad.items()],
+                                        key=lambda e: (e.sheet or "", e.row))
+        result.skipped = len(errors)
+        rows = [r for r in rows if (r.sheet, r.row) not in bad]
+        if not skip_invalid and not dry_run:
+            return result
     temp_cats = set(settings.temporary_categories)
     pg = session.get_bind().dialect.name == "postgresql"
     session.flush()
@@ -547,12 +713,17 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     protected = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        owners = sorted({r.owner_id for r in chunk if r.owner_id} - owners_done)
-        _ensure_persons(session, owners, now)
-        owners_done.update(owners)
         plan = _Plan(now, actor, tz, protected_cats, temp_cats)
         existing = _existing_groups(session, [r.group_id for r in chunk])
         plan.add(chunk, existing, _existing_members(session, pg, [r.group_id for r in chunk if r.group_id in existing]))
+        if dry_run:  # what would change, nothing written
+            result.created += plan.created
+            result.updated += plan.updated
+            result.unchanged += plan.unchanged
+            continue
+        owners = sorted({r.owner_id for r in chunk if r.owner_id} - owners_done)
+        _ensure_persons(session, owners, now)
+        owners_done.update(owners)
         made = _insert_groups(session, plan.new_groups)
         if len(made) < len(plan.new_groups):
             # Created meanwhile by another writer (ON CONFLICT DO NOTHING skipped them): diff them as existing.
@@ -572,11 +743,16 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
         _change_members(session, pg, "add", [(gid, p) for gid, ms in fresh.items() for p in ms] + plan.added)
         _update_groups(session, plan.changes)
         _change_members(session, pg, "remove", plan.removed)
+    if dry_run:
+        return result
     result.imported = True
     if result.created or result.updated:
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入台账 {path.name}",
                      data={"file_sha256": sink["sha256"], "created": result.created,
-                           "updated": result.updated, "skipped": result.skipped, "protected": protected})
+                           "updated": result.updated, "skipped": result.skipped, "protected": protected,
+                           **({"renamed": [[gid, old, r.name] for gid, old, r in result.renamed]}
+                              if result.renamed else {}),
+                           **({"missing": [gid for gid, _, _ in result.missing]} if result.missing else {})})
     return result
 
 
@@ -687,7 +863,7 @@ def parse_covers(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
                 raise ImportFormatError(f"覆盖期中的“{v}”缺少时区（应如 2026-09-01T00:00:00+08:00）。")
             return t
         try:
-            d = _parse_date_cached(v)
+            d = parse_date(v)
         except DateParseError:
             raise ImportFormatError(f"覆盖期中的“{v}”不是有效的日期。") from None
         return datetime.combine(d, time.max if end else time(0), tz)

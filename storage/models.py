@@ -62,10 +62,14 @@ class Person(Base):
 
     __tablename__ = "persons"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(64), index=True)
     unit: Mapped[str | None] = mapped_column(String(128), index=True)
     role: Mapped[str] = mapped_column(String(16), default="cadre")  # cadre|unit_admin|admin|commission
     created_at: Mapped[datetime]
+    # from the roster (花名册, ``qunzhi import people``): 职务 and the accounts on other platforms
+    title: Mapped[str | None] = mapped_column(String(64))
+    dingtalk_id: Mapped[str | None] = mapped_column(String(64))
+    feishu_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Group(Base):
@@ -114,6 +118,10 @@ class Group(Base):
     last_message_at: Mapped[datetime | None]
     last_work_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
+    # from the ledger: its 备注, and members written as names that match nobody in the roster (or two
+    # people): counted in member_count, never persons, so in no per-person figure
+    note: Mapped[str | None] = mapped_column(Text)
+    ledger_names: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_groups_status_last_work", "status", "last_work_at"),)
 
