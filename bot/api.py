@@ -32,7 +32,7 @@ def group_json(g: Group) -> dict:
 @router.get("/api/groups", dependencies=[Depends(require_admin)])
 def list_groups(request: Request, unit: str | None = None, status: str | None = None,
                 q: str | None = Query(None, max_length=100), limit: int = Query(1000, ge=1, le=10000),
-                offset: int = Query(0, ge=0)) -> dict:
+                offset: int = Query(0, ge=0, le=2**31 - 1)) -> dict:
     """The ledger (台账) as JSON."""
     rt = request.app.state.runtime
     with rt.db.session() as s:

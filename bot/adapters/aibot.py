@@ -44,7 +44,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
+from bot.adapters.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
                                 raw_endpoint)
 from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event
@@ -162,7 +162,7 @@ class _In(BaseModel):
 
 
 class _Text(_In):
-    content: str | None = Field(default=None, max_length=20000)
+    content: PlatformText | None = Field(default=None, max_length=20000)
 
 
 class _MixedItem(_In):
@@ -175,7 +175,7 @@ class _Mixed(_In):
 
 
 class _From(_In):
-    userid: str | None = Field(default=None, max_length=USER_ID_MAX)
+    userid: PlatformId | None = Field(default=None, max_length=USER_ID_MAX)
 
 
 class _Options(_In):
@@ -193,9 +193,9 @@ class _Selected(_In):
 
 class _Card(_In):
     card_type: str | None = Field(default=None, max_length=64)
-    event_key: str | None = Field(default=None, max_length=1024)
-    task_id: str | None = Field(default=None, max_length=1024)
-    response_code: str | None = Field(default=None, max_length=1024)
+    event_key: PlatformId | None = Field(default=None, max_length=1024)
+    task_id: PlatformId | None = Field(default=None, max_length=1024)
+    response_code: PlatformId | None = Field(default=None, max_length=1024)
     selected_items: _Selected | None = None
 
 
@@ -207,9 +207,9 @@ class _EventBody(_In):
 class AibotMessage(_In):
     """The decrypted AI bot callback, as far as Qunzhi reads it."""
 
-    msgid: str | None = Field(default=None, max_length=MSG_ID_MAX)
-    aibotid: str | None = Field(default=None, max_length=128)
-    chatid: str | None = Field(default=None, max_length=GROUP_ID_MAX)
+    msgid: PlatformId | None = Field(default=None, max_length=MSG_ID_MAX)
+    aibotid: PlatformId | None = Field(default=None, max_length=128)
+    chatid: PlatformId | None = Field(default=None, max_length=GROUP_ID_MAX)
     chattype: str | None = Field(default=None, max_length=16)
     from_: _From | None = Field(default=None, alias="from")
     response_url: str | None = Field(default=None, max_length=2048)

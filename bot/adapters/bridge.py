@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.adapters.common import MAX_EVENT_AGE, enqueue_replies, event_time_problem
+from bot.adapters.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
 from handlers.events import Event
 from storage.repo import UNSCOPED_PLATFORMS, scoped_id
@@ -84,18 +84,18 @@ class BridgeEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=128)
+    id: PlatformId = Field(min_length=1, max_length=128)
     type: Literal["message", "member_joined", "member_left", "group_created", "group_renamed",
                   "dissolve_confirmed"]
     platform: str = Field(default="wechat", min_length=1, max_length=16, pattern=r"^[a-z][a-z0-9_]*$")
-    group_id: str | None = Field(default=None, max_length=128)
-    group_name: str | None = Field(default=None, max_length=128)
-    sender_id: str = Field(min_length=1, max_length=64)
-    member_ids: list[str] = Field(default_factory=list, max_length=5000)
-    text: str = Field(default="", max_length=10000)
+    group_id: PlatformId | None = Field(default=None, max_length=128)
+    group_name: PlatformText | None = Field(default=None, max_length=128)
+    sender_id: PlatformId = Field(min_length=1, max_length=64)
+    member_ids: list[PlatformId] = Field(default_factory=list, max_length=5000)
+    text: PlatformText = Field(default="", max_length=10000)
     at: AwareDatetime
     mentioned_bot: bool = False
-    instruction_id: str | None = Field(default=None, max_length=128)
+    instruction_id: PlatformId | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")
     def _group_needed(self):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
 
@@ -12,10 +12,32 @@ from starlette.concurrency import run_in_threadpool
 from defusedxml.ElementTree import fromstring
 
 from bot.adapters.crypto import Malformed
+from pydantic import AfterValidator
+
 from handlers.events import Event, Reply
 from storage.outbox import enqueue
 
 log = logging.getLogger("qunzhi.adapters")
+
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7f))
+
+
+def _no_control(value: str) -> str:
+    """An id: no control characters (PostgreSQL refuses NUL in text; a line break or a tab in an
+    id is never a real platform id)."""
+    if any(ch in _CONTROL for ch in value):
+        raise ValueError("id contains a control character")
+    return value
+
+
+def _strip_nul(value: str) -> str:
+    """Free text: NUL removed (PostgreSQL cannot store it; it is never part of what was typed)."""
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+# Field types for the adapters' pydantic models of what a platform sends.
+PlatformId = Annotated[str, AfterValidator(_no_control)]
+PlatformText = Annotated[str, AfterValidator(_strip_nul)]
 
 
 def query(request) -> dict[str, str]:

@@ -43,3 +43,10 @@ def test_framework_errors_read_in_chinese(client):
         words = re.findall(r"[A-Za-z]{3,}", resp.text.replace('"detail"', "").replace('"loc"', "")
                            .replace('"msg"', "").replace('"type"', "").replace('"query"', "").replace("limit", ""))  # an option name may stay Latin
         assert not words, (resp.status_code, resp.text)
+
+
+def test_absurd_paging_is_refused_not_a_crash(client):
+    """An offset or limit past what the database can hold is a 422, never a 500."""
+    for params in ({"offset": "9223372036854775808"}, {"offset": "99999999999999999999"}):
+        r = client.get("/api/groups", params=params, headers={"Authorization": "Bearer admin-token-for-tests"})
+        assert r.status_code == 422, (params, r.status_code)

@@ -322,3 +322,37 @@ def test_a_bridge_dissolution_is_confirmed_with_the_raw_id(runtime, client, cloc
     assert r.status_code == 200
     with db.session() as s:
         assert s.get(Group, "wechat:wxg-9").status == "dissolved"
+
+
+# --- NUL characters: PostgreSQL refuses them in text columns ------------------------------------------
+@pytest.mark.parametrize("fields", [
+    {"sender_id": "wx\u0000zhang"}, {"group_id": "wxg\u00001"}, {"member_ids": ["a\u0000"], "type": "member_joined"},
+    {"id": "e\u00001"},
+], ids=["sender", "group", "member", "id"])
+def test_bridge_ids_with_a_nul_are_400(hclient, clock, db, fields):
+    r = bridge_post(hclient, clock, _bridge(**fields))
+    assert r.status_code == 400, r.text
+    assert nothing_stored(db)
+
+
+def test_bridge_text_and_names_with_a_nul_are_stored_without_it(hclient, clock, db):
+    from storage.models import Group
+
+    r = bridge_post(hclient, clock, _bridge(text="\u0000收到\u0000", group_name="城关\u0000镇群"))
+    assert r.status_code == 200, r.text
+    with db.session() as s:
+        assert s.get(Group, "wechat:wxg-1").name == "城关镇群"
+
+
+@pytest.mark.parametrize("data", [
+    _aibot(msgid="\u0000"), _aibot(**{"from": {"userid": "zhang\u0000san"}}), _aibot(chatid="wrk\u0000G1"),
+], ids=["msgid", "userid", "chatid"])
+def test_aibot_ids_with_a_nul_are_400(hclient, clock, db, data):
+    r = aibot_post(hclient, clock, data, nonce="nul1")
+    assert r.status_code == 400, r.text
+    assert nothing_stored(db)
+
+
+def test_aibot_text_with_a_nul_is_handled(hclient, clock, db):
+    r = aibot_post(hclient, clock, _aibot(text={"content": "@群治 帮\u0000助"}), nonce="nul2")
+    assert r.status_code == 200, r.text
