@@ -1,0 +1,1 @@
+"""Natural-language commands (placeholder docstring, rewritten below)."""

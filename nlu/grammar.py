@@ -1,0 +1,518 @@
+"""The parser: the intent table of :mod:`nlu.intents` applied to a normalised message.
+
+1. A cheap pre-filter (character bigrams of every phrase, simplified and traditional) drops
+   messages that cannot be commands (收到, 好的, work text) before any normalisation.
+2. The text is folded (:func:`nlu.normalize.clean`) and segmented with the parser's own jieba
+   tokenizer (the shared one that the ritual classifier and name similarity use is untouched).
+3. Phrases are found leftmost-longest; a phrase inside a name (人员报备群, 灾后恢复重建专班) is
+   no verb: a verb stands next to a boundary (start, punctuation, a filler such as 我要/把/那个,
+   the end of a group suffix 群/专班, a period, or a particle 了/吧).
+4. The lowest tier wins (an action over 你好), then the leftmost phrase; slots are what is
+   left: the group reference, a merge target, a period, a reason or free text.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+import zhconv
+
+from governance.dates import DateParseError
+from nlu.fields import split_fields
+from nlu.intents import BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, THIS_GROUP, Intent
+from nlu.normalize import clean
+from nlu.periods import Found, Period, find_period
+
+GAP = "…"
+_GAP_RE = r"[^,;。!?]{0,6}?"
+_HARD = ",;。!?:"
+_PARTICLES = set("了吧啊呀呢哦嘛啦呗咯喽哈")
+ALONE_MAX = 8  # characters: an "alone" phrase plus fillers
+
+
+@dataclass(frozen=True)
+class Phrase:
+    text: str
+    intent: str
+    weak: bool = False
+    reason: bool = False  # the phrase also states the reason (还要用)
+    alone: bool = False
+
+
+@dataclass(frozen=True)
+class Hit:
+    start: int
+    end: int
+    phrase: Phrase
+
+    @property
+    def intent(self) -> str:
+        return self.phrase.intent
+
+
+@dataclass(frozen=True)
+class Parse:
+    """What a message asks for.
+
+    ``slots``: ``group`` (reference as written, or None), ``target`` (merge), ``period``
+    (:class:`nlu.periods.Period`), ``reason``, ``text`` (report), ``fields`` (register: name,
+    purpose, unit, category, expires), ``value`` (pulse 1..3), ``number`` (choose).
+    ``this_group``: the message says 这个群/本群 (or names no group): the group it was sent in.
+    ``rest``: what no slot consumed. ``weak``: only a weak phrase matched (用到, 有用): when its
+    group does not resolve, stay silent rather than answer."""
+
+    intent: str
+    slots: dict[str, Any]
+    text: str
+    verb: str = ""
+    rest: str = ""
+    this_group: bool = False
+    weak: bool = False
+    consequential: bool = False
+    spans: tuple[tuple[int, int, str], ...] = field(default=())
+
+    @property
+    def group(self) -> str | None:
+        return self.slots.get("group")
+
+
+# --- the compiled grammar ------------------------------------------------------------------------
+@dataclass
+class _Grammar:
+    literal: dict[str, Phrase]
+    gapped: list[tuple[re.Pattern, Phrase]]
+    finder: re.Pattern
+    alone: dict[str, Phrase]
+    first_chars: frozenset[str]
+    bigrams: frozenset[str]
+    words: tuple[str, ...]
+
+
+def _phrases(intent: Intent) -> list[Phrase]:
+    out = []
+    for column, reason, alone in ((intent.verbs, False, False), (intent.reason_verbs, True, False),
+                                  (intent.alone, False, True)):
+        for raw in column.split():
+            weak = raw.startswith("~")
+            text = GAP.join(clean(piece) for piece in raw.lstrip("~").split(GAP))
+            out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone))
+    return out
+
+
+def _variants(text: str) -> set[str]:
+    out = {text}
+    for loc in ("zh-hant", "zh-tw", "zh-hk"):
+        out.add(zhconv.convert(text, loc))
+    return out
+
+
+@lru_cache(maxsize=1)
+def grammar() -> _Grammar:
+    literal: dict[str, Phrase] = {}
+    gapped: list[tuple[re.Pattern, Phrase]] = []
+    alone: dict[str, Phrase] = {}
+    pieces: list[str] = []
+    for intent in INTENTS:
+        for p in _phrases(intent):
+            if p.alone:
+                alone.setdefault(p.text, p)
+                continue
+            if GAP in p.text:
+                gapped.append((re.compile(_GAP_RE.join(map(re.escape, p.text.split(GAP)))), p))
+                pieces.extend(x for x in p.text.split(GAP) if x)
+                continue
+            if p.text in literal:
+                if literal[p.text].intent != p.intent:
+                    raise ValueError(f"phrase {p.text!r} is in {literal[p.text].intent} and {p.intent}")
+                continue
+            literal[p.text] = p
+            pieces.append(p.text)
+    alternatives = sorted(literal, key=len, reverse=True)
+    finder = re.compile("|".join([pat.pattern for pat, _ in gapped] + [re.escape(a) for a in alternatives]))
+    first, bigrams = set(), set()
+    for piece in pieces:
+        for v in _variants(piece):
+            v = v.lower()
+            first.add(v[0])
+            if len(v) >= 2:
+                bigrams.add(v[:2])
+            else:
+                bigrams.add(v)
+    words = tuple(sorted({p for p in literal if len(p) >= 2} | set(GROUP_SUFFIXES)
+                         | {w for w in FILLERS if len(w) >= 2}))
+    return _Grammar(literal, gapped, finder, alone, frozenset(first), frozenset(bigrams), words)
+
+
+@lru_cache(maxsize=1)
+def tokenizer():
+    """The parser's own jieba tokenizer, with its verbs and suffixes added as words."""
+    import jieba
+
+    jieba.setLogLevel(60)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    for w in grammar().words:
+        tok.add_word(w, freq=50000)
+    for w in ("专班", "常设群", "临时群", "设为", "并到", "并入", "合到", "别解散", "那个群"):
+        tok.add_word(w, freq=80000)
+    return tok
+
+
+def tokens(text: str) -> list[tuple[str, int, int]]:
+    return list(tokenizer().tokenize(text, HMM=False))
+
+
+# --- the pre-filter ------------------------------------------------------------------------------
+_CHOOSE = re.compile(r"^(?:选|选择|序号|回复|第|就|要)?\s*(?P<n>[1-9]|[一二三四五六七八九])\s*(?:个|号|个群|项)?\s*(?:吧|的|吧。)?$")
+_CN1 = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def may_be_command(raw: str) -> bool:
+    """False when ``raw`` certainly contains no phrase of the grammar (no normalisation, no jieba)."""
+    if not raw:
+        return False
+    g = grammar()
+    low = raw.lower() if not raw.isascii() or True else raw
+    if len(low) <= ALONE_MAX + 4:
+        return True  # short texts (1, 重, 好的, 收到) are cheap to parse and checked exactly
+    if g.first_chars.isdisjoint(low):
+        return False
+    bg = g.bigrams
+    return any(low[i:i + 2] in bg for i in range(len(low) - 1))
+
+
+# --- boundaries ------------------------------------------------------------------------------------
+def _edges(text: str, toks: list[tuple[str, int, int]], consumed: list[tuple[int, int]]):
+    """Positions where a verb may start (left) and end (right)."""
+    left, right = {0}, {len(text)}
+    for i, ch in enumerate(text):
+        if ch == " " or ch in _HARD or ch in "、()【】“”\"'《》":
+            left.add(i + 1)
+            right.add(i)
+        elif ch in _PARTICLES:
+            right.add(i)
+    for w, s, e in toks:
+        if w in FILLERS or w in THIS_GROUP:
+            left.add(e)
+            right.add(s)
+        if w.endswith(GROUP_SUFFIXES) or w == "群里":
+            left.add(e)
+    for s, e in consumed:
+        left.add(e)
+        right.add(s)
+    return left, right
+
+
+def _find_hits(text: str) -> list[Hit]:
+    g = grammar()
+    hits = []
+    for m in g.finder.finditer(text):
+        s = m.group(0)
+        p = g.literal.get(s)
+        if p is None:
+            for pat, gp in g.gapped:
+                if pat.fullmatch(s):
+                    p = gp
+                    break
+        if p is not None:
+            hits.append(Hit(m.start(), m.end(), p))
+    return hits
+
+
+def _strip_fillers(chunk: str) -> tuple[str, bool]:
+    """A slot without the fillers at its edges (and 那个/这个 inside); whether it named 这个群."""
+    chunk = chunk.strip(" ,;。!?:、")
+    if not chunk:
+        return "", False
+    toks = ["群" if w in ("那个群", "这个群") and i else w for i, (w, _, _) in enumerate(tokens(chunk))]
+    this = False
+    while toks and (toks[0] in FILLERS or toks[0].strip(" ,;。!?:、") == ""):
+        this = this or toks[0] in THIS_GROUP and toks[0] not in ("这", "那", "个")
+        toks.pop(0)
+    while toks and (toks[-1] in FILLERS and toks[-1] not in GROUP_SUFFIXES or toks[-1].strip(" ,;。!?:、") == ""):
+        if "".join(toks) in THIS_GROUP:
+            break
+        toks.pop()
+    out = "".join(t for t in toks if t not in ("那个", "这个"))
+    out = out.strip(" ,;。!?:、")
+    if out in THIS_GROUP or out in GROUP_SUFFIXES:
+        return "", True
+    if out.startswith(("这个群", "本群", "此群", "该群")):
+        this = True
+    return out, this
+
+
+_SPLIT_AFTER_SUFFIX = re.compile(r"(?:" + "|".join(GROUP_SUFFIXES) + r")(?:\([^)]*\)|【[^】]*】)?(?=\s|$)")
+_REASON_MARK = re.compile(r"^(?:理由|原因|因为|由于|因|说明)\s*(?:是|为|:)?\s*")
+
+
+def _split_group_rest(chunk: str) -> tuple[str, str]:
+    """``防汛抗旱群 汛期前`` → (防汛抗旱群, 汛期前): a name ends at a suffix followed by a space."""
+    m = _SPLIT_AFTER_SUFFIX.search(chunk)
+    if m and m.end() < len(chunk):
+        return chunk[:m.end()], chunk[m.end():]
+    if " " in chunk.strip():
+        head, _, tail = chunk.strip().partition(" ")
+        return head, tail
+    return chunk, ""
+
+
+_MERGE_SPLIT = re.compile(r"\s*(?:合并到|合并进|并到|并入|合到|合进|到|进|入|至|和|与|跟|同|、|,)\s*")
+
+
+def _two_groups(before: str, after: str, directional: bool) -> tuple[str, str]:
+    if directional and before.strip() and after.strip():
+        return before, after
+    text = after if not before.strip() else before if not after.strip() else None
+    if text is None:
+        return before, after
+    for m in _MERGE_SPLIT.finditer(text):
+        a, b = text[:m.start()], text[m.end():]
+        if a.strip() and b.strip():
+            return a, b
+    return text, ""
+
+
+# --- parse -------------------------------------------------------------------------------------------
+def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse | None:
+    """What ``text`` asks the bot to do, or None for a message that is no command."""
+    if not may_be_command(text):
+        return None
+    t = clean(text, tuple(bot_names))
+    if not t:
+        return None
+    g = grammar()
+    m = _CHOOSE.match(t)
+    if m:
+        n = m.group("n")
+        return Parse("choose", {"number": int(n) if n.isdigit() else _CN1[n]}, t, verb=t)
+    hits = _find_hits(t)
+    alone = _alone(t, g)
+    if not hits and alone is None:
+        return None
+    try:
+        period = find_period(t, today)
+    except DateParseError:
+        period = None
+    if period:  # 延到一月底: the verb keeps its 到, the period starts after it
+        for h in hits:
+            if h.start <= period.start < h.end < period.end:
+                period = Found(period.period, h.end, period.end)
+    consumed = [(period.start, period.end)] if period else []
+    toks = tokens(t)
+    left, right = _edges(t, toks, consumed)
+    has_suffix = any(w.endswith(GROUP_SUFFIXES) for w, _, _ in toks)
+
+    def ok(h: Hit) -> bool:
+        if period and h.start < period.end and h.end > period.start:
+            return False
+        if h.phrase.weak:
+            intent = BY_NAME[h.intent]
+            if not (("period" in intent.slots and period) or has_suffix):
+                return False
+        return h.start in left or h.end in right
+
+    usable = [h for h in hits if ok(h)]
+    if not usable and alone is not None:
+        return _alone_parse(alone, t)
+    if not usable:
+        usable = [h for h in hits if not h.phrase.weak and not (period and h.start < period.end and h.end > period.start)]
+        if not usable:
+            return _alone_parse(alone, t) if alone else None
+    best_tier = min(BY_NAME[h.intent].tier for h in usable)
+    top = [h for h in usable if BY_NAME[h.intent].tier == best_tier]
+    chosen = _prefer(top)
+    intent = BY_NAME[chosen.intent]
+    # alone-meaning: 不用了 on its own is 算了
+    mates = [h for h in usable if h.intent == intent.name]
+    others = [h for h in usable if h.intent != intent.name and BY_NAME[h.intent].tier > best_tier]
+    remove = [chosen] + [h for h in mates if h is not chosen] + others
+    spans = [(h.start, h.end) for h in remove] + consumed
+    leftover = _leftover(t, spans)
+    if not _strip_fillers(leftover)[0] and chosen.phrase.text in intent.alone_means and not period:
+        target = BY_NAME[intent.alone_means[chosen.phrase.text]]
+        return Parse(target.name, {}, t, verb=chosen.phrase.text, consequential=target.consequential)
+    return _slots(intent, chosen, mates, remove, t, period, spans)
+
+
+def _alone(t: str, g: _Grammar) -> Phrase | None:
+    if len(t) > ALONE_MAX:
+        return None
+    core = t.strip(" ,;。!?:~")
+    p = g.alone.get(core)
+    if p is not None:
+        return p
+    stripped, _ = _strip_fillers(core)
+    return g.alone.get(stripped) if stripped else None
+
+
+def _alone_parse(p: Phrase, t: str) -> Parse:
+    intent = BY_NAME[p.intent]
+    slots: dict[str, Any] = {}
+    if intent.values:
+        slots["value"] = intent.values.get(p.text)
+    return Parse(intent.name, slots, t, verb=p.text)
+
+
+# Some pairs are decided by meaning, not position: a report that something is useless is 没用.
+_PREFER = {("report", "useless"): "useless"}
+
+
+def _prefer(top: list[Hit]) -> Hit:
+    chosen = min(top, key=lambda h: (h.start, -(h.end - h.start)))
+    names = {h.intent for h in top}
+    for (a, b), winner in _PREFER.items():
+        if chosen.intent == a and b in names:
+            return min((h for h in top if h.intent == winner), key=lambda h: h.start)
+    return chosen
+
+
+def _leftover(t: str, spans: list[tuple[int, int]]) -> str:
+    out = []
+    pos = 0
+    for s, e in sorted(spans):
+        if s >= pos:
+            out.append(t[pos:s])
+            out.append(" | ")
+        pos = max(pos, e)
+    out.append(t[pos:])
+    return "".join(out)
+
+
+def _chunks(t: str, spans: list[tuple[int, int]], lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """The stretches of ``t[lo:hi]`` outside ``spans``, cut at hard punctuation."""
+    hi = len(t) if hi is None else hi
+    marks = [0] * (len(t) + 1)
+    for s, e in spans:
+        for i in range(max(s, lo), min(e, hi)):
+            marks[i] = 1
+    out, start = [], None
+    for i in range(lo, hi + 1):
+        cut = i == hi or marks[i] or t[i] in _HARD
+        if cut:
+            if start is not None and t[start:i].strip():
+                out.append((start, i))
+            start = None
+        elif start is None:
+            start = i
+    return out
+
+
+def _first_group(t: str, chunks: list[tuple[int, int]]) -> tuple[str | None, bool, tuple[int, int] | None]:
+    this = False
+    for s, e in chunks:
+        ref, named_this = _strip_fillers(t[s:e])
+        this = this or named_this
+        if ref:
+            return ref, this, (s, e)
+    return None, this, None
+
+
+def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: str,
+           period: Found | None, spans: list[tuple[int, int]]) -> Parse:
+    slots: dict[str, Any] = {}
+    this = False
+    used: list[tuple[int, int, str]] = [(h.start, h.end, "verb") for h in remove]
+    if period and "period" in intent.slots:
+        slots["period"] = period.period
+        used.append((period.start, period.end, "period"))
+    elif period:
+        spans = [s for s in spans if s != (period.start, period.end)]
+    if intent.name == "register":
+        slots.update(_register_slots(t, chosen, period))
+    elif intent.name == "report":
+        after = t[chosen.end:].strip(" :,;。")
+        before = t[:chosen.start].strip(" :,;。")
+        body = after or before
+        body = re.sub(r"^(?:一下|个情况|一个情况|情况|下)\s*[:,]?\s*", "", body).strip()
+        slots["text"] = body or None
+    elif intent.name == "merge":
+        a, b = _two_groups(t[:chosen.start], t[chosen.end:], chosen.phrase.text not in ("合并", "整合", "归并", "和并", "合井"))
+        ga, this_a = _strip_fillers(_cut_others(a, mates, t))
+        gb, _ = _strip_fillers(_cut_others(b, mates, t))
+        slots["group"] = ga or None
+        slots["target"] = gb or None
+        this = this_a
+    elif "group" in intent.slots:
+        chunks = _chunks(t, spans)
+        if intent.name == "keep":
+            ref, this, where = _keep_group(t, chunks)
+        else:
+            ref, this, where = _first_group(t, chunks)
+            if ref and where and "reason" not in intent.slots and "period" not in intent.slots:
+                pass
+        slots["group"] = ref
+        if ref and where:
+            used.append((where[0], where[1], "group"))
+        if "reason" in intent.slots:
+            slots["reason"] = _reason(t, chosen, mates, where, ref, spans)
+    if "group" in intent.slots and not slots.get("group"):
+        this = True
+    rest = _leftover(t, [(s, e) for s, e, _ in used]).replace("|", " ")
+    rest = re.sub(r"\s+", " ", rest).strip()
+    return Parse(intent.name, slots, t, verb=chosen.phrase.text, rest=rest, this_group=this,
+                 weak=chosen.phrase.weak, consequential=intent.consequential, spans=tuple(sorted(used)))
+
+
+def _cut_others(part: str, mates: list[Hit], t: str) -> str:
+    for h in mates:
+        part = part.replace(h.phrase.text, " ")
+    return part
+
+
+def _keep_group(t: str, chunks: list[tuple[int, int]]):
+    ref, this, where = _first_group(t, chunks)
+    if not ref or where is None:
+        return ref, this, where
+    raw = t[where[0]:where[1]]
+    head, tail = _split_group_rest(raw.strip())
+    if tail.strip():
+        offset = where[0] + raw.index(head)
+        ref2, this2 = _strip_fillers(head)
+        if ref2:
+            return ref2, this or this2, (offset, offset + len(head))
+    return ref, this, where
+
+
+def _reason(t: str, chosen: Hit, mates: list[Hit], where, ref, spans) -> str | None:
+    cut = [(h.start, h.end) for h in mates + [chosen] if not h.phrase.reason]
+    if where:
+        cut.append(where)
+    text = _leftover(t, cut).replace("|", " ")
+    parts = [p for p in re.split(r"[\s,;。!?]+", text) if p]
+    cleaned = []
+    for p in parts:
+        p = _REASON_MARK.sub("", p)
+        s, _ = _strip_fillers(p)
+        if s and s not in THIS_GROUP:
+            cleaned.append(s)
+    reason = "，".join(cleaned)
+    return reason or None
+
+
+def _register_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]:
+    after = t[chosen.end:]
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?群?\s*[:,]?\s*", "", after)
+    positional, fields = split_fields(after)
+    if not positional and "name" not in fields:
+        before, _ = _strip_fillers(t[:chosen.start])
+        if before:
+            fields["name"] = before
+    elif positional and "name" not in fields:
+        name, _ = _strip_fillers(positional[0]) if positional[0] not in ("群",) else ("", False)
+        if name:
+            fields["name"] = positional[0].strip()
+    for word in positional[1:]:
+        from nlu.fields import category_of
+
+        if category_of(word) and "category" not in fields:
+            fields["category"] = word
+        elif "expires" not in fields:
+            fields["expires"] = word
+    out: dict[str, Any] = {"fields": fields}
+    if fields.get("name"):
+        out["name"] = fields["name"]
+    return out
