@@ -23,14 +23,18 @@ import zhconv
 from governance.dates import DateParseError
 from nlu.fields import split_fields
 from nlu.intents import BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, THIS_GROUP, Intent
-from nlu.normalize import clean
+from nlu.normalize import clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
 GAP = "…"
-_GAP_RE = r"[^,;。!?]{0,6}?"
+_GAP_RE = r"[^,;。!?]{0,12}"
 _HARD = ",;。!?:"
 _PARTICLES = set("了吧啊呀呢哦嘛啦呗咯喽哈")
 ALONE_MAX = 8  # characters: an "alone" phrase plus fillers
+_FW_Q = str.maketrans({"？": "?", "！": "!"})
+# A message to the bot that is work text, not a command: it addresses everyone, or reports numbers.
+_WORK_OPENERS = re.compile(r"^(?:请大家|请各|各位|大家|通知|各村|各单位|各部门|请全体|全体|特此)")
+_WORK_FIGURES = re.compile(r"\d+(?:\.\d+)?\s*(?:户|人|条|份|次|元|万|亩|吨|斤|%|名|家|个村|公里|场|项|件|张)")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class Hit:
     start: int
     end: int
     phrase: Phrase
+    parts: tuple[tuple[int, int], ...] = ()  # the spans it consumes (a gap is not consumed)
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        return self.parts or ((self.start, self.end),)
 
     @property
     def intent(self) -> str:
@@ -97,7 +106,7 @@ def _phrases(intent: Intent) -> list[Phrase]:
                                   (intent.alone, False, True)):
         for raw in column.split():
             weak = raw.startswith("~")
-            text = GAP.join(clean(piece) for piece in raw.lstrip("~").split(GAP))
+            text = GAP.join(clean(piece) or piece for piece in raw.lstrip("~").split(GAP))
             out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone))
     return out
 
@@ -121,7 +130,7 @@ def grammar() -> _Grammar:
                 alone.setdefault(p.text, p)
                 continue
             if GAP in p.text:
-                gapped.append((re.compile(_GAP_RE.join(map(re.escape, p.text.split(GAP)))), p))
+                gapped.append((re.compile(_GAP_RE.join("(" + re.escape(x) + ")" for x in p.text.split(GAP))), p))
                 pieces.extend(x for x in p.text.split(GAP) if x)
                 continue
             if p.text in literal:
@@ -166,7 +175,7 @@ def tokens(text: str) -> list[tuple[str, int, int]]:
 
 
 # --- the pre-filter ------------------------------------------------------------------------------
-_CHOOSE = re.compile(r"^(?:选|选择|序号|回复|第|就|要)?\s*(?P<n>[1-9]|[一二三四五六七八九])\s*(?:个|号|个群|项)?\s*(?:吧|的|吧。)?$")
+_CHOOSE = re.compile(r"^(?:选|选择|序号|回复|就|要|就要)?\s*第?\s*(?P<n>[1-9]|[一二三四五六七八九])\s*(?:个|号|个群|项)?\s*(?:吧|的|吧。)?$")
 _CN1 = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
 
@@ -175,7 +184,9 @@ def may_be_command(raw: str) -> bool:
     if not raw:
         return False
     g = grammar()
-    low = raw.lower() if not raw.isascii() or True else raw
+    low = raw.lower()
+    if "@" in low:
+        low = strip_mentions(low).strip()
     if len(low) <= ALONE_MAX + 4:
         return True  # short texts (1, 重, 好的, 收到) are cheap to parse and checked exactly
     if g.first_chars.isdisjoint(low):
@@ -197,7 +208,8 @@ def _edges(text: str, toks: list[tuple[str, int, int]], consumed: list[tuple[int
     for w, s, e in toks:
         if w in FILLERS or w in THIS_GROUP:
             left.add(e)
-            right.add(s)
+            if w not in GROUP_SUFFIXES and not w.endswith("群"):
+                right.add(s)  # 人员报备群: a verb right before 群 is part of the name
         if w.endswith(GROUP_SUFFIXES) or w == "群里":
             left.add(e)
     for s, e in consumed:
@@ -212,13 +224,15 @@ def _find_hits(text: str) -> list[Hit]:
     for m in g.finder.finditer(text):
         s = m.group(0)
         p = g.literal.get(s)
-        if p is None:
-            for pat, gp in g.gapped:
-                if pat.fullmatch(s):
-                    p = gp
-                    break
         if p is not None:
             hits.append(Hit(m.start(), m.end(), p))
+            continue
+        for pat, gp in g.gapped:
+            gm = pat.fullmatch(text, m.start(), m.end())
+            if gm:
+                parts = tuple(gm.span(i) for i in range(1, (pat.groups or 0) + 1))
+                hits.append(Hit(m.start(), m.end(), gp, parts))
+                break
     return hits
 
 
@@ -283,7 +297,9 @@ def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse |
         return None
     t = clean(text, tuple(bot_names))
     if not t:
-        return None
+        bare = text.strip().translate(_FW_Q)
+        p = grammar().alone.get(bare)
+        return _alone_parse(p, bare) if p else None
     g = grammar()
     m = _CHOOSE.match(t)
     if m:
@@ -328,14 +344,27 @@ def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse |
     intent = BY_NAME[chosen.intent]
     # alone-meaning: 不用了 on its own is 算了
     mates = [h for h in usable if h.intent == intent.name]
-    others = [h for h in usable if h.intent != intent.name and BY_NAME[h.intent].tier > best_tier]
+    others = [h for h in usable if h.intent != intent.name]
     remove = [chosen] + [h for h in mates if h is not chosen] + others
-    spans = [(h.start, h.end) for h in remove] + consumed
-    leftover = _leftover(t, spans)
-    if not _strip_fillers(leftover)[0] and chosen.phrase.text in intent.alone_means and not period:
+    spans = [sp for h in remove for sp in h.spans] + consumed
+    leftover = _leftover(t, spans).replace("|", " ")
+    if chosen.phrase.text in intent.alone_means and not period and not leftover.strip(" ,;。!?:了吧啊呀"):
         target = BY_NAME[intent.alone_means[chosen.phrase.text]]
         return Parse(target.name, {}, t, verb=chosen.phrase.text, consequential=target.consequential)
+    if _not_a_command(t, intent, leftover):
+        return None
     return _slots(intent, chosen, mates, remove, t, period, spans)
+
+
+def _not_a_command(t: str, intent: Intent, leftover: str) -> bool:
+    """Work text that happens to contain a verb: 本周完成入户走访120户, 请大家及时登记, 收到保证完成任务."""
+    if intent.tier > 2:
+        return False
+    if _WORK_OPENERS.match(t) or _WORK_FIGURES.search(leftover):
+        return True
+    from governance.ritual import is_ritual
+
+    return is_ritual(t)
 
 
 def _alone(t: str, g: _Grammar) -> Phrase | None:
@@ -358,7 +387,8 @@ def _alone_parse(p: Phrase, t: str) -> Parse:
 
 
 # Some pairs are decided by meaning, not position: a report that something is useless is 没用.
-_PREFER = {("report", "useless"): "useless"}
+_PREFER = {("report", "useless"): "useless", ("done", "restore"): "restore", ("confirm_order", "restore"): "restore",
+           ("protect", "unprotect"): "unprotect"}
 
 
 def _prefer(top: list[Hit]) -> Hit:
@@ -402,7 +432,11 @@ def _chunks(t: str, spans: list[tuple[int, int]], lo: int = 0, hi: int | None = 
 
 
 def _first_group(t: str, chunks: list[tuple[int, int]]) -> tuple[str | None, bool, tuple[int, int] | None]:
+    """The first chunk that names a group: one ending in a group suffix (群, 专班) if any."""
     this = False
+    named = [c for c in chunks if _strip_fillers(t[c[0]:c[1]])[0].endswith(GROUP_SUFFIXES)]
+    if named and named[0] != chunks[0]:
+        chunks = named + [c for c in chunks if c not in named]
     for s, e in chunks:
         ref, named_this = _strip_fillers(t[s:e])
         this = this or named_this
@@ -415,14 +449,14 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
            period: Found | None, spans: list[tuple[int, int]]) -> Parse:
     slots: dict[str, Any] = {}
     this = False
-    used: list[tuple[int, int, str]] = [(h.start, h.end, "verb") for h in remove]
+    used: list[tuple[int, int, str]] = [(s, e, "verb") for h in remove for s, e in h.spans]
     if period and "period" in intent.slots:
         slots["period"] = period.period
         used.append((period.start, period.end, "period"))
     elif period:
         spans = [s for s in spans if s != (period.start, period.end)]
     if intent.name == "register":
-        slots.update(_register_slots(t, chosen, period))
+        slots.update(_register_slots(t, chosen, mates, period))
     elif intent.name == "report":
         after = t[chosen.end:].strip(" :,;。")
         before = t[:chosen.start].strip(" :,;。")
@@ -469,6 +503,10 @@ def _keep_group(t: str, chunks: list[tuple[int, int]]):
         return ref, this, where
     raw = t[where[0]:where[1]]
     head, tail = _split_group_rest(raw.strip())
+    for word in sorted(THIS_GROUP, key=len, reverse=True):
+        if len(word) >= 2 and raw.strip().startswith(word) and raw.strip()[len(word):].startswith(" "):
+            offset = where[0] + raw.index(word)
+            return None, True, (offset, offset + len(word))
     if tail.strip():
         offset = where[0] + raw.index(head)
         ref2, this2 = _strip_fillers(head)
@@ -486,16 +524,47 @@ def _reason(t: str, chosen: Hit, mates: list[Hit], where, ref, spans) -> str | N
     cleaned = []
     for p in parts:
         p = _REASON_MARK.sub("", p)
-        s, _ = _strip_fillers(p)
+        s = _strip_reason(p)
         if s and s not in THIS_GROUP:
             cleaned.append(s)
     reason = "，".join(cleaned)
     return reason or None
 
 
-def _register_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]:
+_REASON_LEAD = frozenset("我 我们 咱们 请 麻烦 帮我 把 给 吧 了 啊 呀 呢 哦 这个群 本群 该群 此群 群 那个群".split())
+
+
+def _strip_reason(part: str) -> str:
+    """A reason keeps its words (要用, 还在用); only leading politeness and trailing particles go."""
+    toks = [w for w, _, _ in tokens(part)]
+    while toks and toks[0] in _REASON_LEAD:
+        toks.pop(0)
+    while toks and (toks[-1] in _PARTICLES or toks[-1] in ("谢谢", "辛苦了")):
+        toks.pop()
+    return "".join(toks).strip(" ,;。!?:、")
+
+
+_NAME_TAIL = ("帮我", "帮忙", "请", "吧", "一下", "谢谢", "了", "麻烦", "给我", "帮")
+
+
+def _trim_name(name: str) -> str:
+    name = name.strip(" ,;。!?:、")
+    changed = True
+    while changed:
+        changed = False
+        for tail in _NAME_TAIL:
+            if name.endswith(tail) and len(name) > len(tail) + 1:
+                name = name[: -len(tail)].rstrip(" ,;。!?:、")
+                changed = True
+    return name
+
+
+def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None) -> dict[str, Any]:
     after = t[chosen.end:]
-    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?群?\s*[:,]?\s*", "", after)
+    for h in mates:
+        if h.start >= chosen.end:
+            after = after[:h.start - chosen.end] + " " * (h.end - h.start) + after[h.end - chosen.end:]
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
     positional, fields = split_fields(after)
     if not positional and "name" not in fields:
         before, _ = _strip_fillers(t[:chosen.start])
@@ -512,6 +581,8 @@ def _register_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]
             fields["category"] = word
         elif "expires" not in fields:
             fields["expires"] = word
+    if fields.get("name"):
+        fields["name"] = _trim_name(fields["name"])
     out: dict[str, Any] = {"fields": fields}
     if fields.get("name"):
         out["name"] = fields["name"]

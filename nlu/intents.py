@@ -36,7 +36,7 @@ class Intent:
 INTENTS: tuple[Intent, ...] = (
     Intent("register", slots=("fields",), summary="登记一个工作群", verbs="""
         报备 登记 备案 备个案 报个备 报一下备 报个群 登个记 登记一下 报备一下 入册 建档 注册 注册一个群
-        登记群 报备群 新群登记 申报 登录一个群 新建了个群 建了个群 建了一个群 新建了一个群
+        新群登记 申报 登录一个群 新建了个群 建了个群 建了一个群 新建了一个群
         报被 抱备 报倍 豹备 登纪 登计 灯记 等级一个群
     """),
     Intent("renew", slots=("group", "period"), summary="延长临时群", verbs="""
@@ -68,7 +68,7 @@ INTENTS: tuple[Intent, ...] = (
     """),
     Intent("unprotect", slots=("group",), consequential=True, summary="取消常设群", verbs="""
         取消保护 撤销保护 解除保护 去掉保护 不再保护 不用保护 取消常设 撤销常设 不再常设 不是常设 改为临时
-        改成临时 转临时 转为临时 设为临时 设成临时
+        改成临时 转临时 转为临时 设为临时 设成临时 取消…保护 撤销…保护 解除…保护 去掉…保护 取消…常设 撤销…常设
     """),
     Intent("protect", slots=("group",), consequential=True, summary="管理员设为常设群", verbs="""
         保护 设为常设 设成常设 列为常设 改为常设 改成常设 转常设 转为常设 定为常设 作为常设 算常设 常设
@@ -84,7 +84,7 @@ INTENTS: tuple[Intent, ...] = (
     """),
     Intent("confirm_order", slots=("group",), summary="告知已手动解散", verbs="""
         已解散 已经解散 解散好了 解散完了 已手动解散 我解散了 已经散了 群散了 我已解散 已经删了 已删群
-        已经解散了 解散掉了 己解散
+        已经解散了 解散掉了 己解散 已经手动解散 手动解散了 已手动解散了 亲自解散了 自己解散了 已经删除了
     """),
     Intent("undo", tier=1, summary="撤销刚才的操作", verbs="""
         撤销 撤回 弄错了 搞错了 点错了 说错了 反悔 刚才的不算 不算数 撤销刚才 取消刚才 撤消 撒销

@@ -197,10 +197,10 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [(kind, re.compile(p)) for kind, p in 
     ("rel", _PREFIX + r"(?P<rel>明天|明日|后天|大后天)" + _SUFFIX),
     ("holiday", _PREFIX + r"(?P<pre>过)?(?P<name>春节|过年|元宵|端午|中秋|国庆|元旦|五一|劳动节|清明|(?<![\d零〇一二两三四五六七八九十今明去后])年)"
      r"(?:节|假期|长假|小长假)?\s*(?P<when>之前|以前|前|之后|以后|后|过后|结束后)?"),
-    ("span", r"(?:再|多)?\s*(?P<n>" + NUM + r")\s*(?P<geban>个半|个|年半)?\s*(?P<unit>" + _UNIT + r")(?P<half>半)?" + _SPAN_SUFFIX),
-    ("half", r"(?:再|多)?\s*半\s*个?\s*(?P<unit>月|年)" + _SPAN_SUFFIX),
-    ("geba", r"(?:再|多)?\s*个把\s*(?P<unit>月|星期|礼拜)" + _SPAN_SUFFIX),
-    ("lai", r"(?:再|多)?\s*(?P<n>" + NUM + r")\s*来\s*(?P<unit>天|个月)" + _SPAN_SUFFIX),
+    ("span", r"(?:(?:再|多)\s*)?(?P<n>" + NUM + r")\s*(?P<geban>个半|个|年半)?\s*(?P<unit>" + _UNIT + r")(?P<half>半)?" + _SPAN_SUFFIX),
+    ("half", r"(?:(?:再|多)\s*)?半\s*个?\s*(?P<unit>月|年)" + _SPAN_SUFFIX),
+    ("geba", r"(?:(?:再|多)\s*)?个把\s*(?P<unit>月|星期|礼拜)" + _SPAN_SUFFIX),
+    ("lai", r"(?:(?:再|多)\s*)?(?P<n>" + NUM + r")\s*来\s*(?P<unit>天|个月)" + _SPAN_SUFFIX),
     ("dom", _PREFIX + r"(?<![\d月])(?P<d>\d{1,2}|[一二三四五六七八九十]{1,3})\s*号" + _SUFFIX),
 ]]
 

@@ -47,7 +47,11 @@ class Candidate:
     id: str
     name: str
     unit: str | None = None
-    relation: str = MEMBER  # own | member | admin
+    relation: str | frozenset[str] = MEMBER  # own | member | admin, or a set of them (own and admin)
+
+    @property
+    def relations(self) -> frozenset[str]:
+        return frozenset((self.relation,)) if isinstance(self.relation, str) else frozenset(self.relation)
 
     def label(self) -> str:
         """秋粮收购专班（城关镇）: the full name echoed back, with the unit unless it is in the name."""
@@ -69,6 +73,7 @@ class Resolution:
     matches: tuple[Match, ...]  # one: the group; several: the choices in order; none: closest own groups
     needs_confirmation: bool = False
     ref: str = ""
+    refused: Candidate | None = None  # named exactly, but the person may not act on it for this intent
 
     @property
     def group(self) -> Candidate | None:
@@ -90,6 +95,8 @@ class Resolution:
             lines = "\n".join(f"{i} {m.candidate.label()}" for i, m in enumerate(self.matches, 1))
             return f"有{count}个群像“{self.ref}”，回复序号：\n{lines}"
         if self.outcome == "none":
+            if self.refused is not None:
+                return f"“{self.refused.label()}”不是您能操作的群：只有群主或管理员可以操作。"
             if not self.matches:
                 return f"没有找到“{self.ref}”。发“我的群”可查看您的群。"
             names = "、".join(m.candidate.label() for m in self.matches)
@@ -163,8 +170,8 @@ def _score(ref: _Key, cand: _Key, context: str) -> tuple[float, bool]:
             return 80.0, False
         return 97.0, False
     best = 0.0
-    if len(c) >= 3 and context and cand.full in context:
-        best = 95.0
+    if r in c and len(c) >= 3 and context and cand.full in context:
+        best = 95.0  # the reference was cut short, but the full name is written in the message
     if r in c:
         best = max(best, 85.0 + 10.0 * len(r) / len(c))
     elif c in r and len(c) >= 2:
@@ -183,7 +190,7 @@ def _score(ref: _Key, cand: _Key, context: str) -> tuple[float, bool]:
 
 def may_act(intent: str | None, candidate: Candidate) -> bool:
     allowed = MAY_ACT.get(intent or "")
-    return allowed is None or candidate.relation in allowed
+    return allowed is None or not allowed.isdisjoint(candidate.relations)
 
 
 def resolve(ref: str | None, candidates: Sequence[Candidate] | Iterable[Candidate], *, intent: str | None = None,
@@ -193,23 +200,29 @@ def resolve(ref: str | None, candidates: Sequence[Candidate] | Iterable[Candidat
     ``intent`` (a :class:`nlu.grammar.Parse` intent) narrows the candidates to those the person
     may act on for it and sets ``needs_confirmation`` for a fuzzy match on a consequential step;
     ``context``: the whole normalised message (a name written out in full there counts)."""
-    pool = [c for c in candidates if may_act(intent, c)]
+    seen = list(candidates)
+    pool = [c for c in seen if may_act(intent, c)]
     ref = (ref or "").strip()
     if not ref:
         return Resolution("none", (), ref=ref)
     rk = _key(ref, None)
+    if len(pool) < len(seen):
+        for c in seen:
+            if not may_act(intent, c) and _score(rk, _key(c.name, c.unit), "")[1]:
+                # the person named a group they see but may not act on: say so, never a look-alike
+                return Resolution("none", (), ref=ref, refused=c)
     ctx = strip_symbols(normalize(context)) if context else ""
     scored: list[Match] = []
     for c in pool:
         s, exact = _score(rk, _key(c.name, c.unit), ctx)
         if s > 0:
             scored.append(Match(c, s, exact))
-    scored.sort(key=lambda m: (-m.score, m.candidate.relation != OWN, m.candidate.name))
+    scored.sort(key=lambda m: (-m.score, OWN not in m.candidate.relations, m.candidate.name))
     exact = [m for m in scored if m.exact]
     if len(exact) == 1:
         return Resolution("one", (exact[0],), ref=ref)
     if len(exact) > 1:
-        own = [m for m in exact if m.candidate.relation == OWN]
+        own = [m for m in exact if OWN in m.candidate.relations]
         if len(own) == 1:
             return Resolution("one", (own[0],), needs_confirmation=intent in CONSEQUENTIAL, ref=ref)
         return Resolution("several", tuple(exact[:MAX_CHOICES]), ref=ref)
@@ -226,7 +239,7 @@ def resolve(ref: str | None, candidates: Sequence[Candidate] | Iterable[Candidat
 def closest(ref: str, pool: list[Candidate], rk: _Key | None = None, n: int = 3) -> list[Match]:
     """The ``n`` own groups (else any) whose names are nearest ``ref`` (rapidfuzz WRatio)."""
     rk = rk or _key(ref, None)
-    own = [c for c in pool if c.relation == OWN] or pool
+    own = [c for c in pool if OWN in c.relations] or pool
     if not own or not rk.core:
         return []
     cores = [_key(c.name, c.unit).core for c in own]
