@@ -22,7 +22,7 @@ import zhconv
 
 from governance.dates import DateParseError
 from nlu.fields import split_fields
-from nlu.intents import BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, THIS_GROUP, Intent
+from nlu.intents import ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, THIS_GROUP, Intent
 from nlu.normalize import clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
@@ -97,6 +97,7 @@ class _Grammar:
     alone: dict[str, Phrase]
     first_chars: frozenset[str]
     bigrams: frozenset[str]
+    singles: frozenset[str]
     words: tuple[str, ...]
 
 
@@ -141,7 +142,7 @@ def grammar() -> _Grammar:
             pieces.append(p.text)
     alternatives = sorted(literal, key=len, reverse=True)
     finder = re.compile("|".join([pat.pattern for pat, _ in gapped] + [re.escape(a) for a in alternatives]))
-    first, bigrams = set(), set()
+    first, bigrams, singles = set(), set(), set()
     for piece in pieces:
         for v in _variants(piece):
             v = v.lower()
@@ -149,10 +150,10 @@ def grammar() -> _Grammar:
             if len(v) >= 2:
                 bigrams.add(v[:2])
             else:
-                bigrams.add(v)
+                singles.add(v)
     words = tuple(sorted({p for p in literal if len(p) >= 2} | set(GROUP_SUFFIXES)
                          | {w for w in FILLERS if len(w) >= 2}))
-    return _Grammar(literal, gapped, finder, alone, frozenset(first), frozenset(bigrams), words)
+    return _Grammar(literal, gapped, finder, alone, frozenset(first), frozenset(bigrams), frozenset(singles), words)
 
 
 @lru_cache(maxsize=1)
@@ -191,6 +192,8 @@ def may_be_command(raw: str) -> bool:
         return True  # short texts (1, 重, 好的, 收到) are cheap to parse and checked exactly
     if g.first_chars.isdisjoint(low):
         return False
+    if not g.singles.isdisjoint(low):
+        return True
     bg = g.bigrams
     return any(low[i:i + 2] in bg for i in range(len(low) - 1))
 
@@ -278,6 +281,10 @@ _MERGE_SPLIT = re.compile(r"\s*(?:合并到|合并进|并到|并入|合到|合�
 
 
 def _two_groups(before: str, after: str, directional: bool) -> tuple[str, str]:
+    if not _strip_fillers(before)[0]:
+        before = ""
+    if not _strip_fillers(after)[0]:
+        after = ""
     if directional and before.strip() and after.strip():
         return before, after
     text = after if not before.strip() else before if not after.strip() else None
@@ -374,6 +381,9 @@ def _alone(t: str, g: _Grammar) -> Phrase | None:
     p = g.alone.get(core)
     if p is not None:
         return p
+    for lead in ALONE_LEADS:
+        if core.startswith(lead) and core[len(lead):].strip() in g.alone:
+            return g.alone[core[len(lead):].strip()]
     stripped, _ = _strip_fillers(core)
     return g.alone.get(stripped) if stripped else None
 
@@ -439,9 +449,9 @@ def _first_group(t: str, chunks: list[tuple[int, int]]) -> tuple[str | None, boo
         chunks = named + [c for c in chunks if c not in named]
     for s, e in chunks:
         ref, named_this = _strip_fillers(t[s:e])
+        if ref and len(ref) > 1 and not (this and not ref.endswith(GROUP_SUFFIXES)):
+            return ref, this or named_this, (s, e)
         this = this or named_this
-        if ref:
-            return ref, this, (s, e)
     return None, this, None
 
 

@@ -41,8 +41,8 @@ INTENTS: tuple[Intent, ...] = (
     """),
     Intent("renew", slots=("group", "period"), summary="延长临时群", verbs="""
         延期 延长 续期 ~续 ~延 ~再用 顺延 往后延 往后推 往后挪 推迟 推后 延到 延至 延后 延一下 展期 宽限
-        ~多用 再延 续上 续一下 续一续 加期 延续 还要再用 ~再开 ~用到 保留到 ~留到 ~开到 ~撑到 ~放到 续用
-        续个期 延个期 延一延 续费 再续 接着用到 ~多留 ~多开
+        ~多用 续上 续一下 续一续 加期 延续 还要再用 ~再开 ~用到 保留到 ~留到 ~开到 ~撑到 ~放到 续用
+        续个期 延个期 延一延 续费 接着用到 ~多留 ~多开
         续其 延其 廷期 沿期 延场 续器 绪期 续斯 延欺
     """),
     Intent("done", slots=("group",), consequential=True, summary="任务完成，解散临时群", verbs="""
@@ -100,7 +100,7 @@ INTENTS: tuple[Intent, ...] = (
     Intent("help", tier=3, summary="看我能做什么", verbs="""
         帮助 怎么用 菜单 选单 help 能做什么 会做什么 会什么 能干什么 能干嘛 有什么功能 有哪些功能 功能列表
         使用说明 说明书 教程 怎么操作 咋用 如何使用 怎么使用 用法 指令 命令 有啥用 你是谁 干什么的 是干嘛的
-        帮主 帮住 菜丹 怎么弄 咋弄 怎么办理 什么功能 功能介绍 使用方法 操作说明
+        能帮我做什么 可以做什么 能做啥 会干啥 可以干什么 有什么用 能干啥 帮主 帮住 菜丹 怎么弄 咋弄 怎么办理 什么功能 功能介绍 使用方法 操作说明
     """, alone="? 帮忙 说明 功能 指南"),
     Intent("cancel", tier=3, summary="取消", verbs="""
         算了 取消 不要了 退出 不弄了 不办了 先不了 先不弄 别弄了 不登记了 不报了 不报备了 不登记 不报备
@@ -127,6 +127,9 @@ INTENTS: tuple[Intent, ...] = (
 )
 
 BY_NAME = {i.name: i for i in INTENTS}
+
+# Said before an "alone" answer without changing it: 负担很重, 我觉得适中.
+ALONE_LEADS = ("我觉得", "感觉", "觉得", "负担", "本周", "这周", "我的负担", "还是")
 
 # Said around a command without changing it (stripped at the edges of a slot).
 FILLERS = frozenset("""
