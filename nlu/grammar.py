@@ -31,6 +31,7 @@ _GAP_RE = r"[^,;。!?]{0,12}"
 _HARD = ",;。!?:"
 _PARTICLES = set("了吧啊呀呢哦嘛啦呗咯喽哈")
 ALONE_MAX = 8  # characters: an "alone" phrase plus fillers
+CHAT_MAX = 6  # characters of other content a greeting, 帮助 or 算了 may come with
 _FW_Q = str.maketrans({"？": "?", "！": "!"})
 # A message to the bot that is work text, not a command: it addresses everyone, or reports numbers.
 _WORK_OPENERS = re.compile(r"^(?:请大家|请各|各位|大家|通知|各村|各单位|各部门|请全体|全体|特此)")
@@ -124,7 +125,7 @@ def grammar() -> _Grammar:
     literal: dict[str, Phrase] = {}
     gapped: list[tuple[re.Pattern, Phrase]] = []
     alone: dict[str, Phrase] = {}
-    pieces: list[str] = []
+    pieces: list[str] = []  # what the pre-filter looks for (greetings only count in short texts)
     for intent in INTENTS:
         for p in _phrases(intent):
             if p.alone:
@@ -132,14 +133,15 @@ def grammar() -> _Grammar:
                 continue
             if GAP in p.text:
                 gapped.append((re.compile(_GAP_RE.join("(" + re.escape(x) + ")" for x in p.text.split(GAP))), p))
-                pieces.extend(x for x in p.text.split(GAP) if x)
+                pieces.append(max(p.text.split(GAP), key=len))
                 continue
             if p.text in literal:
                 if literal[p.text].intent != p.intent:
                     raise ValueError(f"phrase {p.text!r} is in {literal[p.text].intent} and {p.intent}")
                 continue
             literal[p.text] = p
-            pieces.append(p.text)
+            if intent.tier < 4:
+                pieces.append(p.text)
     alternatives = sorted(literal, key=len, reverse=True)
     finder = re.compile("|".join([pat.pattern for pat, _ in gapped] + [re.escape(a) for a in alternatives]))
     first, bigrams, singles = set(), set(), set()
@@ -360,6 +362,8 @@ def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse |
         return Parse(target.name, {}, t, verb=chosen.phrase.text, consequential=target.consequential)
     if _not_a_command(t, intent, leftover):
         return None
+    if intent.tier >= 3 and not intent.slots and len(_strip_fillers(leftover)[0].replace(" ", "")) > CHAT_MAX:
+        return None  # 大家好，明天开会: a greeting or 确认 inside a longer message is no command
     return _slots(intent, chosen, mates, remove, t, period, spans)
 
 
