@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -94,11 +94,12 @@ class Parse:
 class _Grammar:
     literal: dict[str, Phrase]
     gapped: list[tuple[re.Pattern, Phrase]]
-    finder: re.Pattern
+    by_first: dict[str, tuple[str, ...]]  # literal phrases by first character, longest first
     alone: dict[str, Phrase]
     first_chars: frozenset[str]
     bigrams: frozenset[str]
     singles: frozenset[str]
+    alone_chars: frozenset[str]
     words: tuple[str, ...]
 
 
@@ -142,8 +143,15 @@ def grammar() -> _Grammar:
             literal[p.text] = p
             if intent.tier < 4:
                 pieces.append(p.text)
-    alternatives = sorted(literal, key=len, reverse=True)
-    finder = re.compile("|".join([pat.pattern for pat, _ in gapped] + [re.escape(a) for a in alternatives]))
+    by_first: dict[str, list[str]] = {}
+    for text in sorted(literal, key=len, reverse=True):
+        by_first.setdefault(text[0], []).append(text)
+    alone_chars = set("123456789？１２３４５６７８９")
+    short_only = (list(alone) + [t for t, p in literal.items() if BY_NAME[p.intent].tier >= 4]
+                  + list(CHOOSE_WORDS) + list(_PARTICLES))
+    for a in short_only:
+        for v in _variants(a):
+            alone_chars.update(v.lower())
     first, bigrams, singles = set(), set(), set()
     for piece in pieces:
         for v in _variants(piece):
@@ -155,7 +163,8 @@ def grammar() -> _Grammar:
                 singles.add(v)
     words = tuple(sorted({p for p in literal if len(p) >= 2} | set(GROUP_SUFFIXES)
                          | {w for w in FILLERS if len(w) >= 2}))
-    return _Grammar(literal, gapped, finder, alone, frozenset(first), frozenset(bigrams), frozenset(singles), words)
+    return _Grammar(literal, gapped, {k: tuple(v) for k, v in by_first.items()}, alone, frozenset(first),
+                    frozenset(bigrams), frozenset(singles), frozenset(alone_chars), words)
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +187,8 @@ def tokens(text: str) -> list[tuple[str, int, int]]:
 
 
 # --- the pre-filter ------------------------------------------------------------------------------
-_CHOOSE = re.compile(r"^(?:选|选择|序号|回复|就|要|就要)?\s*第?\s*(?P<n>[1-9]|[一二三四五六七八九])\s*(?:个|号|个群|项)?\s*(?:吧|的|吧。)?$")
+CHOOSE_WORDS = ("选", "选择", "序号", "回复", "就", "要", "第", "个", "号", "群", "项", "吧", "的", "一二三四五六七八九")
+_CHOOSE = re.compile(r"^(?:选|选择|序号|回复|就|要|就要)?\s*第?\s*(?P<n>[1-9]|[一二三四五六七八九])\s*(?:个|号|个群|项)?\s*(?:吧|的)?$")
 _CN1 = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
 
@@ -190,8 +200,8 @@ def may_be_command(raw: str) -> bool:
     low = raw.lower()
     if "@" in low:
         low = strip_mentions(low).strip()
-    if len(low) <= ALONE_MAX + 4:
-        return True  # short texts (1, 重, 好的, 收到) are cheap to parse and checked exactly
+    if len(low) <= ALONE_MAX + 4 and all(ch in g.alone_chars or not ch.isalnum() for ch in low):
+        return True  # 1, 重, 适中, 你好, ?: made only of such characters, checked exactly by the parser
     if g.first_chars.isdisjoint(low):
         return False
     if not g.singles.isdisjoint(low):
@@ -223,22 +233,38 @@ def _edges(text: str, toks: list[tuple[str, int, int]], consumed: list[tuple[int
     return left, right
 
 
-def _find_hits(text: str) -> list[Hit]:
+@lru_cache(maxsize=16384)
+def _find_hits(text: str) -> tuple[Hit, ...]:
+    """Phrases of the grammar in ``text``, leftmost-longest, not overlapping (a gapped phrase
+    such as 我…几个群 wins at its start)."""
     g = grammar()
-    hits = []
-    for m in g.finder.finditer(text):
-        s = m.group(0)
-        p = g.literal.get(s)
-        if p is not None:
-            hits.append(Hit(m.start(), m.end(), p))
+    gapped: dict[int, Hit] = {}
+    for pat, gp in g.gapped:
+        if pat.pattern[1] not in text:  # "(我…": the first character of its first piece
             continue
-        for pat, gp in g.gapped:
-            gm = pat.fullmatch(text, m.start(), m.end())
-            if gm:
-                parts = tuple(gm.span(i) for i in range(1, (pat.groups or 0) + 1))
-                hits.append(Hit(m.start(), m.end(), gp, parts))
+        for gm in pat.finditer(text):
+            parts = tuple(gm.span(i) for i in range(1, (pat.groups or 0) + 1))
+            h = Hit(gm.start(), gm.end(), gp, parts)
+            old = gapped.get(h.start)
+            if old is None or h.end > old.end:
+                gapped[h.start] = h
+    hits = []
+    i, n = 0, len(text)
+    by_first, literal = g.by_first, g.literal
+    while i < n:
+        h = gapped.get(i)
+        if h is not None:
+            hits.append(h)
+            i = h.end
+            continue
+        for ph in by_first.get(text[i], ()):
+            if text.startswith(ph, i):
+                hits.append(Hit(i, i + len(ph), literal[ph]))
+                i += len(ph)
                 break
-    return hits
+        else:
+            i += 1
+    return tuple(hits)
 
 
 def _strip_fillers(chunk: str) -> tuple[str, bool]:
@@ -300,11 +326,40 @@ def _two_groups(before: str, after: str, directional: bool) -> tuple[str, str]:
 
 
 # --- parse -------------------------------------------------------------------------------------------
+@lru_cache(maxsize=65536)
+def _silent(text: str, bot_names: tuple[str, ...]) -> bool:
+    """True when ``text`` is certainly no command, whatever the day (cached: 收到 comes often)."""
+    if not may_be_command(text):
+        return True
+    t = clean(text, bot_names)
+    if not t:
+        return grammar().alone.get(text.strip().translate(_FW_Q)) is None
+    if _CHOOSE.match(t) or _alone(t, grammar()) is not None:
+        return False
+    hits = _find_hits(t)
+    if not hits:
+        return True
+    if all(BY_NAME[h.intent].tier <= 2 and h.phrase.text not in BY_NAME[h.intent].alone_means for h in hits):
+        from governance.ritual import is_ritual  # cached; dispatch asks it about every message anyway
+
+        return is_ritual(text)  # 收到，保证完成任务
+    return False
+
+
 def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse | None:
     """What ``text`` asks the bot to do, or None for a message that is no command."""
-    if not may_be_command(text):
+    bot_names = tuple(bot_names)
+    if _silent(text, bot_names):
         return None
-    t = clean(text, tuple(bot_names))
+    p = _parse(text, today, bot_names)
+    if p is None:
+        return None
+    return replace(p, slots={k: dict(v) if isinstance(v, dict) else v for k, v in p.slots.items()})
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
+    t = clean(text, bot_names)
     if not t:
         bare = text.strip().translate(_FW_Q)
         p = grammar().alone.get(bare)
@@ -314,7 +369,7 @@ def parse(text: str, *, today: date, bot_names: tuple[str, ...] = ()) -> Parse |
     if m:
         n = m.group("n")
         return Parse("choose", {"number": int(n) if n.isdigit() else _CN1[n]}, t, verb=t)
-    hits = _find_hits(t)
+    hits = list(_find_hits(t))
     alone = _alone(t, g)
     if not hits and alone is None:
         return None

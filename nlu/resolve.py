@@ -188,6 +188,30 @@ def _score(ref: _Key, cand: _Key, context: str) -> tuple[float, bool]:
     return min(best, 99.0), False
 
 
+FUZZY_SHORTLIST = 8
+
+
+def _shortlist(rk: _Key, keys: list[_Key]) -> set[int]:
+    """Indexes worth scoring in full: containment either way, equal unit-less cores, the
+    reference's characters in order, and the best rapidfuzz ratios (computed in C)."""
+    r, ru = rk.core, rk.unitless
+    out: set[int] = set()
+    first = r[0]
+    pat = _subseq(r) if len(r) >= 2 else None
+    for i, k in enumerate(keys):
+        c = k.core
+        if first in c:
+            if r in c or (pat is not None and pat.search(c)):
+                out.add(i)
+                continue
+        if (len(c) >= 2 and c in r) or ru == k.unitless:
+            out.add(i)
+    cores = [k.core for k in keys]
+    for _, _, i in process.extract(r, cores, scorer=fuzz.ratio, limit=FUZZY_SHORTLIST, score_cutoff=40):
+        out.add(i)
+    return out
+
+
 def may_act(intent: str | None, candidate: Candidate) -> bool:
     allowed = MAY_ACT.get(intent or "")
     return allowed is None or not allowed.isdisjoint(candidate.relations)
@@ -206,17 +230,22 @@ def resolve(ref: str | None, candidates: Sequence[Candidate] | Iterable[Candidat
     if not ref:
         return Resolution("none", (), ref=ref)
     rk = _key(ref, None)
+    if not rk.core:
+        return Resolution("none", (), ref=ref)
     if len(pool) < len(seen):
         for c in seen:
-            if not may_act(intent, c) and _score(rk, _key(c.name, c.unit), "")[1]:
+            if may_act(intent, c) or _key(c.name, c.unit).core != rk.core:
+                continue
+            if _score(rk, _key(c.name, c.unit), "")[1]:
                 # the person named a group they see but may not act on: say so, never a look-alike
                 return Resolution("none", (), ref=ref, refused=c)
     ctx = strip_symbols(normalize(context)) if context else ""
+    keys = [_key(c.name, c.unit) for c in pool]
     scored: list[Match] = []
-    for c in pool:
-        s, exact = _score(rk, _key(c.name, c.unit), ctx)
+    for i in _shortlist(rk, keys):
+        s, exact = _score(rk, keys[i], ctx)
         if s > 0:
-            scored.append(Match(c, s, exact))
+            scored.append(Match(pool[i], s, exact))
     scored.sort(key=lambda m: (-m.score, OWN not in m.candidate.relations, m.candidate.name))
     exact = [m for m in scored if m.exact]
     if len(exact) == 1:
