@@ -37,7 +37,7 @@ def is_date_word(word: str) -> bool:
     from nlu.normalize import clean
     from nlu.periods import find_period
 
-    w = clean(word).strip(_SEP)
+    w = re.sub(r"^(?:到期|期限|截止|截至|有效期)\s*(?:[:：]|是|为)?\s*", "", clean(word).strip(_SEP))
     if not w:
         return False
     try:

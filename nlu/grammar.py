@@ -22,7 +22,7 @@ import zhconv
 
 from governance.dates import DateParseError
 from nlu.fields import split_fields
-from nlu.intents import ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, THIS_GROUP, Intent
+from nlu.intents import ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, NON_GROUP_NOUNS, THIS_GROUP, Intent
 from nlu.normalize import clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
@@ -148,7 +148,7 @@ def grammar() -> _Grammar:
         by_first.setdefault(text[0], []).append(text)
     alone_chars = set("123456789？１２３４５６７８９")
     short_only = (list(alone) + [t for t, p in literal.items() if BY_NAME[p.intent].tier >= 4]
-                  + list(CHOOSE_WORDS) + list(_PARTICLES))
+                  + list(CHOOSE_WORDS) + list(_PARTICLES) + list(ALONE_LEADS))
     for a in short_only:
         for v in _variants(a):
             alone_chars.update(v.lower())
@@ -406,8 +406,9 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
     top = [h for h in usable if BY_NAME[h.intent].tier == best_tier]
     chosen = _prefer(top)
     intent = BY_NAME[chosen.intent]
-    # alone-meaning: 不用了 on its own is 算了
-    mates = [h for h in usable if h.intent == intent.name]
+    if intent.with_period and period is not None and chosen.phrase.reason:
+        intent = BY_NAME[intent.with_period]  # 秋粮专班还得用一个月: a renewal
+    mates = [h for h in usable if h.intent in (intent.name, chosen.intent)]
     others = [h for h in usable if h.intent != intent.name]
     remove = [chosen] + [h for h in mates if h is not chosen] + others
     spans = [sp for h in remove for sp in h.spans] + consumed
@@ -530,7 +531,7 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
         after = t[chosen.end:].strip(" :,;。")
         before = t[:chosen.start].strip(" :,;。")
         body = after or before
-        body = re.sub(r"^(?:一下|个情况|一个情况|情况|下)\s*[:,]?\s*", "", body).strip()
+        body = re.sub(r"^(?:一下|一个情况|个情况|情况|一个问题|个问题|问题|一件事|件事|个事|下)\s*[:,]?\s*", "", body).strip()
         slots["text"] = body or None
     elif intent.name == "merge":
         a, b = _two_groups(t[:chosen.start], t[chosen.end:], chosen.phrase.text not in ("合并", "整合", "归并", "和并", "合井"))
@@ -554,10 +555,24 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
             slots["reason"] = _reason(t, chosen, mates, where, ref, spans)
     if "group" in intent.slots and not slots.get("group"):
         this = True
+    for key in ("group", "target"):
+        if slots.get(key) and not _may_name_a_group(slots[key]):
+            return None  # 明天的会议延期到下周一, 已收到，按时完成: work text, not a command
     rest = _leftover(t, [(s, e) for s, e, _ in used]).replace("|", " ")
     rest = re.sub(r"\s+", " ", rest).strip()
     return Parse(intent.name, slots, t, verb=chosen.phrase.text, rest=rest, this_group=this,
                  weak=chosen.phrase.weak, consequential=intent.consequential, spans=tuple(sorted(used)))
+
+
+def _may_name_a_group(ref: str) -> bool:
+    """False for a "group" that is a work noun (会议, 本次检查) or an acknowledgement (收到)."""
+    if ref.endswith(GROUP_SUFFIXES):
+        return True
+    if ref.endswith(NON_GROUP_NOUNS):
+        return False
+    from governance.ritual import is_ritual
+
+    return not is_ritual(ref)
 
 
 def _cut_others(part: str, mates: list[Hit], t: str) -> str:
