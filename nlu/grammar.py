@@ -22,7 +22,8 @@ import zhconv
 
 from governance.dates import DateParseError
 from nlu.fields import split_fields
-from nlu.intents import ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, NON_GROUP_NOUNS, THIS_GROUP, Intent
+from nlu.intents import (ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, NOMINAL_AFTER, NON_GROUP_NOUNS, THIS_GROUP,
+                         Intent)
 from nlu.normalize import clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
@@ -100,6 +101,7 @@ class _Grammar:
     bigrams: frozenset[str]
     singles: frozenset[str]
     alone_chars: frozenset[str]
+    short_bigrams: frozenset[str]
     words: tuple[str, ...]
 
 
@@ -126,7 +128,8 @@ def grammar() -> _Grammar:
     literal: dict[str, Phrase] = {}
     gapped: list[tuple[re.Pattern, Phrase]] = []
     alone: dict[str, Phrase] = {}
-    pieces: list[str] = []  # what the pre-filter looks for (greetings only count in short texts)
+    pieces: list[str] = []  # what the pre-filter looks for
+    short_pieces: list[str] = []  # ... and in short texts only (greetings)
     for intent in INTENTS:
         for p in _phrases(intent):
             if p.alone:
@@ -141,8 +144,7 @@ def grammar() -> _Grammar:
                     raise ValueError(f"phrase {p.text!r} is in {literal[p.text].intent} and {p.intent}")
                 continue
             literal[p.text] = p
-            if intent.tier < 4:
-                pieces.append(p.text)
+            (pieces if intent.tier < 4 else short_pieces).append(p.text)
     by_first: dict[str, list[str]] = {}
     for text in sorted(literal, key=len, reverse=True):
         by_first.setdefault(text[0], []).append(text)
@@ -153,6 +155,10 @@ def grammar() -> _Grammar:
         for v in _variants(a):
             alone_chars.update(v.lower())
     first, bigrams, singles = set(), set(), set()
+    short_bigrams = set()
+    for piece in short_pieces:
+        for v in _variants(piece):
+            short_bigrams.add(v.lower()[:2])
     for piece in pieces:
         for v in _variants(piece):
             v = v.lower()
@@ -164,7 +170,8 @@ def grammar() -> _Grammar:
     words = tuple(sorted({p for p in literal if len(p) >= 2} | set(GROUP_SUFFIXES)
                          | {w for w in FILLERS if len(w) >= 2}))
     return _Grammar(literal, gapped, {k: tuple(v) for k, v in by_first.items()}, alone, frozenset(first),
-                    frozenset(bigrams), frozenset(singles), frozenset(alone_chars), words)
+                    frozenset(bigrams), frozenset(singles), frozenset(alone_chars), frozenset(short_bigrams | bigrams),
+                    words)
 
 
 @lru_cache(maxsize=1)
@@ -200,8 +207,11 @@ def may_be_command(raw: str) -> bool:
     low = raw.lower()
     if "@" in low:
         low = strip_mentions(low).strip()
-    if len(low) <= ALONE_MAX + 4 and all(ch in g.alone_chars or not ch.isalnum() for ch in low):
-        return True  # 1, 重, 适中, 你好, ?: made only of such characters, checked exactly by the parser
+    if len(low) <= ALONE_MAX + 4:
+        if all(ch in g.alone_chars or not ch.isalnum() for ch in low):
+            return True  # 1, 重, 适中, 你好, ?: made only of such characters, checked exactly by the parser
+        bg = g.short_bigrams
+        return not g.singles.isdisjoint(low) or any(low[i:i + 2] in bg for i in range(len(low) - 1))
     if g.first_chars.isdisjoint(low):
         return False
     if not g.singles.isdisjoint(low):
@@ -389,6 +399,8 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
     def ok(h: Hit) -> bool:
         if period and h.start < period.end and h.end > period.start:
             return False
+        if t.startswith(NOMINAL_AFTER, h.end) and h.intent != "help":
+            return False  # 登记工作, 完成情况: a noun
         if h.phrase.weak:
             intent = BY_NAME[h.intent]
             if not (("period" in intent.slots and period) or has_suffix):
@@ -413,7 +425,8 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
     remove = [chosen] + [h for h in mates if h is not chosen] + others
     spans = [sp for h in remove for sp in h.spans] + consumed
     leftover = _leftover(t, spans).replace("|", " ")
-    if chosen.phrase.text in intent.alone_means and not period and not leftover.strip(" ,;。!?:了吧啊呀"):
+    if chosen.phrase.text in intent.alone_means and not period and "已" not in leftover \
+            and not _strip_fillers(leftover)[0]:
         target = BY_NAME[intent.alone_means[chosen.phrase.text]]
         return Parse(target.name, {}, t, verb=chosen.phrase.text, consequential=target.consequential)
     if _not_a_command(t, intent, leftover):
@@ -501,6 +514,14 @@ def _chunks(t: str, spans: list[tuple[int, int]], lo: int = 0, hi: int | None = 
     return out
 
 
+def _cut_at_suffix(t: str, s: int, e: int) -> tuple[int, int]:
+    """The stretch up to the first word ending in a group suffix (followed by more, unspaced)."""
+    for w, a, b in tokens(t[s:e]):
+        if b < e - s and w.endswith(GROUP_SUFFIXES) and (w == "群" or w not in THIS_GROUP) and a > 0 and t[s + b] != " ":
+            return s, s + b
+    return s, e
+
+
 def _first_group(t: str, chunks: list[tuple[int, int]]) -> tuple[str | None, bool, tuple[int, int] | None]:
     """The first chunk that names a group: one ending in a group suffix (群, 专班) if any."""
     this = False
@@ -509,6 +530,12 @@ def _first_group(t: str, chunks: list[tuple[int, int]]) -> tuple[str | None, boo
         chunks = named + [c for c in chunks if c not in named]
     for s, e in chunks:
         ref, named_this = _strip_fillers(t[s:e])
+        if ref and not ref.endswith(GROUP_SUFFIXES):
+            s2, e2 = _cut_at_suffix(t, s, e)  # 人口普查登记群登记工作 → 人口普查登记群
+            if e2 < e:
+                ref2, _ = _strip_fillers(t[s2:e2])
+                if ref2 and len(ref2) > 1:
+                    ref, s, e = ref2, s2, e2
         if ref and len(ref) > 1 and not (this and not ref.endswith(GROUP_SUFFIXES)):
             return ref, this or named_this, (s, e)
         this = this or named_this
@@ -556,12 +583,34 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
     if "group" in intent.slots and not slots.get("group"):
         this = True
     for key in ("group", "target"):
+        if slots.get(key):
+            slots[key] = _REF_TAIL.sub("", slots[key]) or slots[key]
         if slots.get(key) and not _may_name_a_group(slots[key]):
             return None  # 明天的会议延期到下周一, 已收到，按时完成: work text, not a command
+    if _only_a_statement(intent, chosen, mates, t, slots.get("group")):
+        return None
     rest = _leftover(t, [(s, e) for s, e, _ in used]).replace("|", " ")
     rest = re.sub(r"\s+", " ", rest).strip()
     return Parse(intent.name, slots, t, verb=chosen.phrase.text, rest=rest, this_group=this,
                  weak=chosen.phrase.weak, consequential=intent.consequential, spans=tuple(sorted(used)))
+
+
+_REF_TAIL = re.compile(r"的?(?:到期时间|到期日期|到期日|期限|截止时间|截止日期|有效期|时间|日期)$")
+
+
+def _only_a_statement(intent: Intent, chosen: Hit, mates: list[Hit], t: str, ref: str | None) -> bool:
+    """秋粮收购已经结束了: a fact about work, not 完成 of a group (no 群/专班, the verb not first)."""
+    if not intent.statements or not ref or ref.endswith(GROUP_SUFFIXES):
+        return False
+    statements = _statement_set(intent.name)
+    if any(h.phrase.text not in statements for h in mates):
+        return False  # 解散/不用了 said too
+    return bool(_strip_fillers(t[:chosen.start])[0])
+
+
+@lru_cache(maxsize=32)
+def _statement_set(name: str) -> frozenset[str]:
+    return frozenset(clean(w) for w in BY_NAME[name].statements.split())
 
 
 def _may_name_a_group(ref: str) -> bool:
@@ -615,7 +664,8 @@ def _reason(t: str, chosen: Hit, mates: list[Hit], where, ref, spans) -> str | N
     return reason or None
 
 
-_REASON_LEAD = frozenset("我 我们 咱们 请 麻烦 帮我 把 给 吧 了 啊 呀 呢 哦 这个群 本群 该群 此群 群 那个群".split())
+_REASON_LEAD = frozenset("我 我们 咱们 请 麻烦 帮我 把 给 吧 了 啊 呀 呢 哦 这个群 本群 该群 此群 群 那个群 暂时 暂 先 千万 一定 "
+                         "务必 还是".split())
 
 
 def _strip_reason(part: str) -> str:
@@ -651,7 +701,7 @@ def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None)
     after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
     positional, fields = split_fields(after)
     if not positional and "name" not in fields:
-        before, _ = _strip_fillers(t[:chosen.start])
+        before, _ = _strip_fillers(re.split(r"[,;。!?]", t[:chosen.start])[-1])
         if before:
             fields["name"] = before
     elif positional and "name" not in fields:

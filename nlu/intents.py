@@ -11,6 +11,8 @@ Columns:
 - ``alone``: phrases that count only when they are (nearly) the whole message (轻, 重, 你好 …);
 - ``alone_means``: phrases that mean another intent when said alone (不用了 alone is 算了);
 - ``with_period``: the intent meant when a period is said too (还得用一个月 is a renewal);
+- ``statements``: phrases that only state a fact after a subject that names no group
+  (秋粮收购已经结束了, 物资清点完毕): a command only when said first (完成 秋粮) or of a 群/专班;
 - ``slots``: what to extract: group, target (merge), period, reason, text, fields, value;
 - ``tier``: when several intents are said, the lowest tier wins (an action over 你好);
 - ``consequential``: acting on a fuzzy group match needs a confirmation (完成, 合并, 保护).
@@ -39,6 +41,7 @@ class Intent:
     alone: str = ""
     alone_means: dict[str, str] = field(default_factory=dict)
     with_period: str = ""
+    statements: str = ""
     values: dict[str, int] = field(default_factory=dict)
     consequential: bool = False
     summary: str = ""
@@ -62,10 +65,12 @@ INTENTS: tuple[Intent, ...] = (
         散了吧 可以散了 关掉 关闭 办完了 干完了 弄完了 搞完了 做完了 忙完了 完工 收官 告一段落 结项 用完了
         任务完成 可以关了 停用 不要这个群了 没必要留了 完事 完事了 结束了 收尾了 可以撤销了 可以删了 删群 散群
         完城 完呈 结速 结素 解撒 借散 解伞 完程 完承 玩成 解三 接散 结术 完毕 已完毕 可以结束 结束吧 收工
-    """, alone_means={"不用了": "cancel", "不需要了": "cancel", "用不着了": "cancel", "完成": "confirm"}),
+    """, alone_means={"不用了": "cancel", "不需要了": "cancel", "用不着了": "cancel", "完成": "confirm"},
+        statements="""完成 结束 完结 办完了 干完了 弄完了 搞完了 做完了 忙完了 完工 收官 告一段落 结项 完事 完事了 结束了
+        收尾了 完毕 已完毕 收工 任务完成 可以结束 结束吧"""),
     Intent("keep", slots=("group", "reason"), summary="保留群（不同意解散）", verbs="""
         保留 别解散 不要解散 不能解散 先别解散 不用解散 暂不解散 不解散 先不解散 别散 不要散 别撤 不要撤
-        留着 先留着 留下 保住 暂时保留 继续保留 要保留 请保留 保流 宝留 报留 保溜 保六 保刘 宝流 保存
+        留着 先留着 留下 保住 暂时保留 继续保留 要保留 请保留 保流 宝留 报留 保溜 保六 保刘 宝流 保存 留著 先留著
     """ + combos(NEGATIONS, DISSOLVE) + """ 千万不要解散 千万不能解散 一定不要解散 不同意解散 反对解散""",
         with_period="renew", reason_verbs="""
         还要用 还在用 继续用 还有用 ~有用 还得用 仍在使用 继续使用 还需要 还没完 没完成
@@ -91,7 +96,7 @@ INTENTS: tuple[Intent, ...] = (
         这个群没用 这个群没有用 此群没用 该群没用 没用 没有用 没啥用 没什么用 无用 用处不大 没必要 形同虚设
         摆设 僵尸群 没人说话 早就不用 早没人用 没人用 白建 多余 纯属负担 有没有都行 没有必要 没作用
         没有什么用 没什么用处 没啥用处 没有任何用 没多大用 没太大用 没用处 作用不大 没什么作用 没有作用 没有意义
-        没意义 没什么意义 意义不大 纯属多余 可有可无
+        没意义 没什么意义 意义不大 纯属多余 可有可无 没啥作用 没有啥用 没有啥作用 没多少用 没…作用 没…用处
     """),
     Intent("report", slots=("text",), summary="匿名反映形式主义要求", verbs="""
         反映 举报 投诉 吐槽 反馈 我要反映 爆料 提意见 提个意见 反应一下 反应个情况 反应 反映一下 反映个情况
@@ -99,7 +104,7 @@ INTENTS: tuple[Intent, ...] = (
     """),
     Intent("confirm_order", slots=("group",), summary="告知已手动解散", verbs="""
         已解散 已经解散 解散好了 解散完了 已手动解散 我解散了 已经散了 群散了 我已解散 已经删了 已删群
-        已经解散了 解散掉了 己解散 已经手动解散 手动解散了 已手动解散了 亲自解散了 自己解散了 已经删除了
+        已经解散了 解散掉了 己解散 按要求解散 已按要求解散 已按通知解散 按通知解散了 已…手动解散 已经手动解散 手动解散了 已手动解散了 亲自解散了 自己解散了 已经删除了
     """),
     Intent("undo", tier=1, summary="撤销刚才的操作", verbs="""
         撤销 撤回 弄错了 搞错了 点错了 说错了 反悔 刚才的不算 不算数 撤销刚才 取消刚才 撤消 撒销
@@ -127,7 +132,7 @@ INTENTS: tuple[Intent, ...] = (
         同意 没问题 确实 正确 确认一下 确认了 确人 却认
     """, alone="是 对 对对 嗯确认 yes"),
     Intent("continue", tier=3, summary="继续刚才的对话", verbs="""
-        继续 接着 继续登记 接着填 接着来 往下 下一步 继续吧
+        继续 接着 接著 继续登记 接着填 接着来 往下 下一步 继续吧
     """),
     Intent("greet", tier=4, summary="打招呼", verbs="""
         你好 您好 在吗 在不在 哈喽 早上好 上午好 下午好 晚上好 你好呀 您好呀 hello hi 嗨 你们好 大家好
@@ -155,6 +160,9 @@ FILLERS = frozenset("""
     这个群 那个群 的群 群 去 来 让 由 被 为 用 里 上 中 内 之 其 及 和 跟 与 同 或 在 是 有 这边 那边 目前 今天 做 做个 做一下 新建的 刚建的 新建 刚建 新 刚 刚才 刚刚
     事 事情 任务已经 已 都已经 其实 应该 估计 可能 大概 尽快 立刻 立即 一直 然后 所以 因为 但是 不过
 """.split())
+
+# A verb followed by one of these is a noun (登记工作完成了, 完成情况): no verb.
+NOMINAL_AFTER = ("工作", "任务", "的事", "事宜", "情况", "进度", "信息", "材料", "表", "通知", "率", "数", "人员")
 
 # A "group" that is a common work noun: 明天的会议延期到下周一, 本次检查结束 are no commands.
 NON_GROUP_NOUNS = ("会议", "会", "活动", "检查", "培训", "考核", "材料", "报表", "时间", "截止时间", "调度会", "例会",

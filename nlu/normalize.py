@@ -21,6 +21,7 @@ _STICKER = re.compile(r"\[(?:强|弱|抱拳|握手|微笑|愉快|偷笑|捂脸|�
                       r"旺柴|让我看看|666|合十|庆祝|烟花|礼物|红包|福|咖啡|蛋糕|月亮|凋谢|炸弹|便便|猪头|Emm|哇)\]")
 _MENTION = re.compile(r"@\S{1,24}?(?:\s|$)")
 _SPACES = re.compile(r"\s+")
+_ARROWS = re.compile(r"\s*(?:->|=>|→|⇒|➡|➔|⟶)\s*")
 _KEEP_SYMBOLS = set("、,，()（）【】[]《》“”\"'‘’:：.。;；?？!！-/+~～·_#%")
 _EDGE = " ,，.。;；!！?？~～·、"
 
@@ -61,6 +62,8 @@ def clean(text: str, bot_names: tuple[str, ...] = ()) -> str:
         return ""
     t = text.translate(_SPACE_CHARS)
     t = unicodedata.normalize("NFKC", t)
+    if ">" in t or "→" in t or "⇒" in t or "➡" in t or "➔" in t or "⟶" in t:
+        t = _ARROWS.sub(" 到 ", t)  # 合并：A → B
     t = _STICKER.sub(" ", t)
     t = strip_mentions(t, bot_names)
     t = to_simplified(t)
