@@ -46,6 +46,7 @@ class Phrase:
     weak: bool = False
     reason: bool = False  # the phrase also states the reason (还要用)
     alone: bool = False
+    raw: str = field(default="", compare=False)  # as written in the table (妳好 folds to 你好)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _phrases(intent: Intent) -> list[Phrase]:
         for raw in column.split():
             weak = raw.startswith("~")
             text = GAP.join(clean(piece) or piece for piece in raw.lstrip("~").split(GAP))
-            out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone))
+            out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone, raw=raw.lstrip("~")))
     return out
 
 
@@ -130,26 +131,28 @@ def grammar() -> _Grammar:
     alone: dict[str, Phrase] = {}
     pieces: list[str] = []  # what the pre-filter looks for
     short_pieces: list[str] = []  # ... and in short texts only (greetings)
+    alone_raw: list[str] = []
     for intent in INTENTS:
         for p in _phrases(intent):
             if p.alone:
                 alone.setdefault(p.text, p)
+                alone_raw.append(p.raw)
                 continue
             if GAP in p.text:
                 gapped.append((re.compile(_GAP_RE.join("(" + re.escape(x) + ")" for x in p.text.split(GAP))), p))
                 pieces.append(max(p.text.split(GAP), key=len))
                 continue
+            (pieces if intent.tier < 4 else short_pieces).extend({p.text, p.raw})
             if p.text in literal:
                 if literal[p.text].intent != p.intent:
                     raise ValueError(f"phrase {p.text!r} is in {literal[p.text].intent} and {p.intent}")
                 continue
             literal[p.text] = p
-            (pieces if intent.tier < 4 else short_pieces).append(p.text)
     by_first: dict[str, list[str]] = {}
     for text in sorted(literal, key=len, reverse=True):
         by_first.setdefault(text[0], []).append(text)
     alone_chars = set("123456789？１２３４５６７８９")
-    short_only = (list(alone) + [t for t, p in literal.items() if BY_NAME[p.intent].tier >= 4]
+    short_only = (list(alone) + alone_raw + short_pieces
                   + list(CHOOSE_WORDS) + list(_PARTICLES) + list(ALONE_LEADS))
     for a in short_only:
         for v in _variants(a):
@@ -300,7 +303,7 @@ def _strip_fillers(chunk: str) -> tuple[str, bool]:
     return out, this
 
 
-_SPLIT_AFTER_SUFFIX = re.compile(r"(?:" + "|".join(GROUP_SUFFIXES) + r")(?:\([^)]*\)|【[^】]*】)?(?=\s|$)")
+_SPLIT_AFTER_SUFFIX = re.compile(r"(?:" + "|".join(GROUP_SUFFIXES) + r")(?:\([^)]*\)|【[^】]*】)?[)】」』”\]\"']*(?=\s|$)")
 _REASON_MARK = re.compile(r"^(?:理由|原因|因为|由于|因|说明)\s*(?:是|为|:)?\s*")
 
 
@@ -675,7 +678,7 @@ def _strip_reason(part: str) -> str:
         toks.pop(0)
     while toks and (toks[-1] in _PARTICLES or toks[-1] in ("谢谢", "辛苦了")):
         toks.pop()
-    return "".join(toks).strip(" ,;。!?:、")
+    return "".join(toks).strip(" ,;。!?:、【】「」『』“”()\"'")
 
 
 _NAME_TAIL = ("帮我", "帮忙", "请", "吧", "一下", "谢谢", "了", "麻烦", "给我", "帮")

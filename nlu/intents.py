@@ -135,7 +135,7 @@ INTENTS: tuple[Intent, ...] = (
         继续 接着 接著 继续登记 接着填 接着来 往下 下一步 继续吧
     """),
     Intent("greet", tier=4, summary="打招呼", verbs="""
-        你好 您好 在吗 在不在 哈喽 早上好 上午好 下午好 晚上好 你好呀 您好呀 hello hi 嗨 你们好 大家好
+        你好 您好 妳好 在吗 在不在 哈喽 早上好 上午好 下午好 晚上好 你好呀 您好呀 hello hi 嗨 你们好 大家好
     """, alone="早 在 喂 hey 您 你"),
     Intent("pulse", tier=4, slots=("value",), summary="负担脉搏的回答", verbs="", alone="""
         轻 适中 重 负担轻 负担重 负担适中 很重 太重了 太重 挺重 有点重 比较重 很轻 比较轻 挺轻 不重 轻松 还行 一般
