@@ -24,7 +24,7 @@ from governance.dates import DateParseError
 from nlu.fields import split_fields
 from nlu.intents import (ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, NOMINAL_AFTER, NON_GROUP_NOUNS, THIS_GROUP,
                          Intent)
-from nlu.normalize import clean, strip_mentions
+from nlu.normalize import STICKER, clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
 GAP = "…"
@@ -210,6 +210,8 @@ def may_be_command(raw: str) -> bool:
     low = raw.lower()
     if "@" in low:
         low = strip_mentions(low).strip()
+    if "[" in low:
+        low = STICKER.sub("", low)  # 很重[抱拳]
     if len(low) <= ALONE_MAX + 4:
         if all(ch in g.alone_chars or not ch.isalnum() for ch in low):
             return True  # 1, 重, 适中, 你好, ?: made only of such characters, checked exactly by the parser

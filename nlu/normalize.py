@@ -16,7 +16,7 @@ DEFAULT_BOT_NAMES = ("群治助手", "群治机器人", "群治", "治理助手"
 # WeCom puts U+2005 after an @-mention; the ideographic space and NBSP appear in pasted text.
 _SPACE_CHARS = str.maketrans({"\u2005": " ", "\u3000": " ", "\xa0": " ", "\u200b": "", "\ufeff": "",
                               "\u200d": "", "\ufe0f": "", "\t": " ", "\n": " ", "\r": " "})
-_STICKER = re.compile(r"\[(?:强|弱|抱拳|握手|微笑|愉快|偷笑|捂脸|玫瑰|加油|OK|ok|耶|鼓掌|太阳|爱心|心|拳头|胜利|"
+STICKER = re.compile(r"\[(?:强|弱|抱拳|握手|微笑|愉快|偷笑|捂脸|玫瑰|加油|OK|ok|耶|鼓掌|太阳|爱心|心|拳头|胜利|"
                       r"呲牙|憨笑|可怜|流泪|大哭|皱眉|奸笑|机智|嘿哈|社会社会|发呆|害羞|尴尬|得意|调皮|抠鼻|吃瓜|"
                       r"旺柴|让我看看|666|合十|庆祝|烟花|礼物|红包|福|咖啡|蛋糕|月亮|凋谢|炸弹|便便|猪头|Emm|哇)\]")
 _MENTION = re.compile(r"@\S{1,24}?(?:\s|$)")
@@ -64,7 +64,7 @@ def clean(text: str, bot_names: tuple[str, ...] = ()) -> str:
     t = unicodedata.normalize("NFKC", t)
     if ">" in t or "→" in t or "⇒" in t or "➡" in t or "➔" in t or "⟶" in t:
         t = _ARROWS.sub(" 到 ", t)  # 合并：A → B
-    t = _STICKER.sub(" ", t)
+    t = STICKER.sub(" ", t)
     t = strip_mentions(t, bot_names)
     t = to_simplified(t)
     t = _drop_symbols(t)
