@@ -19,6 +19,8 @@ The API the handlers wire in (``handlers/dispatch.py`` and the commands)::
     p.weak                 # only a weak phrase matched (用到, 有用): stay silent if its group is unknown
     p.consequential        # done / merge / protect / unprotect / confirm_order
     p.rest                 # what no slot consumed
+    p.slots.get("period_error")  # a date recognised but impossible (2月30日): reply with it
+    warm_up()              # at start-up: build the grammar, load the dictionary (~1 s) before traffic
 
     # group references: candidates are the groups this person may see, read once from the
     # database as plain records; relation is own / member / admin (or a frozenset of them)
@@ -48,7 +50,7 @@ still be recognised before anything is recorded: ``parse`` is pure, so ``_is_ano
 call it.
 """
 from nlu.fields import split_fields
-from nlu.grammar import Parse, may_be_command, parse
+from nlu.grammar import Parse, may_be_command, parse, warm_up
 from nlu.periods import DateParseError, Period, parse_period, renewal_base, say_date
 from nlu.resolve import ADMIN, MEMBER, OWN, Candidate, Resolution, may_act, resolve
 
@@ -57,4 +59,5 @@ ANONYMOUS_INTENTS = frozenset({"useless", "report", "pulse"})
 __all__ = [
     "parse", "Parse", "may_be_command", "resolve", "Resolution", "Candidate", "may_act", "OWN", "MEMBER", "ADMIN",
     "Period", "parse_period", "renewal_base", "say_date", "DateParseError", "split_fields", "ANONYMOUS_INTENTS",
+    "warm_up",
 ]

@@ -192,6 +192,12 @@ def tokenizer():
     return tok
 
 
+def warm_up() -> None:
+    """Build the grammar and load the tokenizer's dictionary (about a second) before traffic."""
+    grammar()
+    tokens("秋粮收购专班延期一个月")
+
+
 def tokens(text: str) -> list[tuple[str, int, int]]:
     return list(tokenizer().tokenize(text, HMM=False))
 
@@ -390,8 +396,9 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
         return None
     try:
         period = find_period(t, today)
-    except DateParseError:
-        period = None
+        period_error = None
+    except DateParseError as e:  # 2月30日: recognised, impossible
+        period, period_error = None, str(e)
     if period:  # 延到一月底: the verb keeps its 到, the period starts after it
         for h in hits:
             if h.start <= period.start < h.end < period.end:
@@ -438,7 +445,10 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
         return None
     if intent.tier >= 3 and not intent.slots and len(_strip_fillers(leftover)[0].replace(" ", "")) > CHAT_MAX:
         return None  # 大家好，明天开会: a greeting or 确认 inside a longer message is no command
-    return _slots(intent, chosen, mates, remove, t, period, spans)
+    found = _slots(intent, chosen, mates, remove, t, period, spans)
+    if found is not None and period_error and "period" in BY_NAME[found.intent].slots:
+        found.slots["period_error"] = period_error
+    return found
 
 
 def _not_a_command(t: str, intent: Intent, leftover: str) -> bool:

@@ -196,3 +196,21 @@ def test_never_invents_a_name(text):
         v = p.slots.get(key)
         if v:
             assert set(v) <= written | {" "}, (text, key, v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_any_text_parses_or_is_none(text):
+    p = parse(text, today=TODAY)
+    assert p is None or p.intent
+
+
+def test_an_impossible_date_is_reported():
+    p = P("秋粮收购专班延期到2月30日")
+    assert p.intent == "renew" and p.slots.get("period") is None and "不是有效日期" in p.slots["period_error"]
+
+
+def test_results_are_not_shared_between_calls():
+    a = P("报备 秋粮收购专班 用途:调度")
+    a.slots["fields"]["name"] = "改掉"
+    assert P("报备 秋粮收购专班 用途:调度").slots["fields"]["name"] == "秋粮收购专班"
