@@ -47,6 +47,7 @@ class Phrase:
     reason: bool = False  # the phrase also states the reason (还要用)
     alone: bool = False
     raw: str = field(default="", compare=False)  # as written in the table (妳好 folds to 你好)
+    strict: bool = False  # weak, and counts only with a group suffix (改到: 会议改到明天 is no command)
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ def _phrases(intent: Intent) -> list[Phrase]:
                                   (intent.alone, False, True)):
         for raw in column.split():
             weak = raw.startswith("~")
+            strict = raw.startswith("~~")
             text = GAP.join(clean(piece) or piece for piece in raw.lstrip("~").split(GAP))
-            out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone, raw=raw.lstrip("~")))
+            out.append(Phrase(text, intent.name, weak=weak, reason=reason, alone=alone, raw=raw.lstrip("~"),
+                              strict=strict))
     return out
 
 
@@ -198,8 +201,9 @@ def warm_up() -> None:
     tokens("秋粮收购专班延期一个月")
 
 
-def tokens(text: str) -> list[tuple[str, int, int]]:
-    return list(tokenizer().tokenize(text, HMM=False))
+@lru_cache(maxsize=16384)
+def tokens(text: str) -> tuple[tuple[str, int, int], ...]:
+    return tuple(tokenizer().tokenize(text, HMM=False))
 
 
 # --- the pre-filter ------------------------------------------------------------------------------
@@ -360,7 +364,11 @@ def _silent(text: str, bot_names: tuple[str, ...]) -> bool:
     hits = _find_hits(t)
     if not hits:
         return True
-    if all(BY_NAME[h.intent].tier <= 2 and h.phrase.text not in BY_NAME[h.intent].alone_means for h in hits):
+    short = len(t) <= ALONE_MAX
+    if all(BY_NAME[h.intent].tier <= 2 and not (short and h.phrase.text in BY_NAME[h.intent].alone_means)
+           for h in hits):
+        if _WORK_OPENERS.match(t) or _WORK_FIGURES.search(t):
+            return True  # 请大家及时登记…, 今天完成秋粮收购3200吨: work text
         from governance.ritual import is_ritual  # cached; dispatch asks it about every message anyway
 
         return is_ritual(text)  # 收到，保证完成任务
@@ -415,7 +423,7 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
             return False  # 登记工作, 完成情况: a noun
         if h.phrase.weak:
             intent = BY_NAME[h.intent]
-            if not (("period" in intent.slots and period) or has_suffix):
+            if not (("period" in intent.slots and period and not h.phrase.strict) or has_suffix):
                 return False
         return h.start in left or h.end in right
 
@@ -441,7 +449,7 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
             and not _strip_fillers(leftover)[0]:
         target = BY_NAME[intent.alone_means[chosen.phrase.text]]
         return Parse(target.name, {}, t, verb=chosen.phrase.text, consequential=target.consequential)
-    if _not_a_command(t, intent, leftover):
+    if _not_a_command(text, t, intent, leftover):
         return None
     if intent.tier >= 3 and not intent.slots and len(_strip_fillers(leftover)[0].replace(" ", "")) > CHAT_MAX:
         return None  # 大家好，明天开会: a greeting or 确认 inside a longer message is no command
@@ -451,7 +459,7 @@ def _parse(text: str, today: date, bot_names: tuple[str, ...]) -> Parse | None:
     return found
 
 
-def _not_a_command(t: str, intent: Intent, leftover: str) -> bool:
+def _not_a_command(raw: str, t: str, intent: Intent, leftover: str) -> bool:
     """Work text that happens to contain a verb: 本周完成入户走访120户, 请大家及时登记, 收到保证完成任务."""
     if intent.tier > 2:
         return False
@@ -459,7 +467,7 @@ def _not_a_command(t: str, intent: Intent, leftover: str) -> bool:
         return True
     from governance.ritual import is_ritual
 
-    return is_ritual(t)
+    return is_ritual(raw)  # the raw text: the answer _silent (and dispatch) already cached
 
 
 def _alone(t: str, g: _Grammar) -> Phrase | None:

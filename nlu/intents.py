@@ -6,7 +6,9 @@ the cheap pre-filter also knows their traditional forms). ``…`` in a phrase is
 
 Columns:
 
-- ``verbs``: the phrases that say the intent (synonyms and common typos alike);
+- ``verbs``: the phrases that say the intent (synonyms and common typos alike); ``~`` marks a weak
+  phrase that counts only with a period (renewals) or a group suffix (续, 用到, 有用), ``~~`` one
+  that counts only with a group suffix (改到: 会议改到明天 is no command);
 - ``reason_verbs``: phrases that also carry the reason (还要用: "keep, it is still needed");
 - ``alone``: phrases that count only when they are (nearly) the whole message (轻, 重, 你好 …);
 - ``alone_means``: phrases that mean another intent when said alone (不用了 alone is 算了);
@@ -57,7 +59,7 @@ INTENTS: tuple[Intent, ...] = (
         延期 延长 续期 ~续 ~延 ~再用 顺延 往后延 往后推 往后挪 推迟 推后 延到 延至 延后 延一下 展期 宽限
         ~多用 续上 续一下 续一续 加期 延续 还要再用 ~再开 ~用到 保留到 ~留到 ~开到 ~撑到 ~放到 续用
         续个期 延个期 延一延 续费 接着用到 ~多留 ~多开
-        ~改到 ~改为 ~改成 ~调到 ~调整到 ~调整为 ~更改为 ~定到 ~放宽到 期限改到 到期时间改为 期限延长
+        ~~改到 ~~改为 ~~改成 ~~调到 ~~调整到 ~~调整为 ~~更改为 ~~定到 ~~放宽到 期限改到 到期时间改为 期限延长
         续其 延其 廷期 沿期 延场 续器 绪期 续斯 延欺 严期 言期 研期 盐期 叙期 序期 续旗 延气 延迟
     """),
     Intent("done", slots=("group",), consequential=True, summary="任务完成，解散临时群", verbs="""
