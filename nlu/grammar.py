@@ -22,8 +22,8 @@ import zhconv
 
 from governance.dates import DateParseError
 from nlu.fields import split_fields
-from nlu.intents import (ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, NOMINAL_AFTER, NON_GROUP_NOUNS, THIS_GROUP,
-                         Intent)
+from nlu.intents import (ALONE_LEADS, BY_NAME, FILLERS, GROUP_SUFFIXES, INTENTS, MERGE_UNDIRECTED, NOMINAL_AFTER,
+                         NON_GROUP_NOUNS, THIS_GROUP, Intent)
 from nlu.normalize import STICKER, clean, strip_mentions
 from nlu.periods import Found, Period, find_period
 
@@ -584,9 +584,9 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
         body = re.sub(r"^(?:一下|一个情况|个情况|情况|一个问题|个问题|问题|一件事|件事|个事|下)\s*[:,]?\s*", "", body).strip()
         slots["text"] = body or None
     elif intent.name == "merge":
-        a, b = _two_groups(t[:chosen.start], t[chosen.end:], chosen.phrase.text not in ("合并", "整合", "归并", "和并", "合井"))
-        ga, this_a = _strip_fillers(_cut_others(a, mates, t))
-        gb, _ = _strip_fillers(_cut_others(b, mates, t))
+        a, b = _two_groups(t[:chosen.start], t[chosen.end:], chosen.phrase.text not in _UNDIRECTED)
+        ga, this_a = _strip_fillers(_without(a, mates))
+        gb, _ = _strip_fillers(_without(b, mates))
         slots["group"] = ga or None
         slots["target"] = gb or None
         this = this_a
@@ -596,8 +596,6 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
             ref, this, where = _keep_group(t, chunks)
         else:
             ref, this, where = _first_group(t, chunks)
-            if ref and where and "reason" not in intent.slots and "period" not in intent.slots:
-                pass
         slots["group"] = ref
         if ref and where:
             used.append((where[0], where[1], "group"))
@@ -647,7 +645,11 @@ def _may_name_a_group(ref: str) -> bool:
     return not is_ritual(ref)
 
 
-def _cut_others(part: str, mates: list[Hit], t: str) -> str:
+_UNDIRECTED = frozenset(clean(w) for w in MERGE_UNDIRECTED.split())
+
+
+def _without(part: str, mates: list[Hit]) -> str:
+    """``part`` with the other phrases of the intent blanked (合并 A 到 B 合并一下)."""
     for h in mates:
         part = part.replace(h.phrase.text, " ")
     return part

@@ -163,6 +163,10 @@ FILLERS = frozenset("""
     事 事情 任务已经 已 都已经 其实 应该 估计 可能 大概 尽快 立刻 立即 一直 然后 所以 因为 但是 不过
 """.split())
 
+# Merge phrases that say no direction: 合并 A 和 B / 把 A 和 B 合并 (the first is merged into the second);
+# every other merge phrase points at its target (A 并到 B).
+MERGE_UNDIRECTED = "合并 整合 归并 合成一个 合二为一 和并 合井 合并成"
+
 # A verb followed by one of these is a noun (登记工作完成了, 完成情况): no verb.
 NOMINAL_AFTER = ("工作", "任务", "的事", "事宜", "情况", "进度", "信息", "材料", "表", "通知", "率", "数", "人员")
 
