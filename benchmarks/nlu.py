@@ -1,6 +1,6 @@
 """Benchmark the natural-language parser (``nlu``).
 
-    python -m benchmarks.nlu            # accuracy, cost of non-commands, resolution latency
+    python -m benchmarks.nlu            # (or python benchmarks/nlu.py) accuracy, cost, latency
     python -m benchmarks.nlu --json     # machine-readable
 
 1. **Accuracy** on ``tests/nlu/corpus.jsonl``: intent accuracy, slot accuracy (a group slot
@@ -20,9 +20,13 @@ import gc
 import json
 import random
 import statistics
+import sys
 import time
 from datetime import date
 from pathlib import Path
+
+if not __package__:  # run as a script: benchmarks/ on sys.path must not shadow the nlu package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "nlu" / "corpus.jsonl"
 TODAY = date(2026, 12, 1)
