@@ -34,6 +34,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/outbox.py
+	$(BIN)/python benchmarks/nlu.py
 
 # Heavy load, fault and scale runs (issue 6); they need PostgreSQL for the PostgreSQL figures.
 heavy: $(STAMP)
