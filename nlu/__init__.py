@@ -1,7 +1,7 @@
 """Natural-language commands for 群治: a deterministic, offline parser (no hosted model).
 
 Pure: no I/O, no database, ``today`` is passed in. It may import ``governance`` (dates, text,
-worktime, ritual) and third-party libraries (jieba, zhconv, rapidfuzz, lunardate) only.
+worktime, ritual) and third-party libraries (jieba, zhconv, rapidfuzz, lunar_python) only.
 
 The API the handlers wire in (``handlers/dispatch.py`` and the commands)::
 

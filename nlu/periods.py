@@ -4,7 +4,7 @@ Extends :func:`governance.dates.parse_expiry` (everything it accepts keeps its m
 Chinese numerals in every position (三十天, 两个月, 半个月, 半年, 一年半, 个把月), relative dates
 (明天, 下周五, 本月底, 下个月15号, 3月中旬, 明年2月底) and holidays (年前/春节前 = the day before
 春节, 春节后/年后 and 国庆后 = the first working day after the holiday, 元旦, 五一, 端午, 中秋,
-元宵). Lunar dates come from ``lunardate``; working days from ``governance.worktime``.
+元宵). Lunar dates come from ``lunar_python``; working days from ``governance.worktime``.
 
 Pure: ``today`` is always passed in. A :class:`Period` is either a span (counted from a base:
 the current expiry when that is in the future, see :func:`renewal_base`) or a fixed date.
@@ -111,9 +111,10 @@ def _next_or_same(make, today: date) -> date | None:
 
 @lru_cache(maxsize=256)
 def _lunar(year: int, month: int, day: int) -> date:
-    from lunardate import LunarDate
+    from lunar_python import Lunar
 
-    return LunarDate(year, month, day).to_solar_date()
+    s = Lunar.fromYmd(year, month, day).getSolar()
+    return date(s.getYear(), s.getMonth(), s.getDay())
 
 
 def _is_workday(d: date) -> bool:
