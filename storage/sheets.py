@@ -78,7 +78,7 @@ def check_unzipped_size(path: Path, limit: int) -> None:
     """Refuse a zip-based workbook that inflates to more than ``limit`` bytes, before parsing it."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):  # damaged or unsupported zip
         if path.open("rb").read(2) != b"PK":
             return  # not a zip at all (a legacy .xls under another suffix): the parser says what it is
         raise ImportFormatError("无法打开文件：不是有效的 Excel/WPS 表格文件（zip 格式损坏）。") from None

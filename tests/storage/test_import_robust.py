@@ -147,3 +147,19 @@ def test_the_content_not_the_suffix_decides(cli, db, tmp_path, monkeypatch):
     _no_parsing(monkeypatch)
     r = cli("import", "groups", str(disguised))
     assert r.exit_code == 2 and "解压" in r.output, r.output
+
+
+def test_a_zip_of_an_unsupported_version_is_a_chinese_error(cli, db, tmp_path):
+    """A damaged workbook whose zip claims a newer format (the fuzzer found "zip file version 6.4",
+    a raw NotImplementedError) is refused in Chinese and changes nothing."""
+    path = tmp_path / "new.xlsx"
+    _ledger_xlsx(path)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")  # the first central directory entry: "version needed" at +6
+    data[at + 6:at + 8] = struct.pack("<H", 64)
+    path.write_bytes(bytes(data))
+    r = cli("import", "groups", str(path))
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit)
+    assert "无法打开文件" in r.output
+    assert len(state(db)[0]) == 0
