@@ -209,7 +209,7 @@ def _parse_text(text: str, today: date, end: bool) -> date | None:
     try:
         return parse_date(t)
     except DateParseError:
-        pass
+        pass  # not a full date: try the month and the month-day forms below, else the error at the end
     m = _MONTH.fullmatch(t)
     if m:
         y, mo = int(m.group(1)), int(m.group(2))
@@ -220,7 +220,7 @@ def _parse_text(text: str, today: date, end: bool) -> date | None:
         try:
             return date(today.year, int(m.group(1)), int(m.group(2)))
         except ValueError:
-            pass
+            pass  # 2月30日: an impossible day falls through to the error below
     raise ValueError(f"“{text}”不是日期，应写成例如“2026-05-01”“2026.5.1”“2026年5月”或“长期”")
 
 
