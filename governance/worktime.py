@@ -109,7 +109,8 @@ def fallback_holidays(year: int) -> frozenset[date]:
     return frozenset(days)  # all inside ``year``: 春节 falls between 1/21 and 2/20
 
 
-def _package_covers(year: int) -> bool:
+def package_covers(year: int) -> bool:
+    """Whether the pinned chinese_calendar has the State Council's schedule for ``year``."""
     try:
         chinese_calendar.is_workday(date(year, 6, 1))
         return True
@@ -140,7 +141,7 @@ class WorkTime:
 
     def has_schedule(self, year: int) -> bool:
         """An official schedule of ``year`` is known (the operator's, or the package's)."""
-        return year in self.schedules or _package_covers(year)
+        return year in self.schedules or package_covers(year)
 
 
 def is_working_day(d: date, wt: WorkTime | None = None) -> bool:

@@ -123,20 +123,12 @@ def _is_workday(d: date) -> bool:
     return is_working_day(d)
 
 
-def _covered(year: int) -> bool:
-    import chinese_calendar
-
-    try:
-        chinese_calendar.is_workday(date(year, 6, 1))
-        return True
-    except NotImplementedError:
-        return False
-
-
 def _first_workday_after(holiday: date, assumed_days: int) -> date:
     """First working day after the holiday starting on ``holiday``: from the official schedule when
     the calendar package has the year, else after ``assumed_days`` days off (then Mon–Fri)."""
-    if _covered(holiday.year):
+    from governance.worktime import package_covers
+
+    if package_covers(holiday.year):
         d = holiday
         for _ in range(20):
             if _is_workday(d):

@@ -88,7 +88,7 @@ def _render(name: str, request: Request, sess: auth.DashSession | None, **ctx) -
 
 
 def _local(at, tz) -> str:
-    t = at.astimezone(tz)
+    t = labels.local_dt(at, tz)  # never fails on a stored far date
     return f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}"
 
 
