@@ -94,7 +94,7 @@ def bare_app():
 
 def serve_bare(host: str, port: int) -> None:
     from bot.server import run
-    from bot.settings import Settings
+    from config.settings import Settings
 
     # The same server as ``qunzhi serve`` (bot/cli.py -> bot/server.py: guarded h11 protocol).
     run(bare_app(), host=host, port=port, settings=Settings(_env_file=None))
@@ -178,7 +178,7 @@ class Generator:
     """Encrypted AI-bot group callbacks, each with a unique msgid and a fresh nonce."""
 
     def __init__(self, token: str, aes_key: str, groups: int = 500, users: int = 3000, seed: int = 11):
-        from bot.adapters.crypto import CallbackCrypto
+        from platforms.wecom.crypto import CallbackCrypto
 
         self.token = token
         self.crypto = CallbackCrypto(token, aes_key, "", tolerance=0, clock=None)
@@ -197,7 +197,7 @@ class Generator:
 
     def request(self, data: dict) -> tuple[str, str]:
         """(path with query, body) for one callback, encrypted and signed now."""
-        from bot.adapters.crypto import signature
+        from platforms.wecom.crypto import signature
 
         ts, nonce = str(int(time.time())), uuid.uuid4().hex[:16]
         enc = self.crypto.encrypt(json.dumps(data, ensure_ascii=False))

@@ -86,8 +86,8 @@ def _fake_stats(fake) -> dict:
 
 
 def _run(a, fake, url: str) -> None:
-    from bot.senders.wecom import WeComSender
-    from bot.settings import Settings
+    from platforms.wecom.sender import WeComSender
+    from config.settings import Settings
     from scheduler.outbox import Dispatcher
     from storage.db import Database
     from storage.models import OutboxMessage

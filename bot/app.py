@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.requests import ClientDisconnect
 
 from bot.runtime import Runtime
-from bot.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
 log = logging.getLogger("qunzhi.app")
 

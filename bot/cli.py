@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from bot.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
 app = typer.Typer(help="群治 Qunzhi：工作群治理助手", no_args_is_help=True, add_completion=False)
 import_app = typer.Typer(help="导入台账或消息记录", no_args_is_help=True)

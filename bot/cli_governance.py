@@ -36,7 +36,7 @@ def make_sender(settings):
     if not settings.wecom_configured:
         return None
     try:
-        from bot.senders.wecom import WeComSender
+        from platforms.wecom.sender import WeComSender
 
         return WeComSender(settings)
     except Exception as e:  # not built or bad configuration: appchat steps wait in 'dissolving'

@@ -146,8 +146,8 @@ def build_county(session, rng: random.Random, cfg: DemoConfig, now: datetime) ->
 
 def run_demo(cfg: DemoConfig) -> dict:
     from bot.runtime import Runtime
-    from bot.senders.recording import RecordingSender
-    from bot.settings import Settings
+    from platforms.local.sender import RecordingSender
+    from config.settings import Settings
     from governance.worktime import WorkTime, is_working_time
     from handlers.events import Event
     from scheduler.outbox import Dispatcher

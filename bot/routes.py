@@ -15,10 +15,10 @@ from starlette.routing import Route
 
 ROUTERS = [
     "bot.api",                 # /api/groups
-    "bot.adapters.wecom",      # /wecom/callback
-    "bot.adapters.aibot",      # /wecom/aibot/callback
-    "bot.adapters.bridge",     # /bridge/events
-    "bot.adapters.local",      # /local (chat page without WeCom)
+    "platforms.wecom.inbound",      # /wecom/callback
+    "platforms.aibot.inbound",      # /wecom/aibot/callback
+    "platforms.bridge.inbound",     # /bridge/events
+    "platforms.local.inbound",      # /local (chat page without WeCom)
     "bot.dashboard",           # /dashboard
 ]
 

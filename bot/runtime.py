@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import threading
 from datetime import datetime
@@ -49,7 +48,7 @@ from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from bot.settings import Settings
+from config.settings import Settings
 from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
 from handlers.dispatch import handle_event, stored_key
@@ -88,19 +87,11 @@ def install_log_redaction() -> None:
 install_log_redaction()
 
 REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
-GROUP_COMMIT_MAX = 128  # events per transaction
 # Writer shards. SQLite has one write lock, so one. On PostgreSQL a batch of plain activity is one
 # autocommit statement (``handlers.dispatch.ingest_autocommit``): with four shards the batches
 # were a quarter the size and the fixed cost per batch dominated (ingest benchmark, one run:
 # 4 shards 0.56 of bare, 1 shard 0.65-0.79; average batch 2.7 against 9).
 GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 1}
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    v = os.environ.get(name)
-    if v is None or not v.strip():
-        return default
-    return v.strip().lower() not in ("0", "false", "no", "off")
 
 
 class Runtime:
@@ -112,13 +103,12 @@ class Runtime:
         self.clock = clock
         self.services = Services(settings=settings, clock=clock)
         self.scheduler = None  # set by scheduler.service when running in-process
-        self.group_commit = _env_flag("QUNZHI_GROUP_COMMIT", True) if group_commit is None else group_commit
-        self.group_commit_max = max(1, group_commit_max or int(os.environ.get("QUNZHI_GROUP_COMMIT_MAX")
-                                                               or GROUP_COMMIT_MAX))
-        self.group_commit_writers = int(os.environ.get("QUNZHI_GROUP_COMMIT_WRITERS")
-                                        or GROUP_COMMIT_WRITERS.get(self.db.dialect, 2))
+        ingest = settings.ingest
+        self.group_commit = ingest.group_commit if group_commit is None else group_commit
+        self.group_commit_max = max(1, group_commit_max or ingest.group_commit_max)
+        self.group_commit_writers = ingest.group_commit_writers or GROUP_COMMIT_WRITERS.get(self.db.dialect, 2)
         # QUNZHI_BULK_INGEST=0: every event of a batch through handle_event (for comparison/diagnosis).
-        self.bulk = _env_flag("QUNZHI_BULK_INGEST", True)
+        self.bulk = ingest.bulk
         # The writer process needs what a child can open on its own: a database named by a URL
         # (not an injected or in-memory one) and the real clock (an injected one stays here).
         self.writer_kind = "thread"

@@ -27,7 +27,7 @@ import time
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bot.settings import Settings
+from config.settings import Settings
 
 log = logging.getLogger("qunzhi.server")
 

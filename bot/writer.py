@@ -14,7 +14,7 @@ Two transports run it:
 * ``ProcessWriter``: one child process (``multiprocessing`` spawn) with its own interpreter and
   database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
   process only pickles the events of a batch and unpickles the outcomes; the event loop reads
-  the outcomes itself (no thread hand-off per request). A lane has at most ``PIPELINE`` batches
+  the outcomes itself (no thread hand-off per request). A lane has at most ``QUNZHI_WRITER_PIPELINE`` batches
   in flight: what arrives meanwhile becomes the next batch, so the batch size follows the load.
 
 Failure of the child (killed, crashed): every event in flight or queued on it fails with
@@ -30,7 +30,6 @@ import concurrent.futures
 import logging
 import multiprocessing
 import multiprocessing.util
-import os
 import pickle
 import queue
 import signal
@@ -51,7 +50,6 @@ log = logging.getLogger("qunzhi.writer")
 
 BULK_MAX = 512  # events per bulk run (handlers.dispatch.handle_bulk)
 READY_TIMEOUT = 60.0  # seconds for a new writer process to import, connect and say ready
-PIPELINE = max(1, int(os.environ.get("QUNZHI_WRITER_PIPELINE") or 2))  # batches in flight per lane
 RESTART_WINDOW = 10.0  # two writer-process deaths within this many seconds: fall back to threads
 
 Outcome = Union[list[Reply], BaseException]
@@ -369,7 +367,7 @@ class _Lane:
 
     Events submitted during one turn of the event loop are sent together, at the end of the turn
     (``call_soon``), so one callback does not go alone while its neighbours wait for it. Up to
-    ``PIPELINE`` batches are in flight, so the child has the next one at hand when it commits."""
+    ``QUNZHI_WRITER_PIPELINE`` batches are in flight, so the child has the next one at hand when it commits."""
 
     def __init__(self, writer: "ProcessWriter", sock: socket.socket):
         self.writer = writer
@@ -401,13 +399,13 @@ class _Lane:
         return fut
 
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self.flush_scheduled and len(self.batches) < PIPELINE:
+        if not self.flush_scheduled and len(self.batches) < self.writer.pipeline:
             self.flush_scheduled = True
             loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self.flush_scheduled = False
-        while self.pending and len(self.batches) < PIPELINE and self.dead is None:
+        while self.pending and len(self.batches) < self.writer.pipeline and self.dead is None:
             batch = self.pending[:self.writer.group_commit_max]
             del self.pending[:len(batch)]
             bid, self.next_batch = self.next_batch, self.next_batch + 1
@@ -496,6 +494,7 @@ class ProcessWriter:
 
     def __init__(self, runtime: "Runtime", shards: int):
         self.group_commit_max = runtime.group_commit_max
+        self.pipeline = runtime.settings.writer_pipeline  # batches in flight per lane
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(max(1, shards))]
         ctx = multiprocessing.get_context("spawn")
         self.proc = ctx.Process(target=_child_main, name="qunzhi-writer",

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
-from bot.settings import Settings
+from config.settings import Settings
 from handlers.events import Event
 from storage.models import Group, Person
 

@@ -45,7 +45,7 @@ def sender_for(rt):
     if s is not None:
         return s
     if rt.settings.wecom_configured:
-        from bot.senders.wecom import WeComSender
+        from platforms.wecom.sender import WeComSender
 
         rt.sender = WeComSender(rt.settings)
         return rt.sender

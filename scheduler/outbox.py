@@ -48,7 +48,7 @@ from typing import Callable
 
 from sqlalchemy import bindparam, func, select, update
 
-from bot.senders.base import PermanentSendError, TransientSendError
+from platforms.base import PermanentSendError, TransientSendError
 from storage.db import Database
 from storage.models import OutboxMessage
 

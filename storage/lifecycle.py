@@ -357,7 +357,7 @@ def _notify_commission(session: Session, *, kind: str, text_: str, at: datetime,
 
 
 def _caps(g: Group, settings):
-    from bot.adapters.capabilities import for_group  # pure module; the mapping lives with the adapters
+    from platforms.capabilities import for_group  # pure module; the mapping lives with the adapters
 
     return for_group(g, settings)
 
@@ -733,7 +733,7 @@ def _sweep_lock(db):
 def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None) -> SweepReport:
     """Advance every group's lifecycle at ``now``.  Dry run unless ``apply``.
 
-    ``db`` is a ``storage.db.Database``; ``sender`` a ``bot.senders.base.Sender`` for appchat
+    ``db`` is a ``storage.db.Database``; ``sender`` a ``platforms.base.Sender`` for appchat
     steps (None: appchat groups wait in ``dissolving``).  Each group is handled in its own
     transaction; running it twice does nothing more the second time."""
     report = SweepReport(now=now, applied=apply)
@@ -839,7 +839,7 @@ def _apply(s: Session, step: Step, findings: list[Finding], now: datetime, setti
 
 # --- appchat steps -----------------------------------------------------------------------------
 def _send_errors():
-    from bot.senders.base import PermanentSendError, TransientSendError
+    from platforms.base import PermanentSendError, TransientSendError
 
     return TransientSendError, PermanentSendError
 

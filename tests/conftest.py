@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from bot.settings import Settings
+from config.settings import Settings
 from storage.db import Database
 from storage.models import Base
 

@@ -1,8 +1,9 @@
 """Settings: placeholder secrets refused outside development, with a clear message."""
 import pytest
+from pathlib import Path
 from pydantic import ValidationError
 
-from bot.settings import Settings
+from config.settings import Settings
 
 
 def test_development_accepts_empty_secrets():
@@ -35,7 +36,7 @@ def test_cli_shows_the_chinese_message(monkeypatch):
     from typer.testing import CliRunner
 
     from bot.cli import app
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setenv("QUNZHI_ENVIRONMENT", "production")
     monkeypatch.setenv("QUNZHI_ADMIN_TOKEN", "changeme")
@@ -120,7 +121,7 @@ def test_cli_configuration_errors_are_chinese_and_do_not_echo_secrets(monkeypatc
     from typer.testing import CliRunner
 
     from bot.cli import app
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -132,3 +133,33 @@ def test_cli_configuration_errors_are_chinese_and_do_not_echo_secrets(monkeypatc
     assert r.exit_code == 2 and "拒绝启动" in r.output and needle in r.output
     assert "short-secret-key-value" not in r.output
     assert "validation error" not in r.output and "pydantic" not in r.output
+
+
+def test_ingest_knobs_come_from_settings(monkeypatch):
+    monkeypatch.setenv("QUNZHI_GROUP_COMMIT", "0")
+    monkeypatch.setenv("QUNZHI_GROUP_COMMIT_MAX", "7")
+    monkeypatch.setenv("QUNZHI_BULK_INGEST", "off")
+    monkeypatch.setenv("QUNZHI_WRITER_PIPELINE", "")
+    ingest = Settings().ingest
+    assert (ingest.group_commit, ingest.group_commit_max, ingest.bulk, ingest.pipeline) == (False, 7, False, 2)
+
+
+def test_the_requests_ca_bundle_variable_is_honoured(monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/county-ca.pem")
+    assert Settings().ca_bundle == "/etc/ssl/county-ca.pem"
+    monkeypatch.setenv("QUNZHI_CA_BUNDLE", "/etc/ssl/other.pem")
+    assert Settings().ca_bundle == "/etc/ssl/other.pem"
+
+
+def test_no_production_module_reads_the_environment_itself():
+    """Every variable is read by config.Settings; a module reading os.environ bypasses validation."""
+    import ast
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for pkg in ("bot", "handlers", "storage", "scheduler", "governance", "nlu", "platforms"):
+        for path in (root / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") \
+                        and isinstance(node.value, ast.Name) and node.value.id == "os":
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []

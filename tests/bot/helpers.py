@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.adapters.bridge import signed_headers
-from bot.adapters.crypto import encrypt_for_tests
+from platforms.bridge.inbound import signed_headers
+from platforms.wecom.crypto import encrypt_for_tests
 from tests.conftest import (AIBOT_AES_KEY, AIBOT_TOKEN, BRIDGE_SECRET, WECOM_AES_KEY, WECOM_CORP_ID,
                             WECOM_TOKEN)
 

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import select
 
-from bot.adapters.crypto import CallbackCrypto, signature
+from platforms.wecom.crypto import CallbackCrypto, signature
 from handlers.dispatch import HINT
 from storage.models import Group, Membership, Message, OutboxMessage, ProcessedEvent
 from tests.bot.helpers import aibot_post, count
@@ -27,7 +27,7 @@ def _group_text(msgid: str, text: str, user: str = "zhangsan", chat: str = "wrkS
 
 
 def test_url_verification(client, clock):
-    from bot.adapters.crypto import encrypt_for_tests
+    from platforms.wecom.crypto import encrypt_for_tests
 
     ts = str(int(clock().timestamp()))
     enc, sig = encrypt_for_tests(AIBOT_TOKEN, AIBOT_AES_KEY, "", "8512343", ts, "n1")

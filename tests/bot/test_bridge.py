@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from bot.adapters.bridge import dissolve_instruction, sign
+from platforms.bridge.inbound import dissolve_instruction, sign
 from storage.models import Group, Membership, Message, ProcessedEvent
 from tests.bot.helpers import bridge_post, count
 from tests.conftest import BRIDGE_SECRET

@@ -8,8 +8,8 @@ from xml.etree.ElementTree import fromstring
 import pytest
 from wechatpy.enterprise.crypto import PrpCrypto
 
-from bot.adapters.crypto import CallbackCrypto, Forbidden, Malformed, signature
-from bot.adapters.wecom import to_event
+from platforms.wecom.crypto import CallbackCrypto, Forbidden, Malformed, signature
+from platforms.wecom.inbound import to_event
 from tests.bot.helpers import (GET_ANSWER, GET_ECHOSTR, GET_NONCE, GET_SIGNATURE, GET_TIMESTAMP, POST_ENCRYPT,
                                POST_NONCE, POST_SIGNATURE, POST_TIMESTAMP, card_event_xml)
 from tests.conftest import WECOM_AES_KEY, WECOM_CORP_ID, WECOM_TOKEN

@@ -120,14 +120,14 @@ def test_a_group_name_in_an_aibot_markdown_reply_is_not_a_link(hclient, clock, d
     content = _decrypt_reply(r.json(), clock)["stream"]["content"]
     assert "[点此登录](" not in content
     assert "*注意*" not in content and "`x`" not in content and "<b>" not in content
-    from bot.adapters.aibot import markdown_escape
+    from platforms.aibot.inbound import markdown_escape
 
     assert content == markdown_escape("“[点此登录](http://x)”已登记。*注意* `x` <b>")
     assert "点此登录" in content and "已登记" in content
 
 
 def test_markdown_escape_neutralises_block_syntax():
-    from bot.adapters.aibot import markdown_escape
+    from platforms.aibot.inbound import markdown_escape
 
     out = markdown_escape("# 标题\n> 引用\n- 列表\n1. 第一\n普通文字 3.5 a-b")
     assert out.splitlines() == ["\\# 标题", "\\> 引用", "\\- 列表", "1\\. 第一", "普通文字 3.5 a-b"]
@@ -287,8 +287,8 @@ def test_the_guard_holds_on_every_ingest_path(runtime, db, clock, bulk):
 
 
 def test_instructions_to_the_bridge_carry_the_raw_group_id(fake_wecom):
-    from bot.adapters.bridge import group_id
-    from bot.senders.bridge import BridgeSender
+    from platforms.bridge.inbound import group_id
+    from platforms.bridge.sender import BridgeSender
     from tests.conftest import BRIDGE_SECRET
 
     b = BridgeSender(fake_wecom.bridge_url, BRIDGE_SECRET, clock=lambda: 1_800_000_000)
@@ -304,7 +304,7 @@ def test_instructions_to_the_bridge_carry_the_raw_group_id(fake_wecom):
 def test_a_bridge_dissolution_is_confirmed_with_the_raw_id(runtime, client, clock, db):
     """The bridge's group wxg-9 is stored as wechat:wxg-9; its dissolution instruction names wxg-9
     and the bridge's confirmation with wxg-9 finishes it."""
-    from bot.senders.bridge import outgoing
+    from platforms.bridge.sender import outgoing
     from storage import lifecycle
 
     r = bridge_post(client, clock, _bridge("d1", group_id="wxg-9"))

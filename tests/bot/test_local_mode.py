@@ -103,7 +103,7 @@ def test_serve_start_up_line_follows_the_rule(monkeypatch, tmp_path, host, envir
     from typer.testing import CliRunner
 
     import bot.cli as cli
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     calls = []
     monkeypatch.setattr(cli, "_run_server", lambda app, **kw: calls.append((app, kw)))

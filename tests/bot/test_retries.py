@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from bot.adapters.crypto import encrypt_for_tests
+from platforms.wecom.crypto import encrypt_for_tests
 from handlers.dispatch import HINT
 from storage.models import Group, Membership, Message, OutboxMessage, Person, ProcessedEvent
 from tests.bot.helpers import bridge_post, decrypt_xml_reply, envelope, text_xml

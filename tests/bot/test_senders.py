@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from bot.adapters.bridge import sign
-from bot.senders.base import PermanentSendError, Sender, SendResult, TransientSendError
-from bot.senders.bridge import BridgeSender
-from bot.senders.recording import RecordingSender
-from bot.senders.wecom import WeComSender
+from platforms.bridge.inbound import sign
+from platforms.base import PermanentSendError, Sender, SendResult, TransientSendError
+from platforms.bridge.sender import BridgeSender
+from platforms.local.sender import RecordingSender
+from platforms.wecom.sender import WeComSender
 from tests.conftest import BRIDGE_SECRET, make_settings
 
 
@@ -97,7 +97,7 @@ def test_refused_connection_is_transient_and_not_a_timeout(fake_wecom):
 def test_sender_keeps_a_requests_session_when_a_proxy_is_configured(fake_wecom, monkeypatch):
     import requests
 
-    from bot.senders.http import PooledHTTP
+    from platforms.http import PooledHTTP
 
     assert isinstance(WeComSender(make_settings(wecom_api_base=fake_wecom.base_url)).client._http, PooledHTTP)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")

@@ -155,7 +155,7 @@ def test_wrong_receive_id_is_403(client, clock, db):
 
 def test_bad_ciphertext_is_400(client, clock, db):
     """Signed correctly but the ciphertext is garbage (not base64 / not whole blocks) → 400."""
-    from bot.adapters.crypto import signature
+    from platforms.wecom.crypto import signature
     from tests.conftest import WECOM_TOKEN
 
     ts = str(int(clock().timestamp()))

@@ -75,7 +75,7 @@ def cli_runner(runtime, monkeypatch, *, columns: int | None = None):
     """``run(*args) -> output`` of the ``qunzhi`` command against this runtime's database."""
     from bot import cli as cli_module
     from bot.runtime import Runtime
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setenv("QUNZHI_DATABASE_URL", runtime.db.url)
     for var in ("QUNZHI_WECOM_CORP_ID", "QUNZHI_WECOM_TOKEN", "QUNZHI_WECOM_AES_KEY", "QUNZHI_BRIDGE_SECRET",

@@ -12,7 +12,7 @@ from tests.dashboard.conftest import NOW
 @pytest.fixture
 def cli(known, monkeypatch):
     from bot import cli as cli_module
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setenv("QUNZHI_DATABASE_URL", known.url)
     monkeypatch.setenv("QUNZHI_ADMIN_TOKEN", "admin-token-for-tests")

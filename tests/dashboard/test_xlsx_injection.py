@@ -77,7 +77,7 @@ def hostile(known):
 def test_cli_xlsx_writes_text_not_formulas(hostile, monkeypatch, tmp_path):
     from bot import cli as cli_module
     from bot.runtime import Runtime
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setenv("QUNZHI_DATABASE_URL", hostile.url)
     get_settings.cache_clear()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.senders.wecom import WeComSender
+from platforms.wecom.sender import WeComSender
 from scheduler.outbox import Dispatcher
 from storage.models import OutboxMessage
 from storage.outbox import enqueue

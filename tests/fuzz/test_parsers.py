@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bot.adapters.bridge import signed_headers
-from bot.adapters.crypto import encrypt_for_tests
+from platforms.bridge.inbound import signed_headers
+from platforms.wecom.crypto import encrypt_for_tests
 from governance.dates import DateParseError, parse_date, parse_expiry
 from handlers import registry
 from handlers.context import Services

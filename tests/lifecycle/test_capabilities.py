@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.adapters.capabilities import for_platform
-from bot.senders.wecom import WeComSender
+from platforms.capabilities import for_platform
+from platforms.wecom.sender import WeComSender
 from storage import audit
 from storage.lifecycle import mark_warning_sent, sweep
 from storage.models import Group, OutboxMessage
@@ -155,7 +155,7 @@ def test_bridge_instruction_and_confirmation_via_event(runtime):
 def _bridge_post(client, runtime, body: dict):
     import json
 
-    from bot.adapters.bridge import signed_headers
+    from platforms.bridge.inbound import signed_headers
 
     raw = json.dumps(body, ensure_ascii=False).encode()
     return client.post("/bridge/events", content=raw,

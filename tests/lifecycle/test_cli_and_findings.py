@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from bot.settings import get_settings
+from config.settings import get_settings
 from storage.lifecycle import as_of, refresh_findings
 from storage.models import FindingRecord, Group
 from tests.lifecycle.helpers import NOW, dump, group, seed_people

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from bot.settings import get_settings
+from config.settings import get_settings
 from scheduler import jobs
 from storage.lifecycle import refresh_findings
 from storage.models import FindingRecord

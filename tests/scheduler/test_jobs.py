@@ -4,7 +4,7 @@ from datetime import timedelta
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from bot.senders.recording import RecordingSender
+from platforms.local.sender import RecordingSender
 from scheduler import jobs
 from scheduler.outbox import Dispatcher
 from scheduler.service import job_specs

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from bot.senders.base import PermanentSendError, TransientSendError, error_for
-from bot.senders.recording import RecordingSender
+from platforms.base import PermanentSendError, TransientSendError, error_for
+from platforms.local.sender import RecordingSender
 from scheduler.outbox import Dispatcher, RateLimiter
 from storage.models import OutboxMessage
 from storage.outbox import enqueue

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.senders.wecom import WeComSender
+from platforms.wecom.sender import WeComSender
 from scheduler import jobs
 from scheduler.outbox import Dispatcher
 from storage.lifecycle import sweep

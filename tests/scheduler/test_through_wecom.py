@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.senders.wecom import WeComSender
+from platforms.wecom.sender import WeComSender
 from scheduler.outbox import Dispatcher
 from storage import repo
 from storage.models import OutboxMessage, PulseResponse

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from wechatpy.enterprise.crypto import PrpCrypto
 
-from bot.adapters.bridge import signed_headers
-from bot.adapters.crypto import encrypt_for_tests, signature
+from platforms.bridge.inbound import signed_headers
+from platforms.wecom.crypto import encrypt_for_tests, signature
 from storage.models import Group, Membership, Message, OutboxMessage, Person, ProcessedEvent
 from tests.bot.helpers import envelope
 from tests.conftest import (AIBOT_AES_KEY, AIBOT_TOKEN, BRIDGE_SECRET, WECOM_AES_KEY, WECOM_CORP_ID,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.senders.wecom import WeComSender
+from platforms.wecom.sender import WeComSender
 from storage.models import Base
 from tests.bot.helpers import WeComSim, aibot_post, bridge_post
 from tests.conftest import (ADMIN_TOKEN, AIBOT_AES_KEY, AIBOT_TOKEN, BRIDGE_SECRET, WECOM_AES_KEY, WECOM_TOKEN,

@@ -29,7 +29,7 @@ g5,未知平台,MSN,li,城关镇,临时群,,2026-01-01,2025-01-01,li
 
 @pytest.fixture
 def cli(db, monkeypatch):
-    from bot.settings import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setenv("QUNZHI_DATABASE_URL", db.url)
     get_settings.cache_clear()

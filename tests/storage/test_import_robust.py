@@ -124,7 +124,7 @@ def test_xlsx_hiding_its_real_size_is_refused_too(cli, db, tmp_path, monkeypatch
 
 
 def test_default_limit_is_a_few_hundred_megabytes():
-    from bot.settings import Settings
+    from config.settings import Settings
 
     limit = Settings(_env_file=None).import_max_unzipped_bytes
     assert 100 * 2**20 <= limit <= 1024 * 2**20

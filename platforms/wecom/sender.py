@@ -5,10 +5,10 @@
 * The access token is fetched here from ``{api_base}gettoken?corpid=&corpsecret=`` (wechatpy's
   ``fetch_access_token`` hard-codes the real host and has no timeout); on 40014/42001 it is
   refreshed once and the call retried once.
-* Errors are mapped to ``TransientSendError`` / ``PermanentSendError`` (``bot.senders.base``).
+* Errors are mapped to ``TransientSendError`` / ``PermanentSendError`` (``platforms.base``).
 * Blocking: call from a worker thread, never on the event loop. One connection pool per sender
   (``pool_size`` ≥ the dispatcher's workers, keep-alive) shared by all threads: urllib3's pool
-  behind ``bot.senders.http.PooledHTTP``, or a ``requests.Session`` when the environment names a
+  behind ``platforms.http.PooledHTTP``, or a ``requests.Session`` when the environment names a
   proxy for the API base; the token is fetched once and refreshed once
   per expiry (threads that saw the same stale token wait for one refresh).
 * ``message/send`` carries ``enable_duplicate_check=1`` and ``duplicate_check_interval``
@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import warnings
@@ -34,8 +33,8 @@ from requests.adapters import HTTPAdapter
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from bot.senders.http import PooledHTTP
-from bot.senders.base import TOKEN_ERRCODES, PermanentSendError, SendError, SendResult, TransientSendError, error_for
+from platforms.http import PooledHTTP
+from platforms.base import TOKEN_ERRCODES, PermanentSendError, SendError, SendResult, TransientSendError, error_for
 
 log = logging.getLogger("qunzhi.senders.wecom")
 
@@ -69,10 +68,10 @@ class WeComSender:
                               token_fetcher=self._expiring)
         self.client.API_BASE_URL = self.api_base
         if session is None:
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            verify = settings.ca_bundle or True
             # Proxy settings from the environment are read once here, not on every request.
             proxies = requests.utils.get_environ_proxies(self.api_base)
-            if not proxies:  # the usual case: urllib3's pool directly (bot/senders/http.py says why)
+            if not proxies:  # the usual case: urllib3's pool directly (platforms/http.py says why)
                 session = PooledHTTP(pool_size=pool_size, verify=verify)
             else:
                 session = requests.Session()

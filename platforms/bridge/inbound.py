@@ -1,6 +1,6 @@
 """Bridge for platforms without an official API (personal WeChat groups): ``POST /bridge/events``.
 
-A bridge process that sits in the groups posts signed JSON events; see ``bot/adapters/BRIDGE.md``.
+A bridge process that sits in the groups posts signed JSON events; see ``platforms/bridge/BRIDGE.md``.
 
 Signature (both directions)::
 
@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.adapters.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem
+from platforms.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
 from handlers.events import Event
 from storage.repo import UNSCOPED_PLATFORMS, scoped_id

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.senders.base import SendError, SendResult
+from platforms.base import SendError, SendResult
 
 
 @dataclass

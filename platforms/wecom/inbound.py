@@ -1,6 +1,6 @@
 """WeCom self-built app callback (企业微信自建应用 接收消息与事件): ``GET/POST /wecom/callback``.
 
-Verify (see ``bot.adapters.crypto``), decrypt, parse the XML into a neutral ``Event``, dispatch,
+Verify (see ``platforms.wecom.crypto``), decrypt, parse the XML into a neutral ``Event``, dispatch,
 and answer within WeCom's five seconds:
 
 * exactly one short plain-text reply → an encrypted passive XML reply (``TextReply``, same nonce
@@ -34,9 +34,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from bot.adapters.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
+from platforms.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
                                 query, raw_endpoint, xml_fields)
-from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
+from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import field_validator, model_validator
+from dataclasses import dataclass
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "test", "todo"}
@@ -20,7 +22,7 @@ DEFAULT_PROTECTED_CATEGORIES = ("领导班子群", "机关群", "脱贫攻坚群
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QUNZHI_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QUNZHI_", env_file=".env", extra="ignore", populate_by_name=True)
 
     environment: str = "development"  # development | production
     database_url: str = "sqlite:///./qunzhi.db"
@@ -86,6 +88,36 @@ class Settings(BaseSettings):
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).
     ingest_writer: Literal["process", "thread"] = "process"
+    # group commit (bot/runtime.py): events per transaction, writer shards (None: per dialect),
+    # bulk statements for plain activity, batches in flight per writer-process lane
+    group_commit: bool = True
+    group_commit_max: int = 128
+    group_commit_writers: int | None = None
+    bulk_ingest: bool = True
+    writer_pipeline: int = 2
+
+    # CA bundle for outbound HTTPS (the requests convention's variables are honoured too)
+    ca_bundle: str = Field("", validation_alias=AliasChoices("QUNZHI_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+
+    @field_validator("group_commit", "bulk_ingest", "group_commit_max", "group_commit_writers", "writer_pipeline",
+                     mode="before")
+    @classmethod
+    def _empty_is_default(cls, v, info):
+        # QUNZHI_GROUP_COMMIT= (set but empty) means the default, as it always did
+        if isinstance(v, str) and not v.strip():
+            return cls.model_fields[info.field_name].default
+        return v
+
+    @field_validator("group_commit_max", "writer_pipeline")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        return max(1, v)
+
+    @property
+    def ingest(self) -> "IngestSettings":
+        return IngestSettings(writer=self.ingest_writer, group_commit=self.group_commit,
+                              group_commit_max=self.group_commit_max, group_commit_writers=self.group_commit_writers,
+                              bulk=self.bulk_ingest, pipeline=self.writer_pipeline)
 
     @field_validator("protected_categories", "temporary_categories", "trusted_proxies", mode="before")
     @classmethod
@@ -219,6 +251,18 @@ class Settings(BaseSettings):
         # Outside development QUNZHI_PSEUDONYM_KEY is required (see _refuse_placeholders): whoever
         # holds the admin token must not be able to recompute who voted.
         return (self.pseudonym_key or ("dev-pseudonym:" + self.database_url)).encode()
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How callbacks are stored (``QUNZHI_INGEST_WRITER``, ``QUNZHI_GROUP_COMMIT*``, ``QUNZHI_BULK_INGEST``,
+    ``QUNZHI_WRITER_PIPELINE``)."""
+    writer: str
+    group_commit: bool
+    group_commit_max: int
+    group_commit_writers: int | None
+    bulk: bool
+    pipeline: int
 
 
 @lru_cache(maxsize=8)

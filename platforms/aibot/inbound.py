@@ -1,6 +1,6 @@
 """WeCom AI bot callback (企业微信智能机器人): ``GET/POST /wecom/aibot/callback``.
 
-Same crypto as the self-built app (``bot.adapters.crypto``) with ``AIBOT_TOKEN`` /
+Same crypto as the self-built app (``platforms.wecom.crypto``) with ``AIBOT_TOKEN`` /
 ``AIBOT_AES_KEY`` and receive id ``""``. The POST body is JSON ``{"encrypt": "..."}`` with
 ``msg_signature``, ``timestamp`` and ``nonce`` in the query string; the decrypted JSON carries
 ``msgid`` (dedupe key), ``aibotid``, ``chatid``, ``chattype`` (``single``/``group``),
@@ -44,9 +44,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.adapters.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
+from platforms.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
                                 raw_endpoint)
-from bot.adapters.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
+from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from handlers.events import Event
 
 log = logging.getLogger("qunzhi.aibot")

@@ -11,7 +11,7 @@ from defusedxml import DefusedXmlException
 from starlette.concurrency import run_in_threadpool
 from defusedxml.ElementTree import fromstring
 
-from bot.adapters.crypto import Malformed
+from platforms.wecom.crypto import Malformed
 from pydantic import AfterValidator
 
 from handlers.events import Event, Reply

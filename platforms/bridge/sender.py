@@ -1,6 +1,6 @@
 """``BridgeSender``: POST signed instructions (e.g. dissolve) to a bridge's inbox URL.
 
-Same signature as the bridge's events (see ``bot/adapters/BRIDGE.md``): headers
+Same signature as the bridge's events (see ``platforms/bridge/BRIDGE.md``): headers
 ``X-Qunzhi-Timestamp`` and ``X-Qunzhi-Signature = hex(HMAC-SHA256(secret, timestamp + "." + body))``.
 The bridge answers 2xx to accept; it later confirms a dissolve with an event
 ``type="dissolve_confirmed"``. Blocking: call from a worker thread.
@@ -13,8 +13,8 @@ from typing import Callable
 
 import requests
 
-from bot.adapters.bridge import dissolve_instruction, signed_headers
-from bot.senders.base import PermanentSendError, SendResult, TransientSendError
+from platforms.bridge.inbound import dissolve_instruction, signed_headers
+from platforms.base import PermanentSendError, SendResult, TransientSendError
 from storage.repo import UNSCOPED_PLATFORMS, raw_id
 
 

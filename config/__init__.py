@@ -1,0 +1,1 @@
+"""Configuration: the one ``Settings`` object (environment prefix ``QUNZHI_``). Every layer may import it."""

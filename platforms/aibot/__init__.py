@@ -1,0 +1,1 @@
+"""WeCom AI bot (智能机器人): JSON callbacks, stream replies."""

@@ -1,0 +1,1 @@
+"""Signed bridge for personal WeChat and other platforms (protocol in BRIDGE.md)."""

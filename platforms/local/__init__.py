@@ -1,0 +1,1 @@
+"""Local mode: a chat page for trying the bot without any platform (development, loopback only)."""
