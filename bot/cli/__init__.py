@@ -15,10 +15,10 @@ app.add_typer(import_app, name="import")
 
 # Modules that add their own sub-commands with ``register(app)``.
 PLUGINS = [
-    "storage.cli",         # import groups|messages, groups, roles
-    "bot.cli_governance",  # scan, sweep
-    "scheduler.cli",       # scheduler
-    "bot.cli_report",      # report, audit verify, demo
+    "bot.cli.ledger",      # import groups|messages|people, reconcile, groups, roles
+    "bot.cli.governance",  # scan, sweep
+    "bot.cli.scheduler",   # scheduler
+    "bot.cli.report",      # report, audit verify, demo
 ]
 
 
