@@ -149,7 +149,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from platforms.local.sender import RecordingSender
     from config.settings import Settings
     from governance.worktime import WorkTime, is_working_time
-    from handlers.events import Event
+    from governance.events import Event
     from scheduler.outbox import Dispatcher
     from storage import lifecycle
     from storage.db import Database

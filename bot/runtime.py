@@ -52,7 +52,7 @@ from config.settings import Settings
 from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
 from handlers.dispatch import handle_event, stored_key
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 from storage.db import Database
 from storage.outbox import enqueue
 from storage.repo import remember_reply

@@ -41,7 +41,7 @@ import zlib
 from typing import TYPE_CHECKING, Callable, Union
 
 from handlers.dispatch import Planned, bulk_claim, handle_bulk, handle_event, ingest_autocommit, plan
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from handlers.events import Event
+from governance.events import Event
 from storage.models import Group, Person
 
 

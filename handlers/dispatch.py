@@ -13,7 +13,7 @@ import handlers.commands  # noqa: F401  (registers every command)
 from governance.ritual import is_ritual
 from handlers import registry
 from handlers.context import Context, Services
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 from handlers.text import normalize
 from storage import repo
 from storage.models import Conversation, Group, Person, ProcessedEvent

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from storage import repo
 from storage.models import Group
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from handlers.events import Reply
+from governance.events import Reply
 
 HandlerResult = Reply | list[Reply] | None
 Callback = Callable[..., HandlerResult]

@@ -1,4 +1,4 @@
 """One folder per platform (wecom, aibot, bridge, local): inbound (verify, parse to the neutral
-``handlers.events.Event``, render ``Reply``), outbound sender, capabilities. Shared parts:
+``governance.events.Event``, render ``Reply``), outbound sender, capabilities. Shared parts:
 ``platforms.base`` (the sender protocol and its errors), ``platforms.common`` (inbound validation),
 ``platforms.http`` (pooled HTTP)."""

@@ -14,7 +14,7 @@ from defusedxml.ElementTree import fromstring
 from platforms.wecom.crypto import Malformed
 from pydantic import AfterValidator
 
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 from storage.outbox import enqueue
 
 log = logging.getLogger("qunzhi.adapters")

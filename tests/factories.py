@@ -5,7 +5,7 @@ import itertools
 from datetime import datetime
 
 from handlers.dispatch import handle_event
-from handlers.events import Event
+from governance.events import Event
 
 _ids = itertools.count(1)
 

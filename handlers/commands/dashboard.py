@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.registry import command
 from storage.models import LoginToken, Person
 

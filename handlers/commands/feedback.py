@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.groups import resolve
 from handlers.registry import command, conversation
 from storage import feedback

@@ -1,5 +1,5 @@
 """帮助: what the bot can do, in a few lines."""
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.registry import command
 
 HELP = (

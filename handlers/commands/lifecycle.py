@@ -20,7 +20,7 @@ from governance.dates import fmt_date
 from governance.lifecycle import LifecycleError
 from governance.worktime import WorkTime, next_window_start
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.groups import owned_target, resolve, split_ref
 from handlers.registry import command, conversation
 from storage import audit, lifecycle, repo

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from governance import labels
 from governance.dates import fmt_date
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.registry import command
 from storage.models import Group, Membership
 

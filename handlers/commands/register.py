@@ -5,7 +5,7 @@ from datetime import date
 
 from governance.dates import DateParseError, fmt_date, parse_expiry
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.groups import refuse
 from handlers.registry import command, conversation
 from handlers.text import split_fields

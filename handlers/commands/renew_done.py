@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from governance.dates import DateParseError, fmt_date, parse_expiry
 from handlers.context import Context
-from handlers.events import Reply
+from governance.events import Reply
 from handlers.groups import owned_target
 from handlers.registry import command
 from storage import audit

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from platforms.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
                                 raw_endpoint)
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
-from handlers.events import Event
+from governance.events import Event
 
 log = logging.getLogger("qunzhi.aibot")
 

@@ -35,7 +35,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from platforms.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem
 from bot.runtime import DeadlineMissed
-from handlers.events import Event
+from governance.events import Event
 from storage.repo import UNSCOPED_PLATFORMS, scoped_id
 
 log = logging.getLogger("qunzhi.bridge")

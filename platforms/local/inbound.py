@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.dashboard.auth import check_origin
 from bot.dashboard.routes import SecureRoute, env
 from governance import labels
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.models import Group, OutboxMessage, Person
 

@@ -37,7 +37,7 @@ from wechatpy.replies import TextReply
 from platforms.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
                                 query, raw_endpoint, xml_fields)
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 
 log = logging.getLogger("qunzhi.wecom")
 

@@ -90,7 +90,7 @@ def test_direct_chat_and_retry(client, clock, db):
 
 
 def test_enter_chat_answers_text_when_there_is_a_welcome(client, clock, db, monkeypatch):
-    from handlers.events import Reply
+    from governance.events import Reply
 
     runtime = client.app.state.runtime
     monkeypatch.setattr(runtime, "process", lambda event: [Reply("欢迎使用群治")] if event.kind == "enter_chat" else [])
@@ -116,7 +116,7 @@ def test_card_click_event_is_parsed(client, clock, db, monkeypatch):
 
 
 def test_card_replies_are_queued_with_the_response_url(client, clock, db, monkeypatch):
-    from handlers.events import Reply
+    from governance.events import Reply
     from storage import repo
 
     runtime = client.app.state.runtime

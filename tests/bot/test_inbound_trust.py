@@ -112,7 +112,7 @@ def test_bridge_ids_longer_than_their_columns_are_400(hclient, clock, db, fields
 
 # --- item 10: names in markdown replies ----------------------------------------------------------------
 def test_a_group_name_in_an_aibot_markdown_reply_is_not_a_link(hclient, clock, db, monkeypatch):
-    from handlers.events import Reply
+    from governance.events import Reply
 
     runtime = hclient.app.state.runtime
     monkeypatch.setattr(runtime, "process", lambda e: [Reply("“[点此登录](http://x)”已登记。*注意* `x` <b>")])
@@ -253,7 +253,7 @@ def test_the_guard_holds_on_every_ingest_path(runtime, db, clock, bulk):
     PostgreSQL's one statement) and the per-event path; so is one naming a group that an earlier
     event of the same batch, from another platform, creates."""
     from bot.writer import run_batch
-    from handlers.events import Event
+    from governance.events import Event
 
     _wecom_group(db)
     before = _wecom_state(db)

@@ -242,7 +242,7 @@ def test_unknown_message_types_and_events_are_acknowledged(client, clock, db):
 
 
 def test_several_replies_or_cards_go_to_the_outbox(client, clock, db, monkeypatch):
-    from handlers.events import Reply
+    from governance.events import Reply
 
     def two_replies(event):
         with client.app.state.runtime.db.session() as s:
@@ -267,7 +267,7 @@ def test_missed_deadline_answers_503_and_queues_later(client, clock, db, monkeyp
     and the replies of the slow attempt go out through the outbox when it finishes."""
     import time as _time
 
-    from handlers.events import Reply
+    from governance.events import Reply
 
     runtime = client.app.state.runtime
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from handlers.events import Event
+from governance.events import Event
 from storage.models import AuditRecord, Group, LoginToken
 from tests.conftest import ADMIN_TOKEN
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.writer import run_batch
-from handlers.events import Event
+from governance.events import Event
 from storage.models import Base, Conversation, Group, Membership, Message, OutboxMessage, ProcessedEvent
 from tests.bot.helpers import WeComSim, count
 from tests.conftest import _truncate

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 import storage.repo as repo
-from handlers.events import Event
+from governance.events import Event
 from storage.models import Group, Membership, Message, ProcessedEvent
 from tests.conftest import _truncate
 from tests.faults.test_ingest_fast_path import _run_batch, _snapshot

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from bot.runtime import Runtime
 from bot.writer import ProcessWriter, ThreadWriter, WriterDied
 from handlers.dispatch import HINT
-from handlers.events import Event
+from governance.events import Event
 from storage.models import Group, Message, ProcessedEvent
 from tests.conftest import make_settings
 

@@ -21,7 +21,7 @@ from governance.dates import DateParseError, parse_date, parse_expiry
 from handlers import registry
 from handlers.context import Services
 from handlers.dispatch import handle_event
-from handlers.events import Event, Reply
+from governance.events import Event, Reply
 from handlers.text import normalize, split_fields
 from storage.db import Database
 from storage.importers import ImportFormatError, read_ledger

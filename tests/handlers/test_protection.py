@@ -4,7 +4,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.lifecycle import compute_findings
 from storage.models import AuditRecord, Group, Notice, OutboxMessage, Person

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from handlers.context import Services
 from handlers.dispatch import handle_event
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.models import AuditRecord, Base, Group, Notice, Person
 

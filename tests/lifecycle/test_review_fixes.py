@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from handlers.dispatch import handle_event
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.lifecycle import confirm_bridge_dissolution, sweep
 from storage.models import Group, Notice, OutboxMessage

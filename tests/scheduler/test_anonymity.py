@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.models import (Conversation, FindingRecord, Group, Notice, OutboxMessage, ProcessedEvent, PulseAsk, PulseResponse,
                             UselessVote)

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from sqlalchemy import inspect, select, text
 
-from handlers.events import Event
+from governance.events import Event
 from storage import repo
 from storage.feedback import pulse_summary
 from storage.models import FindingRecord, Notice, OutboxMessage, Person, PulseAsk, PulseResponse, UselessVote

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from handlers.context import Services
 from handlers.dispatch import handle_event
-from handlers.events import Event
+from governance.events import Event
 from storage.models import AuditRecord as AuditLog, Group, LoginToken, Membership, Person
 from tests.conftest import ADMIN_TOKEN
 
