@@ -12,7 +12,9 @@ _GONE = ("dissolved", "purged", "merged")
 
 
 def reconcile_ledger(session: Session) -> dict:
-    """{"matched": [...], "ledger_only": [...], "unregistered": [...]} with ids, names and units."""
+    """The reconciliation as the documented JSON: ``matched`` [{ledger_id, group_id, confidence, ...}],
+    ``unregistered`` [group_id], ``missing`` [ledger_id], ``review`` [{ledger_id, candidates}], and
+    ``details`` {id: {name, unit}} for every id named (for people reading it)."""
     t = Group.__table__
     rows = session.execute(select(t.c.id, t.c.name, t.c.unit, t.c.registered_at, t.c.source, t.c.ledger_names)
                            .where(t.c.status.not_in(_GONE))).all()
@@ -31,14 +33,15 @@ def reconcile_ledger(session: Session) -> dict:
             groups.append(GroupView(r.id, r.name, r.unit, ms, r.registered_at is not None or r.source == "ledger"))
     out = reconcile(ledger, groups)
 
-    def g(gid: str) -> dict:
-        return {"group_id": gid, "name": info[gid].name, "unit": info[gid].unit}
-
+    mentioned = {m.ledger_id for m in out.matched} | {m.group_id for m in out.matched} | set(out.ledger_only) \
+        | set(out.unregistered) | {r.ledger_id for r in out.review} | {c for r in out.review for c in r.candidates}
     return {
-        "matched": [{"ledger_id": m.ledger_id, "ledger_name": info[m.ledger_id].name,
-                     "ledger_unit": info[m.ledger_id].unit, "group_id": m.group_id,
+        "matched": [{"ledger_id": m.ledger_id, "group_id": m.group_id, "confidence": m.confidence,
+                     "ledger_name": info[m.ledger_id].name, "ledger_unit": info[m.ledger_id].unit,
                      "group_name": info[m.group_id].name, "by": m.by, "name_similarity": m.name_similarity,
                      "member_jaccard": m.member_jaccard} for m in out.matched],
-        "ledger_only": [g(x) for x in out.ledger_only],
-        "unregistered": [g(x) for x in out.unregistered],
+        "unregistered": list(out.unregistered),
+        "missing": list(out.ledger_only),
+        "review": [{"ledger_id": r.ledger_id, "candidates": list(r.candidates)} for r in out.review],
+        "details": {x: {"name": info[x].name, "unit": info[x].unit} for x in sorted(mentioned)},
     }

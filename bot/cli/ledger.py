@@ -244,12 +244,21 @@ def register(app: typer.Typer) -> None:
                 why += f"（{m['member_jaccard']:.0%}）"
             typer.echo(f"  “{m['ledger_name']}”（{m['ledger_unit'] or '未填单位'}） ↔ “{m['group_name']}”"
                        f"（{m['group_id']}），依据：{why}")
-        typer.echo(f"只在台账上 {len(rep['ledger_only'])} 个（平台上没找到：可能已解散，或还没接入机器人）：")
-        for g in rep["ledger_only"]:
-            typer.echo(f"  “{g['name']}”（{g['unit'] or '未填单位'}）")
+        d = rep["details"]
+
+        def unit(x: str) -> str:
+            return d[x]["unit"] or "未填单位"
+
+        typer.echo(f"待确认 {len(rep['review'])} 个（像不止一个群，或像得不够，请单位管理员确认）：")
+        for r in rep["review"]:
+            cands = "；".join(f"{n}. “{d[c]['name']}”（{c}）" for n, c in enumerate(r["candidates"], 1))
+            typer.echo(f"  “{d[r['ledger_id']]['name']}”（{unit(r['ledger_id'])}）可能是：{cands}")
+        typer.echo(f"只在台账上 {len(rep['missing'])} 个（平台上没找到：可能已解散，或还没接入机器人）：")
+        for x in rep["missing"]:
+            typer.echo(f"  “{d[x]['name']}”（{unit(x)}）")
         typer.echo(f"未登记 {len(rep['unregistered'])} 个（平台上有、台账上没有、也没有报备）：")
-        for g in rep["unregistered"]:
-            typer.echo(f"  “{g['name']}”（{g['group_id']}{'，' + g['unit'] if g['unit'] else ''}）")
+        for x in rep["unregistered"]:
+            typer.echo(f"  “{d[x]['name']}”（{x}{'，' + d[x]['unit'] if d[x]['unit'] else ''}）")
 
     roles_app = typer.Typer(help="人员角色", no_args_is_help=True)
     app.add_typer(roles_app, name="roles")
