@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     http_body_timeout: float = 30.0
     http_max_connections: int = 1000
 
+    # key of the encrypted archives of ``qunzhi backup`` / ``qunzhi restore`` (16+ characters; keep it
+    # apart from the backups: whoever has both has the personal data in them)
+    backup_key: str = ""
+
     # a ledger workbook (xlsx/ods, a zip) that inflates past this many bytes is refused before it is read
     import_max_unzipped_bytes: int = 256 * 1024 * 1024
 

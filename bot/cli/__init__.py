@@ -19,6 +19,7 @@ PLUGINS = [
     "bot.cli.governance",  # scan, sweep
     "bot.cli.scheduler",   # scheduler
     "bot.cli.report",      # report, audit verify, demo
+    "bot.cli.ops",         # backup, restore
 ]
 
 
