@@ -1,4 +1,4 @@
-"""CLI: ``qunzhi backup`` and ``qunzhi restore`` (the archive format is ``storage.backup``)."""
+"""CLI: ``qunzhi backup`` and ``qunzhi restore`` (the archive format is ``storage.backup``), ``qunzhi doctor``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,3 +50,22 @@ def restore_cmd(archive: Path = typer.Argument(..., help="备份文件"),
 def register(app: typer.Typer) -> None:
     app.command("backup")(backup_cmd)
     app.command("restore")(restore_cmd)
+    app.command("doctor")(doctor_cmd)
+
+
+def doctor_cmd() -> None:
+    """检查配置、数据库、平台凭据、时钟和节假日安排，指出问题和解决办法（只看不改）。"""
+    from bot.cli import load_settings
+    from bot.doctor import STATUS_LABELS, run_checks
+
+    rows = run_checks(load_settings())
+    for c in rows:
+        line = f"[{STATUS_LABELS[c.status]}] {c.area}：{c.what}"
+        typer.secho(line, fg={"ok": None, "warn": typer.colors.YELLOW, "error": typer.colors.RED}[c.status])
+        if c.fix:
+            typer.echo(f"    解决办法：{c.fix}")
+    errors = sum(c.status == "error" for c in rows)
+    warnings = sum(c.status == "warn" for c in rows)
+    typer.echo(f"共 {len(rows)} 项：错误 {errors} 项，注意 {warnings} 项。")
+    if errors:
+        raise typer.Exit(1)
