@@ -17,19 +17,19 @@ def _runtime():
 
 
 def report(period: str = typer.Option("week", "--period", help="week（上一整周）或 month（上一整月）"),
-           fmt: str = typer.Option("text", "--format", help="text | json | xlsx"),
-           out: Path | None = typer.Option(None, "--out", help="输出文件（xlsx 必填；text/json 默认打印）")) -> None:
-    """生成治理周报/月报：文字、JSON 或可归档的 Excel 台账。"""
+           fmt: str = typer.Option("text", "--format", help="text | json | xlsx | docx"),
+           out: Path | None = typer.Option(None, "--out", help="输出文件（xlsx、docx 必填；text/json 默认打印）")) -> None:
+    """生成治理周报/月报：文字、JSON、可归档的 Excel 台账或 Word 通报。"""
     from storage.reports import build_report, render_text, write_xlsx
 
     if period not in ("week", "month"):
         typer.secho("--period 只能是 week 或 month", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    if fmt not in ("text", "json", "xlsx"):
-        typer.secho("--format 只能是 text、json 或 xlsx", fg=typer.colors.RED, err=True)
+    if fmt not in ("text", "json", "xlsx", "docx"):
+        typer.secho("--format 只能是 text、json、xlsx 或 docx", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    if fmt == "xlsx" and out is None:
-        typer.secho("导出 xlsx 需要 --out 文件名", fg=typer.colors.RED, err=True)
+    if fmt in ("xlsx", "docx") and out is None:
+        typer.secho(f"导出 {fmt} 需要 --out 文件名", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     rt = _runtime()
     with rt.db.session() as s:
@@ -37,6 +37,12 @@ def report(period: str = typer.Option("week", "--period", help="week（上一整
         if fmt == "xlsx":
             write_xlsx(s, rep, str(out), rt.settings)
             typer.echo(f"已导出台账：{out}")
+            return
+        if fmt == "docx":
+            from storage.report_docx import write_docx
+
+            write_docx(s, rep, str(out), rt.settings)
+            typer.echo(f"已导出通报：{out}")
             return
         body = render_text(rep, markdown=False) if fmt == "text" else json.dumps(rep.to_dict(), ensure_ascii=False, indent=2, default=str)
     if out is not None:
