@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/qunzhi serve
 
-# Debian's Chromium drives the dashboard's browser tests (Playwright never downloads a browser);
+# Debian's nginx serves the deployment topology test (tests/deploy, run as its own nginx, never the
+# system service). Debian's Chromium drives the dashboard's browser tests (Playwright never downloads a browser);
 # a CJK font makes the saved screenshot readable (the pages themselves load no fonts).
 chromium:
 	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi wqy; } || { \
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
 	    || echo "chromium could not be installed: browser tests will be skipped"; \
 	  else echo "not root: install Debian's chromium and fonts-wqy-microhei packages for the browser tests"; fi; }
+	@{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then (export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }) \
+	    || echo "nginx could not be installed: the deployment topology tests will be skipped"; \
+	  else echo "not root: install Debian's nginx for the deployment topology tests (tests/deploy)"; fi; }
 
 test: $(STAMP) chromium
 	$(BIN)/pytest -q
