@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test bench heavy chromium demo clean
+.PHONY: run test bench heavy chromium demo clean bundle bundle-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/nlu.py
 
 # Heavy load, fault and scale runs (issue 6); they need PostgreSQL for the PostgreSQL figures.
+# Offline bundle for a county intranet: make bundle TARGET=py311-aarch64 (default: this machine's Python, x86_64)
+TARGET ?= py$(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])')-x86_64
+bundle: $(STAMP)
+	$(BIN)/python deploy/bundle.py --target $(TARGET)
+
+# Builds the bundle and installs it into a fresh venv with pip --no-index (slow the first time; wheels cached)
+bundle-check: $(STAMP)
+	$(BIN)/python deploy/bundle.py --target $(TARGET) --check
+
 heavy: $(STAMP)
 	$(BIN)/python benchmarks/run_heavy.py
 
