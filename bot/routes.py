@@ -20,6 +20,7 @@ ROUTERS = [
     "platforms.bridge.inbound",     # /bridge/events
     "platforms.local.inbound",      # /local (chat page without WeCom)
     "bot.dashboard",           # /dashboard
+    "bot.metrics",             # /metrics (loopback or the admin token)
 ]
 
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # a ledger workbook (xlsx/ods, a zip) that inflates past this many bytes is refused before it is read
     import_max_unzipped_bytes: int = 256 * 1024 * 1024
 
+    # prometheus-client's multiprocess directory for /metrics (one per instance; `qunzhi serve`
+    # makes a private one when empty)
+    metrics_dir: str = ""
+
     run_scheduler: bool = True
     # process: callbacks are stored by a writer process beside the web process (bot/writer.py);
     # thread: by writer threads inside it (one interpreter lock for both, slower under load).

@@ -66,9 +66,14 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
           port: int = typer.Option(8000, "--port", help="端口"),
           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler", help="在本进程内运行定时任务")) -> None:
     """启动机器人服务（开发环境、无企业微信凭据且只监听本机时进入本地模式，提供网页对话）。"""
+    import tempfile
+
+    import telemetry
     from bot.app import create_app
 
     settings = load_settings()
+    # before the writer process starts: it inherits the directory and its metrics are counted
+    telemetry.configure(settings.metrics_dir or tempfile.mkdtemp(prefix="qunzhi-metrics-"), fresh=True)
     rt = runtime()
     if settings.local_mode_on(host):
         typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
