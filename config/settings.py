@@ -305,6 +305,11 @@ class WeComSettings:
         """Callbacks can be verified (corp id, token and AES key)."""
         return bool(self.corp_id and self.token and self.aes_key)
 
+    @property
+    def sends(self) -> bool:
+        """Messages can go out too (the app secret fetches the access token)."""
+        return self.configured and bool(self.secret)
+
 
 @dataclass(frozen=True)
 class AibotSettings:

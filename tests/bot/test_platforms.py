@@ -165,7 +165,11 @@ def test_settings_grouped_per_platform_read_the_documented_names(monkeypatch):
         "bridge-secret", "http://127.0.0.1:9/inbox", True, True)
     assert registry.by_name("bridge").sender(s).url == "http://127.0.0.1:9/inbox"
     assert registry.by_name("bridge").sender(s.model_copy(update={"bridge_url": ""})) is None
-    assert registry.by_name("wecom").sender(s) is None
+    assert registry.by_name("wecom").sender(s) is None  # no AES key: not configured
+    wecom = s.model_copy(update={"wecom_aes_key": "a" * 43})
+    assert wecom.wecom.configured and wecom.wecom.sends
+    assert registry.by_name("wecom").sender(wecom).__class__.__name__ == "WeComSender"
+    assert registry.by_name("wecom").sender(wecom.model_copy(update={"wecom_secret": ""})) is None
 
 
 def test_local_mode_takes_the_callbacks_path(db, clock, monkeypatch):
