@@ -147,7 +147,13 @@ def test_the_503_deadline_comes_from_the_platform(throwaway, runtime, clock, mon
     assert runtime.reply_deadline("wechat") == registry.by_name("bridge").reply_deadline
     monkeypatch.setattr(throwaway, "reply_deadline", 0.0)  # before the runtime first asks
     with TestClient(create_app(runtime=runtime, start_scheduler=False)) as c:
-        assert _post(c, "帮助", "t-2").status_code == 503
+        # A zero deadline: a fast machine may store an event within the loop's turn, so send a few.
+        answers = []
+        for i in range(20):
+            answers.append(_post(c, "帮助", f"t-2-{i}").status_code)
+            if answers[-1] != 200:
+                break
+        assert answers[-1] == 503, answers
         assert WeComSim(c, clock).say("wangwu", "帮助", "700001").status_code == 200  # WeCom's 4 s: in time
 
 
@@ -182,7 +188,11 @@ def test_local_mode_takes_the_callbacks_path(db, clock, monkeypatch):
     with TestClient(app, base_url=ORIGIN) as c:
         assert c.get("/local").status_code == 200  # seeds the demo cadres
         assert c.get("/local/static/local.js").status_code == 200
-        r = c.post("/local/send", json={"person_id": "zhang.zz", "text": "帮助"}, headers={"Origin": ORIGIN})
+        # A zero deadline: a fast machine may store an event within the loop's turn, so send a few.
+        for _ in range(20):
+            r = c.post("/local/send", json={"person_id": "zhang.zz", "text": "帮助"}, headers={"Origin": ORIGIN})
+            if r.status_code != 200:
+                break
         assert r.status_code == 503 and "处理超时" in r.json()["detail"]
         for _ in range(100):
             pushed = c.get("/local/inbox", params={"person_id": "zhang.zz"}).json()["messages"]
