@@ -9,8 +9,9 @@ HTTP and crypto for the web process's interpreter lock; threads in the web proce
 A writer shard handles up to ``group_commit_max`` waiting events in one transaction with a
 SAVEPOINT per event (one bad event is rolled back alone and does not sink the batch), commits
 once, and only then resolves each request's future, so an HTTP 200 is never given for an event
-that is not durably stored. A request whose event is not committed within ``REPLY_DEADLINE`` is
-answered 503 (``DeadlineMissed``), never 200: the platform retries and the dedupe absorbs it.
+that is not durably stored. A request whose event is not committed within its platform's reply
+deadline (``Platform.reply_deadline``: WeCom 4 s, as it gives up after 5) is answered 503
+(``DeadlineMissed``), never 200: the platform retries and the dedupe absorbs it.
 
 Bulk ingest: inside a batch, the pure work is done first (``handlers.dispatch.plan``: dedupe
 key, text normalisation, command match, anonymity). Runs of plain-activity events (group
@@ -53,6 +54,8 @@ from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
 from handlers.dispatch import handle_event, stored_key
 from governance.events import Event, Reply
+from platforms import registry
+from platforms.base import DeadlineMissed
 from storage.db import Database
 from storage.outbox import enqueue
 from storage.repo import remember_reply
@@ -86,7 +89,6 @@ def install_log_redaction() -> None:
 
 install_log_redaction()
 
-REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
 # Writer shards. SQLite has one write lock, so one. On PostgreSQL a batch of plain activity is one
 # autocommit statement (``handlers.dispatch.ingest_autocommit``): with four shards the batches
 # were a quarter the size and the fixed cost per batch dominated (ingest benchmark, one run:
@@ -120,6 +122,7 @@ class Runtime:
         self._writer: ThreadWriter | ProcessWriter | None = None
         self._writer_lock = threading.Lock()
         self._writer_deaths: list[float] = []
+        self._deadlines: dict[str | None, float] = {}  # event platform -> its platform's reply deadline
 
     def now(self) -> datetime:
         return self.clock()
@@ -175,15 +178,25 @@ class Runtime:
         # A test that replaces ``process`` on the instance (a spy) gets the per-event path it spies on.
         return self.group_commit and "process" not in self.__dict__
 
-    async def process_async(self, event: Event, *, deadline: float = REPLY_DEADLINE,
+    def reply_deadline(self, platform: str | None) -> float:
+        """The reply deadline of the platform an event came from (``platforms.registry``)."""
+        deadline = self._deadlines.get(platform)
+        if deadline is None:
+            deadline = self._deadlines[platform] = registry.reply_deadline(platform)
+        return deadline
+
+    async def process_async(self, event: Event, *, deadline: float | None = None,
                             reply_channel: str | None = None) -> list[Reply]:
         """Run the handler off the event loop and return its replies once the event is committed.
 
-        If it misses the deadline, ``DeadlineMissed`` is raised and the adapter answers HTTP 503:
+        If it misses the deadline (None: its platform's, ``reply_deadline``), ``DeadlineMissed``
+        is raised and the adapter answers HTTP 503:
         nothing may be acknowledged before it is stored (if the process died after an early 200,
         WeCom would not retry and the message would be lost). WeCom retries the 503; once the
         first attempt commits, the retry is a duplicate (``processed_events``) and changes
         nothing. The first attempt's replies, when it finishes, go out through the outbox."""
+        if deadline is None:
+            deadline = self.reply_deadline(event.platform)
         if self._use_group_commit():
             task = self.writer().submit_future(event)
         else:
@@ -257,10 +270,6 @@ def _retrieve(task: asyncio.Future) -> None:
     """Done callback of an outcome nobody waits for any more: log a failure, once."""
     if not task.cancelled() and task.exception() is not None:
         log.error("event failed after its request went away: %r", task.exception())
-
-
-class DeadlineMissed(Exception):
-    """The event was not committed within the reply deadline: answer 503 so the platform retries."""
 
 
 def _in_memory(url: str) -> bool:

@@ -221,17 +221,37 @@ class Settings(BaseSettings):
             )
         return self
 
+    # --- grouped per platform (read-only views of the flat fields above) ---------------------------
+    # The environment names stay flat (QUNZHI_WECOM_TOKEN …, as documented); these views group them
+    # for the platform folders. They live here, not in platforms/<name>/, because config is below
+    # platforms in the layers and may not import it.
+    @property
+    def wecom(self) -> "WeComSettings":
+        return WeComSettings(corp_id=self.wecom_corp_id, token=self.wecom_token, aes_key=self.wecom_aes_key,
+                             agent_id=self.wecom_agent_id, secret=self.wecom_secret, api_base=self.wecom_api_base,
+                             timestamp_tolerance=self.wecom_timestamp_tolerance)
+
+    @property
+    def aibot(self) -> "AibotSettings":
+        return AibotSettings(token=self.aibot_token, aes_key=self.aibot_aes_key,
+                             timestamp_tolerance=self.wecom_timestamp_tolerance)
+
+    @property
+    def bridge(self) -> "BridgeSettings":
+        return BridgeSettings(secret=self.bridge_secret, url=self.bridge_url,
+                              timestamp_tolerance=self.wecom_timestamp_tolerance)
+
     @property
     def development(self) -> bool:
         return self.environment == "development"
 
     @property
     def wecom_configured(self) -> bool:
-        return bool(self.wecom_corp_id and self.wecom_token and self.wecom_aes_key)
+        return self.wecom.configured
 
     @property
     def aibot_configured(self) -> bool:
-        return bool(self.aibot_token and self.aibot_aes_key)
+        return self.aibot.configured
 
     @property
     def local_mode(self) -> bool:
@@ -271,6 +291,63 @@ class IngestSettings:
     group_commit_writers: int | None
     bulk: bool
     pipeline: int
+
+
+# --- settings grouped per platform ------------------------------------------------------------------
+# Read-only views built by ``Settings.wecom`` / ``.aibot`` / ``.bridge`` from the flat fields; the
+# environment names do not change. (In config, not in the platform folders: config may not import
+# platforms.)
+@dataclass(frozen=True)
+class WeComSettings:
+    """The WeCom self-built app (``QUNZHI_WECOM_*``)."""
+    corp_id: str
+    token: str
+    aes_key: str
+    agent_id: str
+    secret: str
+    api_base: str
+    timestamp_tolerance: int
+
+    @property
+    def configured(self) -> bool:
+        """Callbacks can be verified (corp id, token and AES key)."""
+        return bool(self.corp_id and self.token and self.aes_key)
+
+    @property
+    def sends(self) -> bool:
+        """Messages can go out too (the app secret fetches the access token)."""
+        return self.configured and bool(self.secret)
+
+
+@dataclass(frozen=True)
+class AibotSettings:
+    """The WeCom AI bot (``QUNZHI_AIBOT_TOKEN``, ``QUNZHI_AIBOT_AES_KEY``; the callback window is
+    ``QUNZHI_WECOM_TIMESTAMP_TOLERANCE``)."""
+    token: str
+    aes_key: str
+    timestamp_tolerance: int
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token and self.aes_key)
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """The signed bridge (``QUNZHI_BRIDGE_SECRET``, ``QUNZHI_BRIDGE_URL``)."""
+    secret: str
+    url: str
+    timestamp_tolerance: int
+
+    @property
+    def configured(self) -> bool:
+        """Events are accepted (the secret signs both directions)."""
+        return bool(self.secret)
+
+    @property
+    def sends(self) -> bool:
+        """Instructions can be POSTed to the bridge (its URL is set too)."""
+        return bool(self.secret and self.url)
 
 
 @lru_cache(maxsize=8)

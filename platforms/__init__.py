@@ -1,4 +1,6 @@
-"""One folder per platform (wecom, aibot, bridge, local): inbound (verify, parse to the neutral
-``governance.events.Event``, render ``Reply``), outbound sender, capabilities. Shared parts:
-``platforms.base`` (the sender protocol and its errors), ``platforms.common`` (inbound validation),
-``platforms.http`` (pooled HTTP)."""
+"""One folder per platform (wecom, aibot, bridge, local): its ``__init__`` defines ``platform``
+(``platforms.base.Platform``: channels, capabilities, sender factory, reply deadline, start-up line),
+``inbound`` (verify, parse to the neutral ``governance.events.Event``, render ``Reply``), the outbound
+sender. The list of platforms: ``platforms.registry``. Shared parts: ``platforms.base`` (the
+protocols, the sender errors, ``DeadlineMissed``), ``platforms.common`` (inbound validation),
+``platforms.http`` (pooled HTTP), ``platforms.pages`` (what the HTML pages share)."""

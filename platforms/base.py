@@ -1,4 +1,9 @@
-"""The outbound sender contract and the errors the outbox dispatcher acts on.
+"""What a platform is (``Platform``), what it can do to a group (``Capabilities``), what the
+web app gives its inbound adapters (``Inbox``), and the outbound sender contract with the errors the
+outbox dispatcher acts on.
+
+A platform is one folder ``platforms/<name>/`` whose ``__init__`` defines ``platform`` (an object
+satisfying ``Platform``, usually a ``PlatformBase``), listed once in ``platforms.registry``.
 
 Senders are synchronous (they block on HTTP): call them from scheduler threads or through
 ``run_in_threadpool``, never directly on the event loop.
@@ -11,8 +16,14 @@ Senders are synchronous (they block on HTTP): call them from scheduler threads o
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from governance.events import Event, Reply
 
 RATE_LIMITED = 45009          # 接口调用超过限制
 TOKEN_ERRCODES = (40014, 42001)  # 不合法的 access_token / access_token 已过期
@@ -79,3 +90,128 @@ class Sender(Protocol):
     def appchat_get(self, chat_id: str) -> dict: ...
 
     def appchat_send_text(self, chat_id: str, text: str) -> SendResult: ...
+
+
+# --- what a platform can do to a group ---------------------------------------------------------
+APPCHAT = "appchat"   # the bot runs the group itself (WeCom appchat): notice, remove members, rename
+BRIDGE = "bridge"     # an instruction to the bridge, done when the bridge confirms
+ORDER = "order"       # nobody on the platform acts for the bot: an order to the owner, with a deadline
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the bot can do to a group on a platform. ``method`` is how a dissolution happens
+    (``storage.lifecycle`` keeps it on the group as ``dissolve_method``)."""
+    method: str                   # appchat | bridge | order
+    remove_members: bool = False  # the bot can take members out
+    rename: bool = False          # the bot can rename the group
+    restore: bool = False         # the bot can undo the dissolution on the platform
+    confirms: bool = False        # the platform confirms a dissolution asynchronously (bridge)
+    list_members: bool = False    # the bot can ask the platform who is in the group
+    cards: bool = False           # the platform shows one-tap cards (template cards)
+
+    @property
+    def disband(self) -> bool:
+        """The bot can dissolve the group on the platform (directly or through the bridge)."""
+        return self.method != ORDER
+
+    @property
+    def automatic(self) -> bool:
+        return self.disband
+
+
+ORDER_CAPS = Capabilities(ORDER)  # a group no configured platform can act on (the ledger's, for one)
+
+
+# --- what the web app gives the inbound adapters -------------------------------------------------
+class DeadlineMissed(Exception):
+    """The event was not committed within the platform's reply deadline: answer the platform's
+    retry signal (503) so it sends the event again; the dedupe absorbs the repeat."""
+
+
+DEFAULT_REPLY_DEADLINE = 4.0  # seconds, for an event of a platform no registered platform owns
+
+
+class Inbox(Protocol):
+    """Where an inbound adapter hands its events: the web app's ``bot.runtime.Runtime``, found at
+    ``request.app.state.runtime`` (``platforms.common.inbox``)."""
+    settings: "Settings"
+    db: Any                           # storage.db.Database (replies queued in the outbox)
+    clock: Callable[[], datetime]
+
+    async def process_async(self, event: "Event", *, deadline: float | None = None,
+                            reply_channel: str | None = None) -> list["Reply"]:
+        """The replies once the event is stored; ``DeadlineMissed`` when it is not stored within
+        ``deadline`` (None: the deadline of the event's platform)."""
+        ...
+
+
+# --- a platform ------------------------------------------------------------------------------------
+@runtime_checkable
+class Platform(Protocol):
+    name: str                       # registry name, e.g. "wecom"
+    title: str                      # in Chinese, for people: "企业微信自建应用"
+    channels: tuple[str, ...]       # outbox channels its sender delivers
+    capabilities: Capabilities      # what it can do to a group it runs
+    reply_deadline: float           # seconds an inbound request waits for its event to be stored
+
+    @property
+    def router(self) -> Any: ...    # the FastAPI router of its inbound endpoints
+
+    @property
+    def fast_routes(self) -> list: ...  # ``(path, endpoint, methods)`` routed first (bot/routes.py)
+
+    def owns(self, platform: str | None) -> bool:
+        """Whether an event's or a group's ``platform`` value is this platform's."""
+        ...
+
+    def configured(self, settings: "Settings") -> bool: ...
+
+    def sender(self, settings: "Settings") -> Sender | None:
+        """Its outbound sender, or None when it sends nothing with these settings."""
+        ...
+
+    def describe(self, settings: "Settings", *, host: str, port: int) -> str:
+        """One line in Chinese for ``qunzhi serve``: configured or not, what it receives and sends."""
+        ...
+
+
+class PlatformBase:
+    """The usual shape of a platform: the inbound module named by ``inbound`` (its ``router`` and
+    ``FAST_ROUTES``), imported when the app mounts it; ``owns`` matches ``name``."""
+    name: str = ""
+    title: str = ""
+    inbound: str = ""               # module with ``router`` and optionally ``FAST_ROUTES``
+    channels: tuple[str, ...] = ()
+    capabilities: Capabilities = ORDER_CAPS
+    reply_deadline: float = DEFAULT_REPLY_DEADLINE
+
+    @property
+    def router(self):
+        return importlib.import_module(self.inbound).router
+
+    @property
+    def fast_routes(self) -> list:
+        return list(getattr(importlib.import_module(self.inbound), "FAST_ROUTES", ()))
+
+    def owns(self, platform: str | None) -> bool:
+        return platform == self.name
+
+    def configured(self, settings: "Settings") -> bool:
+        raise NotImplementedError
+
+    def sender(self, settings: "Settings") -> Sender | None:
+        return None
+
+    def describe(self, settings: "Settings", *, host: str, port: int) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<platform {self.name}>"
+
+
+def startup_line(title: str, configured: bool, receives: str, sends: str, *, missing: str = "") -> str:
+    """``企业微信自建应用：已配置；接收……；发送……。`` (or what is missing, and that it does nothing)."""
+    if not configured:
+        return f"{title}：未配置{f'（需要 {missing}）' if missing else ''}，不接收也不发送。"
+    return f"{title}：已配置；接收{receives}；发送{sends}。"

@@ -15,6 +15,7 @@ from platforms.wecom.crypto import Malformed
 from pydantic import AfterValidator
 
 from governance.events import Event, Reply
+from platforms.base import DeadlineMissed, Inbox
 from storage.outbox import enqueue
 
 log = logging.getLogger("qunzhi.adapters")
@@ -53,7 +54,7 @@ def query_of(scope) -> dict[str, str]:
 class raw_endpoint:  # noqa: N801 (used like a decorator-style function)
     """An ASGI endpoint for ``handle(app, query, body) -> Response``: the body read straight from
     ``receive``, no Request object, no per-request wrappers. Used for the platform callbacks in
-    ``FAST_ROUTES`` (bot/routes.py); errors still reach the app's exception middleware. (A class,
+    ``FAST_ROUTES`` (mounted first by bot/routes.py); errors still reach the app's exception middleware. (A class,
     not a function: Starlette wraps a plain function endpoint as request → response.)"""
 
     def __init__(self, handle):
@@ -160,13 +161,17 @@ def _enqueue_replies(runtime, event: Event, replies: list[Reply], *, channel: st
     return len(replies)
 
 
-async def dispatch(rt, event: Event | None, channel: str):
+def inbox(app) -> Inbox:
+    """Where the adapters hand their events: the web app's runtime (``platforms.base.Inbox``)."""
+    return app.state.runtime
+
+
+async def dispatch(rt: Inbox, event: Event | None, channel: str):
     """Hand a parsed event to the runtime. Returns the replies to answer with, or the Response to
     send when there is nothing to answer: 200 for an ignored or reply-less event, 503 when the
-    4 s deadline passed before the event was stored (WeCom retries; the dedupe absorbs it)."""
+    platform's reply deadline passed before the event was stored (WeCom retries; the dedupe
+    absorbs it)."""
     from starlette.responses import Response
-
-    from bot.runtime import DeadlineMissed
 
     if event is None:
         return Response(status_code=200)

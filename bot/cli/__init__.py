@@ -71,15 +71,14 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
     import telemetry
     from bot.app import create_app
 
+    from platforms.registry import startup_lines
+
     settings = load_settings()
     # before the writer process starts: it inherits the directory and its metrics are counted
     telemetry.configure(settings.metrics_dir or tempfile.mkdtemp(prefix="qunzhi-metrics-"), fresh=True)
     rt = runtime()
-    if settings.local_mode_on(host):
-        typer.echo(f"本地模式：未配置企业微信凭据。打开 http://{host}:{port}/local 与机器人对话。")
-    elif settings.local_mode:
-        typer.echo(f"未配置企业微信凭据；监听地址 {host} 不是本机回环地址，本地对话页未开启"
-                   "（只在 --host 127.0.0.1 时提供）。")
+    for line in startup_lines(settings, host=host, port=port):  # one per platform: what it receives and sends
+        typer.echo(line)
     from bot.runtime import freeze_startup_objects
 
     web_app = create_app(settings, runtime=rt, start_scheduler=scheduler, bind_host=host)

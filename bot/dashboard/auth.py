@@ -12,7 +12,6 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from sqlalchemy import delete
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from handlers.commands.dashboard import DASHBOARD_ROLES as ROLES
 from handlers.commands.dashboard import LINK_MINUTES, issue_link, token_hash  # noqa: F401
+from platforms.pages import check_origin  # noqa: F401 (shared with the local page)
 from storage import throttle
 from storage.models import LoginToken, Person
 
@@ -166,29 +166,6 @@ def end_session(session: Session, token: str | None) -> None:
 def cookie_kwargs(settings) -> dict:
     return {"httponly": True, "samesite": "strict", "secure": settings.public_base_url.startswith("https://"),
             "path": "/dashboard"}
-
-
-def _origin_of(url: str) -> str:
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.netloc}".lower()
-
-
-def check_origin(request: Request, settings) -> None:
-    """Refuse cross-site POSTs: Sec-Fetch-Site, Origin and Referer must point at this server."""
-    allowed = {_origin_of(str(request.base_url)), _origin_of(settings.public_base_url)}
-    site = request.headers.get("sec-fetch-site")
-    if site and site not in ("same-origin", "none"):
-        raise HTTPException(403, "跨站请求被拒绝")
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        if origin.lower() not in allowed:
-            raise HTTPException(403, "跨站请求被拒绝")
-        return
-    referer = request.headers.get("referer")
-    if referer and _origin_of(referer) not in allowed:
-        raise HTTPException(403, "跨站请求被拒绝")
-    # Origin "null"/absent and no Referer (Referrer-Policy: no-referrer): the CSRF token and the
-    # SameSite=Strict cookie still have to match.
 
 
 def check_csrf(expected: str | None, given: str | None) -> None:

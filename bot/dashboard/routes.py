@@ -8,17 +8,16 @@ import secrets
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy import func, or_, select
 
 from bot.dashboard import actions, auth
+from platforms.pages import SecureRoute as PageRoute
 from governance import labels
 from governance.model import FINDING_KINDS
 from storage import reports
@@ -31,14 +30,6 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 STATIC_TYPES = {".js": "application/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; "
-                               "object-src 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")  # pages get the configured zone as ``tz`` (see _render)
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 env.filters["dt"] = pass_context(lambda ctx, v: labels.fmt_dt(v, ctx.get("tz") or DEFAULT_TZ))  # local time
@@ -53,25 +44,12 @@ env.globals["role_name"] = labels.role
 env.globals["audit_reason"] = labels.audit_reason
 
 
-class SecureRoute(APIRoute):
-    """Adds the security headers to every response of the router (errors included)."""
+class SecureRoute(PageRoute):
+    """The security headers (``platforms.pages``); an error is the dashboard's message page."""
 
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def secured(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except HTTPException as e:
-                response = HTMLResponse(_render("message.html", request, None, title="无法完成", message=e.detail),
-                                        status_code=e.status_code)
-            for k, v in SECURITY_HEADERS.items():
-                if k == "Cache-Control" and request.url.path.startswith("/dashboard/static/"):
-                    continue
-                response.headers.setdefault(k, v)
-            return response
-
-        return secured
+    def error_response(self, request: Request, e: HTTPException) -> Response:
+        return HTMLResponse(_render("message.html", request, None, title="无法完成", message=e.detail),
+                            status_code=e.status_code)
 
 
 router = APIRouter(prefix="/dashboard", route_class=SecureRoute)

@@ -44,8 +44,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from platforms.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, from_unix, query,
-                                raw_endpoint)
+from platforms.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies,
+                              from_unix, inbox, query, raw_endpoint)
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from governance.events import Event
 
@@ -59,7 +59,7 @@ _LEADING_MENTIONS = re.compile(r"^(?:\s*@\S+)+\s*")
 
 
 def _crypto(app) -> CallbackCrypto:
-    rt = app.state.runtime
+    rt = inbox(app)
     s = rt.settings
     return app_state_crypto(app, "aibot", s.aibot_token, s.aibot_aes_key, RECEIVE_ID,
                             tolerance=s.wecom_timestamp_tolerance, clock=rt.clock)
@@ -72,7 +72,7 @@ def _refuse(e: CallbackError) -> PlainTextResponse:
 
 @router.get("/wecom/aibot/callback")
 async def verify_url(request: Request) -> Response:
-    if not request.app.state.runtime.settings.aibot_configured:
+    if not inbox(request.app).settings.aibot_configured:
         return PlainTextResponse("未配置智能机器人", status_code=404)
     q = query(request)
     try:
@@ -100,7 +100,7 @@ async def callback(request: Request) -> Response:
 
 async def handle(app, q: dict[str, str], body: bytes) -> Response:
     """The callback without a Request: also served by ``raw_endpoint`` (``FAST_ROUTES``)."""
-    rt = app.state.runtime
+    rt = inbox(app)
     if not rt.settings.aibot_configured:
         return PlainTextResponse("未配置智能机器人", status_code=404)
     crypto = _crypto(app)

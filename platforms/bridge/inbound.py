@@ -33,8 +33,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from platforms.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem
-from bot.runtime import DeadlineMissed
+from platforms.base import DeadlineMissed
+from platforms.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem, inbox
 from governance.events import Event
 from storage.repo import UNSCOPED_PLATFORMS, scoped_id
 
@@ -186,7 +186,7 @@ def _bad(message: str) -> JSONResponse:
 
 @router.post("/bridge/events")
 async def bridge_events(request: Request) -> JSONResponse:
-    rt = request.app.state.runtime
+    rt = inbox(request.app)
     secret = rt.settings.bridge_secret
     if not secret:
         return JSONResponse({"ok": False, "error": "未配置桥接密钥"}, status_code=404)

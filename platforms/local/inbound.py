@@ -1,7 +1,8 @@
 """Local mode (no WeCom credentials): a small chat page at /local to try the bot in a browser.
 
 A newcomer picks a cadre from a list and talks to the bot exactly as on WeCom: every message
-becomes an ``Event(platform="local")`` and goes through ``Runtime.process`` (the same handlers).
+becomes an ``Event(platform="local")`` and takes the callbacks' path, ``Runtime.process_async``
+(the same writer, batches and handlers as production; its deadline is the local platform's).
 The page exists only in local mode: development, no WeCom credentials, and the server bound to
 a loopback address (``Settings.local_mode_on``); every /local path is 404 otherwise. A few demo
 persons (one of them an admin) and groups are seeded on first use, only into a database without
@@ -11,20 +12,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.dashboard.auth import check_origin
-from bot.dashboard.routes import SecureRoute, env
 from governance import labels
 from governance.events import Event
+from platforms.base import DeadlineMissed
+from platforms.common import inbox as app_inbox
+from platforms.pages import SecureRoute, check_origin
 from storage import repo
 from storage.models import Group, OutboxMessage, Person
 
-router = APIRouter(prefix="/local", route_class=SecureRoute)
+router = APIRouter(prefix="/local", route_class=SecureRoute)  # errors answer JSON {"detail": ...}
+
+HERE = Path(__file__).parent
+PAGE = (HERE / "page.html").read_text(encoding="utf-8")  # the dashboard's look: /dashboard/static/dashboard.css
+SCRIPT = (HERE / "static" / "local.js").read_bytes()
 
 SEED_PERSONS = [  # id, name, unit, role
     ("zhang.zz", "张镇长", "城关镇", "cadre"), ("li.zr", "李主任", "城关镇", "cadre"),
@@ -41,7 +48,7 @@ SEED_GROUPS = [  # id, name, unit, category, protected, temporary, owner, member
 
 
 def _runtime(request: Request):
-    rt = request.app.state.runtime
+    rt = app_inbox(request.app)
     if not getattr(request.app.state, "local_mode", False) or not rt.settings.local_mode:
         raise HTTPException(404, "没有这个页面")
     return rt
@@ -79,7 +86,13 @@ def _seed(rt, now) -> bool:
 def page(request: Request) -> HTMLResponse:
     rt = _runtime(request)
     seed_if_empty(rt)
-    return HTMLResponse(env.get_template("local.html").render(sess=None, path="/local"))
+    return HTMLResponse(PAGE)
+
+
+@router.get("/static/local.js")
+def script(request: Request) -> Response:
+    _runtime(request)
+    return Response(SCRIPT, media_type="application/javascript; charset=utf-8")
 
 
 @router.get("/persons")
@@ -112,14 +125,11 @@ async def send(request: Request) -> JSONResponse:
         name = s.get(Group, group_id).name if group_id and s.get(Group, group_id) else None
     event = Event(platform="local", kind="message", sender_id=person_id, at=rt.now(), text=text, group_id=group_id,
                   msg_id=uuid.uuid4().hex, mentioned_bot=bool(group_id), group_name=name)
-    replies = await _process(rt, event)
+    try:
+        replies = await rt.process_async(event, reply_channel="local")
+    except DeadlineMissed:  # stored later; its replies are queued and shown under 推送
+        raise HTTPException(503, "处理超时，回复稍后经推送送达") from None
     return JSONResponse({"replies": [{"text": r.text, "markdown": r.markdown} for r in replies]})
-
-
-async def _process(rt, event):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(rt.process, event)
 
 
 @router.get("/inbox")

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
-from platforms.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, parse_xml,
+from platforms.common import (card_kind, check_event_time, dispatch, enqueue_replies, from_unix, inbox, parse_xml,
                                 query, raw_endpoint, xml_fields)
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from governance.events import Event, Reply
@@ -48,7 +48,7 @@ PASSIVE_TEXT_MAX_BYTES = 2048  # WeCom text messages are limited to 2048 bytes
 
 
 def _crypto(app) -> CallbackCrypto:
-    rt = app.state.runtime
+    rt = inbox(app)
     s = rt.settings
     return app_state_crypto(app, "wecom", s.wecom_token, s.wecom_aes_key, s.wecom_corp_id,
                             tolerance=s.wecom_timestamp_tolerance, clock=rt.clock)
@@ -66,7 +66,7 @@ def _not_configured() -> PlainTextResponse:
 @router.get("/wecom/callback")
 async def verify_url(request: Request) -> Response:
     """URL verification: answer the decrypted echostr as plain text (no quotes, no newline)."""
-    if not request.app.state.runtime.settings.wecom_configured:
+    if not inbox(request.app).settings.wecom_configured:
         return _not_configured()
     q = query(request)
     try:
@@ -84,7 +84,7 @@ async def callback(request: Request) -> Response:
 
 async def handle(app, q: dict[str, str], body: bytes) -> Response:
     """The callback without a Request: also served by ``raw_endpoint`` (``FAST_ROUTES``)."""
-    rt = app.state.runtime
+    rt = inbox(app)
     if not rt.settings.wecom_configured:
         return _not_configured()
     crypto = _crypto(app)

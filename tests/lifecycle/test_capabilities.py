@@ -30,7 +30,7 @@ def test_capability_table():
     assert for_platform("wecom", source="ledger").method == "order"
     assert for_platform("wechat").method == "bridge"
     assert for_platform("bridge").method == "bridge"
-    assert for_platform("wechat", bridge_enabled=False).method == "order"
+    assert for_platform("wechat", configured=False).method == "order"
     assert for_platform("aibot").method == "order"
     assert for_platform("ledger").method == "order"
 
