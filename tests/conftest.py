@@ -50,6 +50,18 @@ def _network_guard():
     socket.socket.connect = _real_connect
 
 
+@pytest.fixture(autouse=True)
+def _metrics_directory_stays_put():
+    """``qunzhi serve`` points prometheus-client at a directory through the environment
+    (telemetry.configure); a test that runs serve in-process must not leave it to the next."""
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    yield
+    if before is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
+
+
 # --- clock ---------------------------------------------------------------------------------
 class Clock:
     """An injectable clock: ``clock()`` returns now; ``clock.advance(days=1)`` moves it."""
