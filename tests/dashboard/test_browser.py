@@ -89,3 +89,39 @@ def test_dashboard_in_chromium(server):
         browser.close()
     assert requests and all(u.startswith(server + "/") for u in requests), [u for u in requests if not u.startswith(server)]
     assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m], problems
+
+
+PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
+         "/dashboard/feedback", "/dashboard/downloads"]
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_no_page_scrolls_sideways(server, width):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import ADMIN_TOKEN
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": width, "height": 844 if width < 600 else 900})
+        page.goto(server + "/dashboard/login")
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#login-button")
+        page.wait_for_url(server + "/dashboard")
+        ARTIFACTS.mkdir(exist_ok=True)
+        wide = {}
+        for path in PAGES:
+            page.goto(server + path)
+            page.wait_for_load_state("networkidle")
+            sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            if sizes[0] > sizes[1]:
+                wide[path] = sizes
+            name = (path.strip("/").replace("/", "-") or "dashboard")
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        if width < 600:  # tables are stacked cards whose cells say which column they are
+            page.goto(server + "/dashboard/groups")
+            label = page.evaluate("() => { const td = document.querySelector('#groups-table tbody td');"
+                                  " return td ? [getComputedStyle(td).display, td.dataset.label] : null; }")
+            assert label == ["block", "群名称"], label
+        browser.close()
+    assert wide == {}, wide

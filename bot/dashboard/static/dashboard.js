@@ -38,7 +38,21 @@
     });
     document.body.setAttribute("data-charts-ready", "1");
   }
+  // Phone width: every table can stack into cards; each cell carries its column's name.
+  function stackTables() {
+    Array.prototype.forEach.call(document.querySelectorAll("table"), function (t) {
+      var heads = Array.prototype.map.call(t.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
+      if (!heads.length) { return; }
+      t.classList.add("stack");
+      Array.prototype.forEach.call(t.querySelectorAll("tbody tr"), function (tr) {
+        Array.prototype.forEach.call(tr.children, function (td, i) {
+          if (heads[i] && !td.hasAttribute("data-label")) { td.setAttribute("data-label", heads[i]); }
+        });
+      });
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    stackTables();
     if (!document.querySelector("[data-chart]")) { return; }
     fetch("/dashboard/api/charts.json", { credentials: "same-origin" })
       .then(function (r) { return r.json(); }).then(draw);
