@@ -99,7 +99,7 @@ def check_link(session: Session, person_id: str, platform: str, account_id: str)
     account is another person's, or the person's own account on the platform (its id) would be
     replaced. Reads only."""
     label = _label(platform)
-    row = session.get(PersonAccount, (platform, account_id))
+    row = session.get(PersonAccount, {"platform": platform, "account_id": account_id})
     owner = row.person_id if row is not None else None
     if owner == person_id:
         return LinkPlan(True)
@@ -214,7 +214,7 @@ class Resolved:
     unrecorded: list[dict] = field(default_factory=list)
 
 
-def _driver_rows(conn_or_session, keys: list[str]) -> list[tuple]:
+def _select_accounts(conn_or_session, keys: list[str]) -> list[tuple]:
     """``SELECT platform, account_id, person_id`` of the accounts whose id is one of ``keys``: one
     statement on a Session (either database) or on an autocommit psycopg connection."""
     if isinstance(conn_or_session, Session):
@@ -226,7 +226,7 @@ def _driver_rows(conn_or_session, keys: list[str]) -> list[tuple]:
         return cur.fetchall()
 
 
-_PG_SELECT = "SELECT platform, account_id, person_id FROM person_accounts WHERE account_id = ANY(%s)"
+_PG_SELECT = "SELECT platform, account_id, person_id FROM person_accounts WHERE account_id = ANY(%s::text[])"
 _SQLITE_SELECT = ("SELECT platform, account_id, person_id FROM person_accounts "
                   "WHERE account_id IN (SELECT value FROM json_each(?))")
 
@@ -237,27 +237,26 @@ def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
     if not events:
         return Resolved([])
     keys: dict[tuple[str, str], str] = {}  # (account platform, account id) -> the id the event carries
+    senders: dict[tuple[str, str], Event] = {}  # first event of each sender's account
     for e in events:
         ap = account_platform(e.platform)
-        keys[(ap, repo.raw_id(e.platform, e.sender_id))] = e.sender_id
+        key = (ap, repo.raw_id(e.platform, e.sender_id))
+        if key not in senders:
+            senders[key] = e
+            keys[key] = e.sender_id
         for m in e.member_ids:
             keys[(ap, repo.raw_id(e.platform, m))] = m
-    rows = _driver_rows(conn_or_session, sorted({a for _, a in keys}))
-    known: set[tuple[str, str]] = set()
+    rows = _select_accounts(conn_or_session, sorted({a for _, a in keys}))
     to: dict[str, str] = {}  # carried id -> linked person
     for platform, account_id, person_id in rows:
         carried = keys.get((platform, account_id))
         if carried is None:
             continue
-        known.add((platform, account_id))
+        senders.pop((platform, account_id), None)
         if person_id != carried:
             to[carried] = person_id
-    unrecorded, seen = [], set()
-    for e in events:
-        key = (account_platform(e.platform), repo.raw_id(e.platform, e.sender_id))
-        if key not in known and key not in seen:
-            seen.add(key)
-            unrecorded.append({"platform": key[0], "account_id": key[1], "person_id": e.sender_id, "linked_at": e.at})
+    unrecorded = [{"platform": p, "account_id": a, "person_id": e.sender_id, "linked_at": e.at}
+                  for (p, a), e in senders.items()]
     if not to:
         return Resolved(events, unrecorded)
     out = []

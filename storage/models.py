@@ -79,8 +79,9 @@ class PersonAccount(Base):
     it (``identity.resolve_senders``)."""
 
     __tablename__ = "person_accounts"
-    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # account id first: a batch of events looks its senders up by account id (identity.resolve_batch)
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     person_id: Mapped[str] = mapped_column(String(64), ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     linked_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("person_id", "platform", name="uq_person_accounts_person_platform"),)

@@ -48,12 +48,12 @@ def upgrade() -> None:
         batch_op.drop_column('dingtalk_id')
     op.create_table(
         'person_accounts',
-        sa.Column('platform', sa.String(length=16), nullable=False),
         sa.Column('account_id', sa.String(length=64), nullable=False),
+        sa.Column('platform', sa.String(length=16), nullable=False),
         sa.Column('person_id', sa.String(length=64), nullable=False),
         sa.Column('linked_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['person_id'], ['persons.id'], ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('platform', 'account_id'),
+        sa.PrimaryKeyConstraint('account_id', 'platform'),  # a batch looks senders up by account id
         sa.UniqueConstraint('person_id', 'platform', name='uq_person_accounts_person_platform'),
     )
     with op.batch_alter_table('person_accounts', schema=None) as batch_op:
@@ -95,9 +95,10 @@ def _ledger_members_are_persons(bind) -> None:
         return
     in_groups = "group_id IN (SELECT id FROM groups WHERE platform = :platform)"
     bind.execute(sa.text(
-        "INSERT INTO memberships (group_id, person_id, joined_at) SELECT m.group_id, :pid, m.joined_at "
+        "INSERT INTO memberships (group_id, person_id, joined_at) SELECT m.group_id, CAST(:pid AS VARCHAR(64)), "
+        "m.joined_at "
         f"FROM memberships m WHERE m.person_id = :acc AND m.{in_groups} AND NOT EXISTS "
-        "(SELECT 1 FROM memberships x WHERE x.group_id = m.group_id AND x.person_id = :pid)"), moves)
+        "(SELECT 1 FROM memberships x WHERE x.group_id = m.group_id AND x.person_id = CAST(:pid AS VARCHAR(64)))"), moves)
     bind.execute(sa.text(f"DELETE FROM memberships WHERE person_id = :acc AND {in_groups}"), moves)
     bind.execute(sa.text("UPDATE groups SET owner_id = :pid WHERE owner_id = :acc AND platform = :platform"), moves)
 
