@@ -302,3 +302,23 @@ def test_0008_links_every_existing_person_and_the_audit_chain_still_verifies(url
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     db.dispose()
+
+
+def test_roles_set_on_a_linked_account_is_the_persons_role(db, monkeypatch):
+    from bot.cli import app
+    from config.settings import get_settings
+
+    with db.session() as s:
+        person(s, "zhangsan", name="张三")
+        identity.link(s, "zhangsan", "wechat", "zs", at=T, actor="cli")
+    monkeypatch.setenv("QUNZHI_DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(app, ["roles", "set", "wechat:zs", "admin"])
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 0, r.output
+    assert "wechat:zs 是 张三（zhangsan）的账号" in r.output
+    with db.session() as s:
+        assert s.get(Person, "zhangsan").role == "admin" and s.get(Person, "wechat:zs") is None
+        assert audit.verify(s).ok
