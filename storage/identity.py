@@ -70,7 +70,7 @@ def _who(session: Session, person_id: str) -> str:
     return name if name == person_id else f"{name}（{person_id}）"
 
 
-def _unclaimed(session: Session, person_id: str, platform: str, account_id: str) -> bool:
+def unclaimed(session: Session, person_id: str, platform: str, account_id: str) -> bool:
     """Is ``person_id`` the account's own person that nobody vouched for (no role, no roster entry,
     no other account)? Its account may then be linked to the roster's person."""
     if person_id != natural_id(platform, account_id):
@@ -107,7 +107,7 @@ def check_link(session: Session, person_id: str, platform: str, account_id: str)
         natural = natural_id(platform, account_id)
         if natural != person_id and session.get(Person, natural) is not None:
             owner = natural  # its events are that person's, though no account row says so yet
-    if owner is not None and not _unclaimed(session, owner, platform, account_id):
+    if owner is not None and not unclaimed(session, owner, platform, account_id):
         raise IdentityConflict(f"{label}账号“{account_id}”已属于{_who(session, owner)}，不能再关联给{_who(session, person_id)}")
     mine = session.execute(select(PersonAccount.account_id).where(
         PersonAccount.person_id == person_id, PersonAccount.platform == platform)).scalar()
@@ -177,6 +177,27 @@ def person_for(session: Session, platform: str, account_id: str) -> str | None:
         return pid
     natural = natural_id(platform, account_id)
     return natural if session.get(Person, natural) is not None else None
+
+
+def account_ids(session: Session, person_ids, platform: str) -> dict[str, str]:
+    """Each person's own id on ``platform`` (an account platform: ``wecom``, ``wechat`` …), for
+    whatever hands person ids to that platform (a WeCom group's members to remove or add back): one
+    query. A person without an account there is left out; one no account row names yet has its
+    natural account."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(PersonAccount.person_id, PersonAccount.platform, PersonAccount.account_id)
+                           .where(PersonAccount.person_id.in_(ids))).all()
+    out = {pid: a for pid, p, a in rows if p == platform}
+    with_rows = {pid for pid, _, _ in rows}
+    bare = [pid for pid in ids if pid not in with_rows]
+    if bare:
+        for pid in session.execute(select(Person.id).where(Person.id.in_(bare))).scalars():
+            p, a = natural_account(pid)
+            if p == platform:
+                out[pid] = a
+    return out
 
 
 def route_for_person(session: Session, person_id: str, available_platforms) -> tuple[str, str] | None:

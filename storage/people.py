@@ -192,13 +192,15 @@ def import_people(session: Session, path: Path, *, now: datetime, settings, acto
 
 
 def _plan(session: Session, r: PersonRow) -> tuple[str, dict]:
-    """The person a roster row is (found by its WeCom account, else by any other, else new) and
+    """The person a roster row is (found by its WeCom account, else by another one, else new) and
     ``identity.check_link`` of each of its accounts; ``IdentityConflict`` when one is someone else's."""
-    found = [identity.person_for(session, platform, a) for platform, a in r.accounts.items()]
-    if "wecom" in r.accounts:
-        target = found[0] or r.id
+    # the person of the row's WeCom userid if there is one; else a person another of its accounts
+    # already vouches for (an account's own unclaimed person is not one: its account joins the row's)
+    found = [(identity.person_for(session, platform, a), platform, a) for platform, a in r.accounts.items()]
+    if "wecom" in r.accounts and found[0][0]:
+        target = found[0][0]
     else:
-        target = next((f for f in found if f), r.id)
+        target = next((f for f, platform, a in found if f and not identity.unclaimed(session, f, platform, a)), r.id)
     return target, {(platform, a): identity.check_link(session, target, platform, a)
                     for platform, a in r.accounts.items()}
 

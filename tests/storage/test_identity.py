@@ -322,3 +322,17 @@ def test_roles_set_on_a_linked_account_is_the_persons_role(db, monkeypatch):
     with db.session() as s:
         assert s.get(Person, "zhangsan").role == "admin" and s.get(Person, "wechat:zs") is None
         assert audit.verify(s).ok
+
+
+def test_account_ids_give_each_person_its_id_on_a_platform(db):
+    with db.session() as s:
+        person(s, "dingtalk:dd", name="孫七")
+        s.add(PersonAccount(platform="dingtalk", account_id="dd", person_id="dingtalk:dd", linked_at=T))
+        s.flush()
+        identity.link(s, "dingtalk:dd", "wecom", "sunqi", at=T, actor="import")
+        person(s, "lisi")  # no account row yet
+        person(s, "wechat:w")
+        got = identity.account_ids(s, ["dingtalk:dd", "lisi", "wechat:w", "nobody"], "wecom")
+        assert got == {"dingtalk:dd": "sunqi", "lisi": "lisi"}
+        assert identity.account_ids(s, ["wechat:w", "lisi"], "wechat") == {"wechat:w": "w"}
+        assert identity.account_ids(s, [], "wecom") == {}

@@ -253,6 +253,21 @@ def test_the_roster_links_a_persons_accounts_and_refuses_someone_elses(cli, db, 
         assert audit.verify(s).ok
 
 
+def test_a_later_roster_adds_a_wecom_account_to_a_person_known_by_dingtalk(cli, db, tmp_path):
+    from governance.events import Event
+    from storage import identity
+
+    assert cli("import", "people", str(roster_file(tmp_path))).exit_code == 0
+    rows = [["姓名", "单位", "企业微信账号", "钉钉 userid"], ["孫七", "下坪村", "sunqi", "dd_sq"]]
+    r = cli("import", "people", str(lf.write_xlsx(tmp_path / "花名册2.xlsx", {"名单": rows})))
+    assert r.exit_code == 0 and "新增0，更新1，未变0" in r.output, r.output
+    with db.session() as s:
+        assert identity.accounts_for(s, "dingtalk:dd_sq") == {"dingtalk": "dd_sq", "wecom": "sunqi"}
+        e = Event(platform="wecom", kind="message", sender_id="sunqi", at=datetime(2026, 11, 2, tzinfo=timezone.utc))
+        assert identity.resolve_senders(s, [e])[0].sender_id == "dingtalk:dd_sq"
+        assert identity.account_ids(s, ["dingtalk:dd_sq"], "wecom") == {"dingtalk:dd_sq": "sunqi"}
+
+
 def test_roster_rows_without_name_or_account_are_refused(cli, db, tmp_path):
     rows = [["姓名", "单位", "userid"], ["张三", "城关镇", "zhangsan"], [None, "城关镇", "x1"], ["李四", "城关镇", None],
             ["王五", "城关镇", "zhangsan"]]
