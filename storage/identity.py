@@ -257,16 +257,19 @@ def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
     their account is linked to; plus the natural accounts of senders that have no account row."""
     if not events:
         return Resolved([])
-    keys: dict[tuple[str, str], str] = {}  # (account platform, account id) -> the id the event carries
-    senders: dict[tuple[str, str], Event] = {}  # first event of each sender's account
+    carried: dict[tuple[str, str], Event | None] = {}  # (event platform, id it carries) -> first event sending
     for e in events:
-        ap = account_platform(e.platform)
-        key = (ap, repo.raw_id(e.platform, e.sender_id))
-        if key not in senders:
-            senders[key] = e
-            keys[key] = e.sender_id
+        if (e.platform, e.sender_id) not in carried:
+            carried[(e.platform, e.sender_id)] = e
         for m in e.member_ids:
-            keys[(ap, repo.raw_id(e.platform, m))] = m
+            carried.setdefault((e.platform, m), None)
+    keys: dict[tuple[str, str], str] = {}  # (account platform, account id) -> the id the event carries
+    senders: dict[tuple[str, str], Event] = {}  # the first event of each sending account
+    for (platform, pid), first in carried.items():
+        key = (account_platform(platform), repo.raw_id(platform, pid))
+        keys[key] = pid
+        if first is not None and key not in senders:
+            senders[key] = first
     rows = _select_accounts(conn_or_session, sorted({a for _, a in keys}))
     to: dict[str, str] = {}  # carried id -> linked person
     for platform, account_id, person_id in rows:
