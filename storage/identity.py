@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from governance.events import Event
-from governance.labels import PLATFORMS
+from governance import labels
 from storage import audit, repo
 from storage.models import Membership, Person, PersonAccount
 
@@ -62,7 +62,7 @@ def natural_account(person_id: str) -> tuple[str, str]:
 
 
 def _label(platform: str) -> str:
-    return PLATFORMS.get(platform, platform)
+    return labels.label("platform", platform)
 
 
 def _who(session: Session, person_id: str) -> str:
