@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -65,23 +66,94 @@ def _label(platform: str) -> str:
     return labels.label("platform", platform)
 
 
-def _who(session: Session, person_id: str) -> str:
-    name = repo.display_name(session, person_id)
-    return name if name == person_id else f"{name}（{person_id}）"
+CHUNK = 10_000  # values per IN list (SQLite allows 32766 bound parameters)
 
 
-def unclaimed(session: Session, person_id: str, platform: str, account_id: str) -> bool:
-    """Is ``person_id`` the account's own person that nobody vouched for (no role, no roster entry,
-    no other account)? Its account may then be linked to the roster's person."""
-    if person_id != natural_id(platform, account_id):
-        return False
-    p = session.get(Person, person_id)
-    if p is not None and (p.role != "cadre" or p.name is not None or p.title is not None or p.unit is not None):
-        return False
-    others = session.execute(select(func.count()).select_from(PersonAccount).where(
-        PersonAccount.person_id == person_id,
-        (PersonAccount.platform != platform) | (PersonAccount.account_id != account_id))).scalar_one()
-    return others == 0
+def _chunks(values: list) -> list[list]:
+    return [values[i:i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+class Directory:
+    """The accounts and persons ``check_link`` reads, loaded at once (a few queries for a whole
+    roster): the given accounts' rows, the persons they name or would name, and those persons'
+    accounts. ``note`` keeps it current as links are made."""
+
+    def __init__(self, session: Session, accounts, person_ids=()):
+        keys = set(accounts)
+        self.owner: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(sorted({a for _, a in keys})):
+            for platform, a, pid in session.execute(select(
+                    PersonAccount.platform, PersonAccount.account_id, PersonAccount.person_id)
+                    .where(PersonAccount.account_id.in_(chunk))):
+                if (platform, a) in keys:
+                    self.owner[(platform, a)] = pid
+        pids = sorted({natural_id(*k) for k in keys} | set(self.owner.values()) | set(person_ids))
+        self.persons: dict[str, Any] = {}  # id -> (id, name, unit, title, role), by attribute
+        self.of: dict[str, dict[str, str]] = {}  # person -> platform -> account
+        for chunk in _chunks(pids):
+            self.persons.update((p.id, p) for p in session.execute(
+                select(Person.id, Person.name, Person.unit, Person.title, Person.role).where(Person.id.in_(chunk))))
+            for pid, platform, a in session.execute(select(
+                    PersonAccount.person_id, PersonAccount.platform, PersonAccount.account_id)
+                    .where(PersonAccount.person_id.in_(chunk))):
+                self.of.setdefault(pid, {})[platform] = a
+
+    def who(self, person_id: str) -> str:
+        p = self.persons.get(person_id)
+        return f"{p.name}（{person_id}）" if p is not None and p.name else person_id
+
+    def person_for(self, platform: str, account_id: str) -> str | None:
+        """Whose account this is: the linked person, else the account's natural person if it exists."""
+        pid = self.owner.get((platform, account_id))
+        if pid is not None:
+            return pid
+        natural = natural_id(platform, account_id)
+        return natural if natural in self.persons else None
+
+    def unclaimed(self, person_id: str, platform: str, account_id: str) -> bool:
+        """Is ``person_id`` the account's own person that nobody vouched for (no role, no roster
+        entry, no other account)? Its account may then be linked to the roster's person."""
+        if person_id != natural_id(platform, account_id):
+            return False
+        p = self.persons.get(person_id)
+        if p is not None and (p.role != "cadre" or p.name is not None or p.title is not None or p.unit is not None):
+            return False
+        return not any((pl, a) != (platform, account_id) for pl, a in self.of.get(person_id, {}).items())
+
+    def check_link(self, person_id: str, platform: str, account_id: str) -> LinkPlan:
+        """What linking the account to the person would do; ``IdentityConflict`` when it is refused:
+        the account is another person's, or the person's own account on the platform (its id) would
+        be replaced."""
+        label = _label(platform)
+        owner = self.owner.get((platform, account_id))
+        if owner == person_id:
+            return LinkPlan(True)
+        if owner is None:
+            natural = natural_id(platform, account_id)
+            if natural != person_id and natural in self.persons:
+                owner = natural  # its events are that person's, though no account row says so yet
+        if owner is not None and not self.unclaimed(owner, platform, account_id):
+            raise IdentityConflict(f"{label}账号“{account_id}”已属于{self.who(owner)}，不能再关联给{self.who(person_id)}")
+        mine = self.of.get(person_id, {}).get(platform)
+        if mine is None and natural_account(person_id)[0] == platform:
+            mine = natural_account(person_id)[1]
+        if mine == account_id:
+            mine = None
+        if mine is not None and natural_id(platform, mine) == person_id:
+            raise IdentityConflict(f"{self.who(person_id)}的{label}账号就是“{mine}”，不能改为“{account_id}”"
+                                   "（一个人在一个平台只有一个账号）")
+        return LinkPlan(False, owner, mine)
+
+    def note(self, person_id: str, platform: str, account_id: str) -> None:
+        """A link was made."""
+        old = self.of.get(person_id, {}).get(platform)
+        if old is not None:
+            self.owner.pop((platform, old), None)
+        prev = self.owner.get((platform, account_id))
+        if prev is not None:
+            self.of.get(prev, {}).pop(platform, None)
+        self.owner[(platform, account_id)] = person_id
+        self.of.setdefault(person_id, {})[platform] = account_id
 
 
 @dataclass(frozen=True)
@@ -93,42 +165,23 @@ class LinkPlan:
     moved_from: str | None = None
     replaces: str | None = None
 
-
-def check_link(session: Session, person_id: str, platform: str, account_id: str) -> LinkPlan:
-    """What linking the account to the person would do; ``IdentityConflict`` when it is refused: the
-    account is another person's, or the person's own account on the platform (its id) would be
-    replaced. Reads only."""
-    label = _label(platform)
-    row = session.get(PersonAccount, {"platform": platform, "account_id": account_id})
-    owner = row.person_id if row is not None else None
-    if owner == person_id:
-        return LinkPlan(True)
-    if owner is None:
-        natural = natural_id(platform, account_id)
-        if natural != person_id and session.get(Person, natural) is not None:
-            owner = natural  # its events are that person's, though no account row says so yet
-    if owner is not None and not unclaimed(session, owner, platform, account_id):
-        raise IdentityConflict(f"{label}账号“{account_id}”已属于{_who(session, owner)}，不能再关联给{_who(session, person_id)}")
-    mine = session.execute(select(PersonAccount.account_id).where(
-        PersonAccount.person_id == person_id, PersonAccount.platform == platform)).scalar()
-    if mine is None and natural_account(person_id)[0] == platform:
-        mine = natural_account(person_id)[1]
-    if mine == account_id:
-        mine = None
-    if mine is not None and natural_id(platform, mine) == person_id:
-        raise IdentityConflict(f"{_who(session, person_id)}的{label}账号就是“{mine}”，不能改为“{account_id}”"
-                               "（一个人在一个平台只有一个账号）")
-    return LinkPlan(False, owner, mine)
+    @property
+    def plain(self) -> bool:
+        """A new account joining its person, nothing taken from anyone, nothing replaced."""
+        return not self.done and self.moved_from is None and self.replaces is None
 
 
-def link(session: Session, person_id: str, platform: str, account_id: str, *, at: datetime, actor: str) -> bool:
+def link(session: Session, person_id: str, platform: str, account_id: str, *, at: datetime, actor: str,
+         directory: Directory | None = None) -> bool:
     """Link ``platform``'s ``account_id`` to the person ``person_id`` (which must exist), audited;
     False when it already was. Refuses (``IdentityConflict``, nothing changed) an account that is
     another person's; an account linked to the person earlier on that platform is replaced (the
-    roster corrected it), never the account the person's id is."""
-    if session.get(Person, person_id) is None:
+    roster corrected it), never the account the person's id is. ``directory``: one already loaded
+    for these accounts (the roster import's)."""
+    d = directory or Directory(session, [(platform, account_id)], [person_id])
+    if person_id not in d.persons:
         raise IdentityConflict(f"没有这个人：{person_id}")
-    plan = check_link(session, person_id, platform, account_id)
+    plan = d.check_link(person_id, platform, account_id)
     if plan.done:
         return False
     session.execute(delete(PersonAccount).where(
@@ -136,10 +189,11 @@ def link(session: Session, person_id: str, platform: str, account_id: str, *, at
         | ((PersonAccount.person_id == person_id) & (PersonAccount.platform == platform))))
     session.add(PersonAccount(platform=platform, account_id=account_id, person_id=person_id, linked_at=at))
     session.flush()
+    d.note(person_id, platform, account_id)
     if plan.moved_from is not None:
         _move_memberships(session, plan.moved_from, person_id)
     audit.record(session, actor=actor, action="link_account", at=at,
-                 reason=f"{_label(platform)}账号“{account_id}”关联到{_who(session, person_id)}",
+                 reason=f"{_label(platform)}账号“{account_id}”关联到{d.who(person_id)}",
                  data={"person_id": person_id, "platform": platform, "account_id": account_id,
                        "from": plan.moved_from, "replaces": plan.replaces})
     return True
@@ -171,12 +225,7 @@ def accounts_for(session: Session, person_id: str) -> dict[str, str]:
 
 def person_for(session: Session, platform: str, account_id: str) -> str | None:
     """Whose account this is: the linked person, else the account's natural person if it exists."""
-    pid = session.execute(select(PersonAccount.person_id).where(
-        PersonAccount.platform == platform, PersonAccount.account_id == account_id)).scalar()
-    if pid is not None:
-        return pid
-    natural = natural_id(platform, account_id)
-    return natural if session.get(Person, natural) is not None else None
+    return Directory(session, [(platform, account_id)]).person_for(platform, account_id)
 
 
 def account_ids(session: Session, person_ids, platform: str) -> dict[str, str]:

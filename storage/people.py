@@ -15,9 +15,10 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from governance.text import normalize
@@ -148,15 +149,25 @@ def import_people(session: Session, path: Path, *, now: datetime, settings, acto
                           sheets=roster.sheets)
     if roster.errors and not skip_invalid and not dry_run:
         return result
+    d = identity.Directory(session, [k for r in roster.rows for k in r.accounts.items()], [r.id for r in roster.rows])
+    linked, new_persons, changed, new_accounts = 0, [], [], []
+
+    def store() -> None:  # rows in bulk (ORM objects for thousands of rows cost most of an import)
+        session.flush()
+        for stmt, rows in ((insert(Person), new_persons), (update(Person), changed),
+                           (insert(PersonAccount), new_accounts)):
+            if rows:
+                session.execute(stmt, rows)
+                rows.clear()
     for r in roster.rows:
         try:
-            target, checks = _plan(session, r)
+            target, checks = _plan(d, r)
         except identity.IdentityConflict as e:
             result.warnings.append(RowError(r.row, f"{e}；这一行未导入", r.sheet))
             continue
-        p = session.get(Person, target)
+        p = d.persons.get(target)
         want = dict(zip(_ROSTER_FIELDS, (r.name, r.unit, r.title)))
-        links = [key for key, plan in checks.items() if not plan.done]
+        links = {key: plan for key, plan in checks.items() if not plan.done}
         diff = want if p is None else {k: v for k, v in want.items() if getattr(p, k) != v}
         if p is None:
             result.created += 1
@@ -168,41 +179,45 @@ def import_people(session: Session, path: Path, *, now: datetime, settings, acto
         if dry_run:
             continue
         if p is None:
-            session.add(Person(id=target, role="cadre", created_at=now, **want))
-            session.flush()
+            row = {"id": target, "role": "cadre", "created_at": now, **want}
+            new_persons.append(row)
+            d.persons[target] = SimpleNamespace(**row)  # what the directory reads of a person
         else:
-            for k, v in diff.items():
-                setattr(p, k, v)
-        for platform, a in links:
-            if p is None and identity.natural_id(platform, a) == target:
-                # the new person's own account: nothing to decide, the import's record covers it
-                session.add(PersonAccount(platform=platform, account_id=a, person_id=target, linked_at=now))
-                session.flush()
+            changed.append({"id": target, **want})
+            d.persons[target] = SimpleNamespace(id=target, role=p.role, **want)
+        for (platform, a), plan in links.items():
+            if plan.plain:
+                # a new account joining its person: nothing taken from anyone; the import's record
+                # (with the file's hash) covers it, and one record per account would be thousands
+                new_accounts.append({"platform": platform, "account_id": a, "person_id": target, "linked_at": now})
+                d.note(target, platform, a)
+                linked += 1
             else:
-                identity.link(session, target, platform, a, at=now, actor=actor)
+                store()
+                identity.link(session, target, platform, a, at=now, actor=actor, directory=d)
     if dry_run:
         return result
+    store()
     result.imported = True
     if result.created or result.updated:
         session.flush()
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入花名册 {path.name}",
                      data={"file_sha256": sink.get("sha256") or file_sha256(path), "created": result.created,
-                           "updated": result.updated, "skipped": result.skipped})
+                           "updated": result.updated, "skipped": result.skipped, "accounts_linked": linked})
     return result
 
 
-def _plan(session: Session, r: PersonRow) -> tuple[str, dict]:
+def _plan(d: identity.Directory, r: PersonRow) -> tuple[str, dict]:
     """The person a roster row is (found by its WeCom account, else by another one, else new) and
-    ``identity.check_link`` of each of its accounts; ``IdentityConflict`` when one is someone else's."""
+    ``check_link`` of each of its accounts; ``IdentityConflict`` when one is someone else's."""
     # the person of the row's WeCom userid if there is one; else a person another of its accounts
     # already vouches for (an account's own unclaimed person is not one: its account joins the row's)
-    found = [(identity.person_for(session, platform, a), platform, a) for platform, a in r.accounts.items()]
+    found = [(d.person_for(platform, a), platform, a) for platform, a in r.accounts.items()]
     if "wecom" in r.accounts and found[0][0]:
         target = found[0][0]
     else:
-        target = next((f for f, platform, a in found if f and not identity.unclaimed(session, f, platform, a)), r.id)
-    return target, {(platform, a): identity.check_link(session, target, platform, a)
-                    for platform, a in r.accounts.items()}
+        target = next((f for f, platform, a in found if f and not d.unclaimed(f, platform, a)), r.id)
+    return target, {(platform, a): d.check_link(target, platform, a) for platform, a in r.accounts.items()}
 
 
 # --- resolving names ------------------------------------------------------------------------------------
