@@ -213,14 +213,25 @@ def _move_memberships(session: Session, old: str, new: str) -> None:
         repo.refresh_member_count(session, gid)
 
 
+def _accounts_of(session: Session, person_ids) -> dict[str, dict[str, str]]:
+    """person -> platform -> account id, for those of ``person_ids`` that exist; a person no account
+    row names yet (stored by a path that records none) has its natural account."""
+    ids = sorted(set(person_ids))
+    out: dict[str, dict[str, str]] = {}
+    for chunk in _chunks(ids):
+        for pid, platform, acc in session.execute(select(
+                PersonAccount.person_id, PersonAccount.platform, PersonAccount.account_id)
+                .where(PersonAccount.person_id.in_(chunk))):
+            out.setdefault(pid, {})[platform] = acc
+    for chunk in _chunks([pid for pid in ids if pid not in out]):
+        for pid in session.execute(select(Person.id).where(Person.id.in_(chunk))).scalars():
+            out[pid] = dict([natural_account(pid)])
+    return out
+
+
 def accounts_for(session: Session, person_id: str) -> dict[str, str]:
-    """The person's accounts, platform → account id; a person no account row names yet (stored by a
-    path that records none) has its natural one."""
-    got = dict(session.execute(select(PersonAccount.platform, PersonAccount.account_id)
-                               .where(PersonAccount.person_id == person_id)).all())
-    if not got and session.get(Person, person_id) is not None:
-        got = dict([natural_account(person_id)])
-    return got
+    """The person's accounts, platform → account id (its natural one if no account row names it yet)."""
+    return _accounts_of(session, [person_id]).get(person_id, {})
 
 
 def person_for(session: Session, platform: str, account_id: str) -> str | None:
@@ -230,23 +241,9 @@ def person_for(session: Session, platform: str, account_id: str) -> str | None:
 
 def account_ids(session: Session, person_ids, platform: str) -> dict[str, str]:
     """Each person's own id on ``platform`` (an account platform: ``wecom``, ``wechat`` …), for
-    whatever hands person ids to that platform (a WeCom group's members to remove or add back): one
-    query. A person without an account there is left out; one no account row names yet has its
-    natural account."""
-    ids = sorted(set(person_ids))
-    if not ids:
-        return {}
-    rows = session.execute(select(PersonAccount.person_id, PersonAccount.platform, PersonAccount.account_id)
-                           .where(PersonAccount.person_id.in_(ids))).all()
-    out = {pid: a for pid, p, a in rows if p == platform}
-    with_rows = {pid for pid, _, _ in rows}
-    bare = [pid for pid in ids if pid not in with_rows]
-    if bare:
-        for pid in session.execute(select(Person.id).where(Person.id.in_(bare))).scalars():
-            p, a = natural_account(pid)
-            if p == platform:
-                out[pid] = a
-    return out
+    whatever hands person ids to that platform (a WeCom group's members to remove or add back); a
+    person without an account there is left out."""
+    return {pid: acc[platform] for pid, acc in _accounts_of(session, person_ids).items() if platform in acc}
 
 
 def route_for_person(session: Session, person_id: str, available_platforms) -> tuple[str, str] | None:
