@@ -65,6 +65,7 @@ ACTIONS = {
     "login_lockout": "登录锁定",
     "protect_request": "申请保护",
     "role_change": "变更角色",
+    "link_account": "关联账号",
     "lookback": "回头看",
 }
 

@@ -66,10 +66,25 @@ class Person(Base):
     unit: Mapped[str | None] = mapped_column(String(128), index=True)
     role: Mapped[str] = mapped_column(String(16), default="cadre")  # cadre|unit_admin|admin|commission
     created_at: Mapped[datetime]
-    # from the roster (花名册, ``qunzhi import people``): 职务 and the accounts on other platforms
+    # from the roster (花名册, ``qunzhi import people``): 职务 (the accounts are ``PersonAccount`` rows)
     title: Mapped[str | None] = mapped_column(String(64))
-    dingtalk_id: Mapped[str | None] = mapped_column(String(64))
-    feishu_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PersonAccount(Base):
+    """One account of a person on one platform (storage/identity.py): the WeCom userid (``wecom``,
+    which the self-built app and the AI bot share), a bridge platform's own id (``wechat``: the raw
+    id, not the stored ``wechat:…``), later ``feishu`` open_id and ``dingtalk`` userid. An account
+    belongs to one person; a person has at most one account per platform. A person's id stays what
+    it was (the first account it was seen with); events from its other accounts are attributed to
+    it (``identity.resolve_senders``)."""
+
+    __tablename__ = "person_accounts"
+    # account id first: a batch of events looks its senders up by account id (identity.resolve_batch)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    linked_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("person_id", "platform", name="uq_person_accounts_person_platform"),)
 
 
 class Group(Base):

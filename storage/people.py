@@ -1,10 +1,13 @@
 """The roster (花名册, ``qunzhi import people``) and resolving the names a ledger writes against it.
 
-A roster row names a person, their unit and 职务, and their platform accounts (企业微信 userid, 钉钉
-userid, 飞书 open_id); the person's id is the WeCom userid, else the DingTalk one, else the Feishu one.
-A ledger member or owner written as a name is resolved to one person: the only one of that name, or
-the only one of that name in the group's unit. Anything else (nobody, or two people) is a warning with
-its sheet and row and the name stays unresolved: counted in the group's size, never a person.
+A roster row names a person, their unit and 职务, and their platform accounts (企业微信 userid, 微信号
+as the bridge knows it, 钉钉 userid, 飞书 open_id), which are linked to one person
+(``storage.identity``): a person found by any of them, else a new one whose id is the WeCom userid,
+else the scoped id of another account (``dingtalk:…``). A row whose account is already someone
+else's is reported and changes nothing. A ledger member or owner written as a name is resolved to
+one person: the only one of that name, or the only one of that name in the group's unit. Anything
+else (nobody, or two people) is a warning with its sheet and row and the name stays unresolved:
+counted in the group's size, never a person.
 """
 from __future__ import annotations
 
@@ -12,16 +15,17 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from governance.text import normalize
-from storage import audit
+from storage import audit, identity
 from storage.importers import ImportResult, RowError, _blank, _cell, _sheets, file_sha256
 from storage.ledger_format import HEADER_SCAN_ROWS, LayoutError, Schema, check_overrides_used, find_header, header_key
-from storage.models import Person
+from storage.models import Person, PersonAccount
 from storage.sheets import DEFAULT_MAX_UNZIPPED_BYTES, ImportFormatError
 
 PEOPLE = Schema(
@@ -29,15 +33,19 @@ PEOPLE = Schema(
      "unit": ("单位", "所属单位", "工作单位", "部门", "unit"),
      "title": ("职务", "职位", "岗位", "title"),
      "wecom": ("企业微信账号", "企业微信", "userid", "企业微信userid", "企业微信ID", "企微账号", "账号", "wecom"),
+     "wechat": ("微信号", "微信账号", "微信", "个人微信", "桥接账号", "wechat"),
      "dingtalk": ("钉钉userid", "钉钉账号", "钉钉ID", "钉钉", "dingtalk"),
      "feishu": ("飞书open_id", "飞书openid", "open_id", "飞书ID", "飞书账号", "飞书", "feishu"),
      "_ignore": ("序号",)},
-    {"name": "姓名", "unit": "单位", "title": "职务", "wecom": "企业微信账号", "dingtalk": "钉钉 userid",
+    {"name": "姓名", "unit": "单位", "title": "职务", "wecom": "企业微信账号", "wechat": "微信号", "dingtalk": "钉钉 userid",
      "feishu": "飞书 open_id", "_ignore": "忽略"},
     ("name",),
-    "缺少必需的列：姓名，没有找到表头。花名册表头应包含 姓名 和 单位、职务、企业微信账号（userid）、钉钉 userid、"
+    "缺少必需的列：姓名，没有找到表头。花名册表头应包含 姓名 和 单位、职务、企业微信账号（userid）、微信号、钉钉 userid、"
     "飞书 open_id 等列；也可用 --map 列名=字段 指定。")
-_ROSTER_FIELDS = ("name", "unit", "title", "dingtalk_id", "feishu_id")
+_ROSTER_FIELDS = ("name", "unit", "title")
+# roster field -> account platform (storage.identity), in the order a new person's id is taken from
+_ACCOUNT_FIELDS = (("wecom", "wecom"), ("wechat", "wechat"), ("dingtalk", "dingtalk"), ("feishu", "feishu"))
+PERSON_ID_MAX = 64
 
 
 @dataclass(slots=True)
@@ -48,8 +56,7 @@ class PersonRow:
     name: str
     unit: str | None
     title: str | None
-    dingtalk_id: str | None
-    feishu_id: str | None
+    accounts: dict[str, str]  # account platform -> account id
 
 
 @dataclass
@@ -60,26 +67,29 @@ class Roster:
     sheets: list[Any] = field(default_factory=list)
 
 
-def _person(n: int, sheet: str | None, values: dict[str, Any], seen: dict[str, str]) -> PersonRow:
+def _person(n: int, sheet: str | None, values: dict[str, Any], seen: dict[tuple[str, str], str]) -> PersonRow:
     name = _cell(values.get("name"))
-    wecom, ding, feishu = (_cell(values.get(k)) or None for k in ("wecom", "dingtalk", "feishu"))
+    accounts = {platform: a for f, platform in _ACCOUNT_FIELDS if (a := _cell(values.get(f)))}
     problems = []
     if not name:
         problems.append("姓名为空")
     elif len(name) > 64:
         problems.append("姓名超过64个字符")
-    pid = wecom or ding or feishu
+    pid = identity.natural_id(*next(iter(accounts.items()))) if accounts else None
+    dup = next(((p, a) for p, a in accounts.items() if (p, a) in seen), None)
     if not pid:
-        problems.append("没有账号（企业微信账号、钉钉 userid、飞书 open_id 至少填一个）")
-    elif any(a and len(a) > 64 for a in (wecom, ding, feishu)):
+        problems.append("没有账号（企业微信账号、微信号、钉钉 userid、飞书 open_id 至少填一个）")
+    elif any(len(a) > 64 for a in accounts.values()) or len(pid) > PERSON_ID_MAX:
         problems.append("账号超过64个字符")
-    elif pid in seen:
-        problems.append(f"账号“{pid}”在文件中重复（与{seen[pid]}）")
+    elif dup:
+        problems.append(f"账号“{dup[1]}”在文件中重复（与{seen[dup]}）")
     if problems:
         raise ValueError("；".join(problems))
-    seen[pid] = (f"工作表“{sheet}” " if sheet is not None else "") + f"第{n}行"
+    where = (f"工作表“{sheet}” " if sheet is not None else "") + f"第{n}行"
+    for key in accounts.items():
+        seen[key] = where
     return PersonRow(n, sheet, pid, name, _cell(values.get("unit")) or None, _cell(values.get("title")) or None,
-                     ding, feishu)
+                     accounts)
 
 
 def read_roster(path: Path, *, overrides: dict[str, str] | None = None,
@@ -139,33 +149,75 @@ def import_people(session: Session, path: Path, *, now: datetime, settings, acto
                           sheets=roster.sheets)
     if roster.errors and not skip_invalid and not dry_run:
         return result
-    stored = {p.id: p for p in session.execute(select(Person).where(Person.id.in_([r.id for r in roster.rows])))
-              .scalars()} if roster.rows else {}
+    d = identity.Directory(session, [k for r in roster.rows for k in r.accounts.items()], [r.id for r in roster.rows])
+    linked, new_persons, changed, new_accounts = 0, [], [], []
+
+    def store() -> None:  # rows in bulk (ORM objects for thousands of rows cost most of an import)
+        session.flush()
+        for stmt, rows in ((insert(Person), new_persons), (update(Person), changed),
+                           (insert(PersonAccount), new_accounts)):
+            if rows:
+                session.execute(stmt, rows)
+                rows.clear()
     for r in roster.rows:
-        p = stored.get(r.id)
-        want = (r.name, r.unit, r.title, r.dingtalk_id, r.feishu_id)
+        try:
+            target, checks = _plan(d, r)
+        except identity.IdentityConflict as e:
+            result.warnings.append(RowError(r.row, f"{e}；这一行未导入", r.sheet))
+            continue
+        p = d.persons.get(target)
+        want = dict(zip(_ROSTER_FIELDS, (r.name, r.unit, r.title)))
+        links = {key: plan for key, plan in checks.items() if not plan.done}
+        diff = want if p is None else {k: v for k, v in want.items() if getattr(p, k) != v}
         if p is None:
             result.created += 1
-            if not dry_run:
-                session.add(Person(id=r.id, role="cadre", created_at=now, **dict(zip(_ROSTER_FIELDS, want))))
-            continue
-        diff = {k: v for k, v in zip(_ROSTER_FIELDS, want) if getattr(p, k) != v}
-        if not diff:
+        elif diff or links:
+            result.updated += 1
+        else:
             result.unchanged += 1
             continue
-        result.updated += 1
-        if not dry_run:
-            for k, v in diff.items():
-                setattr(p, k, v)
+        if dry_run:
+            continue
+        if p is None:
+            row = {"id": target, "role": "cadre", "created_at": now, **want}
+            new_persons.append(row)
+            d.persons[target] = SimpleNamespace(**row)  # what the directory reads of a person
+        else:
+            changed.append({"id": target, **want})
+            d.persons[target] = SimpleNamespace(id=target, role=p.role, **want)
+        for (platform, a), plan in links.items():
+            if plan.plain:
+                # a new account joining its person: nothing taken from anyone; the import's record
+                # (with the file's hash) covers it, and one record per account would be thousands
+                new_accounts.append({"platform": platform, "account_id": a, "person_id": target, "linked_at": now})
+                d.note(target, platform, a)
+                linked += 1
+            else:
+                store()
+                identity.link(session, target, platform, a, at=now, actor=actor, directory=d)
     if dry_run:
         return result
+    store()
     result.imported = True
     if result.created or result.updated:
         session.flush()
         audit.record(session, actor=actor, action="import", at=now, reason=f"导入花名册 {path.name}",
                      data={"file_sha256": sink.get("sha256") or file_sha256(path), "created": result.created,
-                           "updated": result.updated, "skipped": result.skipped})
+                           "updated": result.updated, "skipped": result.skipped, "accounts_linked": linked})
     return result
+
+
+def _plan(d: identity.Directory, r: PersonRow) -> tuple[str, dict]:
+    """The person a roster row is (found by its WeCom account, else by another one, else new) and
+    ``check_link`` of each of its accounts; ``IdentityConflict`` when one is someone else's."""
+    # the person of the row's WeCom userid if there is one; else a person another of its accounts
+    # already vouches for (an account's own unclaimed person is not one: its account joins the row's)
+    found = [(d.person_for(platform, a), platform, a) for platform, a in r.accounts.items()]
+    if "wecom" in r.accounts and found[0][0]:
+        target = found[0][0]
+    else:
+        target = next((f for f, platform, a in found if f and not d.unclaimed(f, platform, a)), r.id)
+    return target, {(platform, a): d.check_link(target, platform, a) for platform, a in r.accounts.items()}
 
 
 # --- resolving names ------------------------------------------------------------------------------------
@@ -174,16 +226,6 @@ class _Known:
     id: str
     name: str
     unit: str | None
-    dingtalk_id: str | None
-    feishu_id: str | None
-
-
-def _account(p: _Known, platform: str) -> str:
-    if platform == "dingtalk":
-        return p.dingtalk_id or p.id
-    if platform == "feishu":
-        return p.feishu_id or p.id
-    return p.id
 
 
 class Resolver:
@@ -192,24 +234,24 @@ class Resolver:
     def __init__(self, session: Session, names: set[str]):
         t = Person.__table__
         self.by_name: dict[str, list[_Known]] = {}
-        for row in session.execute(select(t.c.id, t.c.name, t.c.unit, t.c.dingtalk_id, t.c.feishu_id)
+        for row in session.execute(select(t.c.id, t.c.name, t.c.unit)
                                    .where(t.c.name.is_not(None))):
             self.by_name.setdefault(normalize(row.name), []).append(_Known(*row))
         # a "name" that is someone's id as it stands (ids are usually ASCII, not always)
         self.ids = set(session.execute(select(t.c.id).where(t.c.id.in_(sorted(names)))).scalars()) if names else set()
 
-    def resolve(self, name: str, unit: str | None, platform: str) -> tuple[str | None, str | None]:
+    def resolve(self, name: str, unit: str | None) -> tuple[str | None, str | None]:
         """(person id, None) or (None, why not, in Chinese)."""
         if name in self.ids:
             return name, None
         found = self.by_name.get(normalize(name), [])
         if len(found) == 1:
-            return _account(found[0], platform), None
+            return found[0].id, None
         if not found:
             return None, "在花名册中找不到"
         here = [p for p in found if unit and p.unit and header_key(p.unit) == header_key(unit)]
         if len(here) == 1:
-            return _account(here[0], platform), None
+            return here[0].id, None
         units = "、".join(sorted({p.unit or "未填单位" for p in (here or found)}))
         return None, f"在花名册中有{len(here or found)}人同名（{units}），无法确定是谁"
 
@@ -223,7 +265,7 @@ def resolve_names(session: Session, rows: list, warnings: list[RowError]) -> Non
     res = Resolver(session, names)
     for r in pending:
         if r.owner_name:
-            pid, why = res.resolve(r.owner_name, r.unit, r.platform)
+            pid, why = res.resolve(r.owner_name, r.unit)
             if pid:
                 r.owner_id = pid
             else:
@@ -231,7 +273,7 @@ def resolve_names(session: Session, rows: list, warnings: list[RowError]) -> Non
         if r.member_names:
             ids, unresolved = set(r.member_ids), []
             for name in r.member_names:
-                pid, why = res.resolve(name, r.unit, r.platform)
+                pid, why = res.resolve(name, r.unit)
                 if pid:
                     ids.add(pid)
                 else:

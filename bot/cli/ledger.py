@@ -7,11 +7,11 @@ import typer
 from sqlalchemy import select
 
 from governance import labels
-from storage import audit
+from storage import audit, identity
 from storage.importers import ImportFormatError, import_ledger, import_messages, parse_covers
 from storage.ledger_format import LayoutError, parse_map
 from storage.models import Group, Person
-from storage.repo import get_or_create_person
+from storage.repo import display_name, get_or_create_person
 
 ROLES = labels.ROLES
 
@@ -277,6 +277,9 @@ def register(app: typer.Typer) -> None:
         rt = runtime()
         now = rt.now()
         with rt.db.session() as s:
+            given, person_id = person_id, identity.person_for(s, *identity.natural_account(person_id)) or person_id
+            if given != person_id:  # an account linked to a person: a role is the person's, once
+                typer.echo(f"{given} 是 {display_name(s, person_id)}（{person_id}）的账号。")
             p = get_or_create_person(s, person_id, now)
             if role == "unit_admin" and not (unit or p.unit):
                 typer.secho("单位管理员必须指定单位：--unit 单位名称", fg=typer.colors.RED, err=True)

@@ -5,6 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
+from storage import audit
 from storage.models import Group, Membership
 from tests.storage import ledger_files as lf
 from tests.storage.test_import import cli  # noqa: F401  (fixture)
@@ -208,12 +209,63 @@ def test_import_people_reads_the_roster(cli, db, tmp_path):
     r = cli("import", "people", str(roster_file(tmp_path)))
     assert r.exit_code == 0, r.output
     assert "新增7" in r.output
+    from storage.identity import accounts_for
+
     with db.session() as s:
         zs = s.get(Person, "zhangsan")
-        assert (zs.name, zs.unit, zs.title, zs.dingtalk_id, zs.feishu_id) == ("张三", "城关镇", "镇长", "dd_zs", None)
-        assert s.get(Person, "dd_sq").name == "孫七" and s.get(Person, "dd_sq").dingtalk_id == "dd_sq"
+        assert (zs.name, zs.unit, zs.title) == ("张三", "城关镇", "镇长")
+        assert accounts_for(s, "zhangsan") == {"wecom": "zhangsan", "dingtalk": "dd_zs"}
+        assert accounts_for(s, "lisi") == {"wecom": "lisi", "feishu": "ou_ls"}
+        # known by DingTalk only: the id is scoped, so no WeCom userid can ever be this person
+        assert s.get(Person, "dingtalk:dd_sq").name == "孫七" and s.get(Person, "dd_sq") is None
+        assert accounts_for(s, "dingtalk:dd_sq") == {"dingtalk": "dd_sq"}
     r = cli("import", "people", str(roster_file(tmp_path)))
     assert "新增0，更新0，未变7" in r.output, r.output
+
+
+def test_the_roster_links_a_persons_accounts_and_refuses_someone_elses(cli, db, tmp_path):
+    """Accounts seen before the roster: 张三's WeChat (through the bridge) was its own unclaimed
+    person and joins him; 李四's DingTalk id is already 王五's, so 李四's row changes nothing."""
+    from storage import identity
+    from storage.models import AuditRecord, Person, PersonAccount
+
+    at = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with db.session() as s:
+        for pid, name in (("wechat:zs", None), ("wangwu", "王五"), ("lisi", None)):
+            s.add(Person(id=pid, name=name, role="cadre", created_at=at))
+        s.flush()
+        s.add(PersonAccount(platform="wechat", account_id="zs", person_id="wechat:zs", linked_at=at))
+        s.add(PersonAccount(platform="dingtalk", account_id="dd_ww", person_id="wangwu", linked_at=at))
+    rows = [["姓名", "单位", "企业微信账号", "微信号", "钉钉 userid"], ["张三", "城关镇", "zhangsan", "zs", None],
+            ["李四", "城关镇", "lisi", None, "dd_ww"], ["赵六", "城关镇", None, "zl", None]]
+    r = cli("import", "people", str(lf.write_xlsx(tmp_path / "花名册.xlsx", {"名单": rows})))
+    assert r.exit_code == 0, r.output
+    assert "工作表“名单” 第3行" in r.output and "钉钉账号“dd_ww”已属于王五（wangwu）" in r.output, r.output
+    assert "这一行未导入" in r.output and "新增2，更新0，未变0" in r.output, r.output
+    with db.session() as s:
+        assert identity.accounts_for(s, "zhangsan") == {"wecom": "zhangsan", "wechat": "zs"}
+        assert identity.person_for(s, "wechat", "zs") == "zhangsan"
+        assert s.get(Person, "lisi").name is None  # the refused row changed nothing
+        assert identity.accounts_for(s, "wangwu") == {"dingtalk": "dd_ww"}
+        assert s.get(Person, "wechat:zl").name == "赵六"
+        assert [a.reason for a in s.execute(select(AuditRecord).order_by(AuditRecord.id)).scalars()] == [
+            "微信账号“zs”关联到张三（zhangsan）", "导入花名册 花名册.xlsx"]
+        assert audit.verify(s).ok
+
+
+def test_a_later_roster_adds_a_wecom_account_to_a_person_known_by_dingtalk(cli, db, tmp_path):
+    from governance.events import Event
+    from storage import identity
+
+    assert cli("import", "people", str(roster_file(tmp_path))).exit_code == 0
+    rows = [["姓名", "单位", "企业微信账号", "钉钉 userid"], ["孫七", "下坪村", "sunqi", "dd_sq"]]
+    r = cli("import", "people", str(lf.write_xlsx(tmp_path / "花名册2.xlsx", {"名单": rows})))
+    assert r.exit_code == 0 and "新增0，更新1，未变0" in r.output, r.output
+    with db.session() as s:
+        assert identity.accounts_for(s, "dingtalk:dd_sq") == {"dingtalk": "dd_sq", "wecom": "sunqi"}
+        e = Event(platform="wecom", kind="message", sender_id="sunqi", at=datetime(2026, 11, 2, tzinfo=timezone.utc))
+        assert identity.resolve_senders(s, [e])[0].sender_id == "dingtalk:dd_sq"
+        assert identity.account_ids(s, ["dingtalk:dd_sq"], "wecom") == {"dingtalk:dd_sq": "sunqi"}
 
 
 def test_roster_rows_without_name_or_account_are_refused(cli, db, tmp_path):
