@@ -63,7 +63,7 @@ from typing import Callable, Mapping
 from sqlalchemy import bindparam, func, select, update
 
 from platforms.base import PermanentSendError, TransientSendError
-from scheduler.routing import CHANNELS, Route, deliver, route
+from scheduler.routing import BRIDGE_INSTRUCTIONS, CHANNELS, Route, deliver, route
 from storage.db import Database
 from storage.models import Group, OutboxMessage
 
@@ -256,7 +256,8 @@ class Dispatcher:
         database: which ``response_url`` another row has used (rows in id order: the first row of
         a callback takes its URL, the others find it used) and which bridge recipients are groups."""
         urls = {r.payload["response_url"] for r in rows if r.channel == "aibot" and (r.payload or {}).get("response_url")}
-        said = {r.recipient for r in rows if r.channel == "bridge" and "type" not in (r.payload or {})}
+        said = {r.recipient for r in rows
+                if r.channel == "bridge" and (r.payload or {}).get("type") not in BRIDGE_INSTRUCTIONS}
         used: set[str] = set()
         groups: set[str] = set()
         if urls or said:

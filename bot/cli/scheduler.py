@@ -46,6 +46,10 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"{labels.label('outbox_status', 'uncertain')} #{row.id} → {row.recipient}"
                                f"（{labels.label('message', row.kind)}）：可能已送达，请人工确认，"
                                f"未送达时用 --requeue {row.id} 重发")
+                for row in s.execute(select(OutboxMessage).where(OutboxMessage.status == "unreachable")).scalars():
+                    typer.echo(f"{labels.label('outbox_status', 'unreachable')} #{row.id} → {row.recipient}"
+                               f"（{labels.label('message', row.kind)}）：{row.last_error}；"
+                               f"配置好该平台后可用 --requeue {row.id} 重发")
             return
         if once:
             if once not in jobs.JOBS:

@@ -162,3 +162,24 @@ def test_build_senders_per_deployment(fake_bridge):
     assert set(senders) == {"user", "appchat", "card_update", "aibot", "bridge"}
     assert senders["bridge"].url == fake_bridge.url
     assert senders["user"] is senders["appchat"] is senders["card_update"]
+
+
+def test_the_outbox_command_lists_unreachable_rows_and_requeues_them(db, clock, monkeypatch):
+    import bot.cli
+    from typer.testing import CliRunner
+
+    from bot.runtime import Runtime
+
+    with db.session() as s:
+        enqueue(s, channel="bridge", recipient="wechat:wxg-1", kind="reply", payload={"text": "你好"}, at=clock())
+    d = _dispatcher(db, make_settings(bridge_url=""), clock)
+    d.drain()
+    d.close()
+    [row] = _rows(db)
+    monkeypatch.setattr(bot.cli, "runtime", lambda: Runtime(make_settings(database_url=db.url), db=db, clock=clock))
+    r = CliRunner().invoke(bot.cli.app, ["scheduler", "--outbox"])
+    assert r.exit_code == 0, r.output
+    assert "无法送达\t1" in r.output and f"#{row.id} → wechat:wxg-1" in r.output and "QUNZHI_BRIDGE_URL" in r.output
+    r = CliRunner().invoke(bot.cli.app, ["scheduler", "--requeue", str(row.id)])
+    assert r.exit_code == 0, r.output
+    assert [x.status for x in _rows(db)] == ["pending"]
