@@ -200,7 +200,8 @@ def weekly_pulse(rt) -> int:
             if used_budget(s, pid, now, wt) >= rt.settings.weekly_message_budget:
                 continue
             task_id = "pulse:" + secrets.token_hex(8)
-            msg = OutboxMessage(created_at=now, channel=person_channel(pid), recipient=pid, kind="pulse",
+            channel = person_channel(pid)
+            msg = OutboxMessage(created_at=now, channel=channel, recipient=pid, kind="pulse",
                                 payload={"card": pulse_card(task_id), "text": PULSE_FALLBACK_TEXT},
                                 status="pending", attempts=0, next_attempt_at=now)
             s.add(msg)

@@ -126,7 +126,8 @@ def deliver_due_notices(session: Session, *, now: datetime, budget: int, wt: Wor
 
 def _queue(session: Session, notices: list[Notice], now: datetime, stats: DeliveryStats) -> None:
     """One outbox message for one person's ``notices``, on the person's platform (``person_channel``)."""
-    msg = OutboxMessage(created_at=now, channel=person_channel(notices[0].person_id), recipient=notices[0].person_id,
+    channel = person_channel(notices[0].person_id)
+    msg = OutboxMessage(created_at=now, channel=channel, recipient=notices[0].person_id,
                         kind="digest" if len(notices) > 1 else notices[0].kind,
                         payload=digest_payload(notices), status="pending", attempts=0, next_attempt_at=now)
     session.add(msg)

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                                f"未送达时用 --requeue {row.id} 重发")
                 for row in s.execute(select(OutboxMessage).where(OutboxMessage.status == "unreachable")).scalars():
                     typer.echo(f"{labels.label('outbox_status', 'unreachable')} #{row.id} → {row.recipient}"
-                               f"（{labels.label('message', row.kind)}）：{row.last_error}；"
+                               f"（{labels.label('message', row.kind)}）：{row.last_error or '没有可用的发送渠道'}；"
                                f"配置好该平台后可用 --requeue {row.id} 重发")
             return
         if once:
