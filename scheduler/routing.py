@@ -2,13 +2,13 @@
 
 Channels (``OutboxMessage.channel``), each belonging to one platform:
 
-=============  ==========================================================================
-``user``       a WeCom person, through the self-built app (``message/send``)
-``appchat``    a WeCom app group (``appchat/send``)
-``card_update``a WeCom card, through its response code (``message/update_template_card``)
-``aibot``      an answer to an AI bot callback, through its ``response_url``
-``bridge``     an instruction or a message to a bridge (personal WeChat) group or person
-=============  ==========================================================================
+===============  ==========================================================================
+``user``         a WeCom person, through the self-built app (``message/send``)
+``appchat``      a WeCom app group (``appchat/send``)
+``card_update``  a WeCom card, through its response code (``message/update_template_card``)
+``aibot``        an answer to an AI bot callback, through its ``response_url``
+``bridge``       an instruction or a message to a bridge (personal WeChat) group or person
+===============  ==========================================================================
 
 :func:`build_senders` builds the senders the settings allow (the one place that does);
 :func:`route` picks the sender for one row, or says why there is none (the dispatcher then
