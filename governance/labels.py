@@ -129,6 +129,7 @@ OUTBOX_STATUSES = {
     "sent": "已发送",
     "dead": "发送失败",
     "uncertain": "发送结果不明",
+    "unreachable": "无法送达",
     "merged": "已合并发送",
     "cancelled": "已撤回",
 }

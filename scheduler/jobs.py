@@ -39,17 +39,25 @@ def _wt(rt) -> WorkTime:
     return WorkTime.from_settings(rt.settings)
 
 
-def sender_for(rt):
-    """The runtime's sender (``rt.sender``), else a WeCom sender when configured, else None."""
-    s = getattr(rt, "sender", None)
-    if s is not None:
-        return s
-    if rt.settings.wecom_configured:
-        from platforms.wecom.sender import WeComSender
+def senders_for(rt) -> dict:
+    """The runtime's sender of every channel: ``scheduler.routing.build_senders(settings)``, built
+    once per runtime; a sender set as ``rt.sender`` (the demo, unit tests) serves every channel."""
+    one = getattr(rt, "sender", None)
+    if one is not None:
+        from scheduler.routing import CHANNELS
 
-        rt.sender = WeComSender(rt.settings)
-        return rt.sender
-    return None
+        return {c: one for c in CHANNELS}
+    built = getattr(rt, "senders", None)
+    if built is None:
+        from scheduler.routing import build_senders
+
+        built = rt.senders = build_senders(rt.settings)
+    return built
+
+
+def sender_for(rt):
+    """The sender of the lifecycle's appchat steps (WeCom app groups), or None without the app."""
+    return senders_for(rt).get("appchat")
 
 
 # --- lifecycle (owned by storage.lifecycle; imported lazily) ----------------------------------
@@ -173,6 +181,7 @@ def weekly_pulse(rt) -> int:
     """Ask the one-tap pulse to people not asked for two weeks who have budget left this week."""
     from handlers.commands.feedback import PULSE_FALLBACK_TEXT, pulse_card
     from storage.feedback import PULSE_EVERY
+    from storage.outbox import person_channel
     from storage.notices import used_budget
     import secrets
 
@@ -191,7 +200,8 @@ def weekly_pulse(rt) -> int:
             if used_budget(s, pid, now, wt) >= rt.settings.weekly_message_budget:
                 continue
             task_id = "pulse:" + secrets.token_hex(8)
-            msg = OutboxMessage(created_at=now, channel="user", recipient=pid, kind="pulse",
+            channel = person_channel(pid)
+            msg = OutboxMessage(created_at=now, channel=channel, recipient=pid, kind="pulse",
                                 payload={"card": pulse_card(task_id), "text": PULSE_FALLBACK_TEXT},
                                 status="pending", attempts=0, next_attempt_at=now)
             s.add(msg)
@@ -298,12 +308,12 @@ _dispatchers: dict[int, object] = {}
 def dispatch_outbox(rt) -> int:
     from scheduler.outbox import Dispatcher
 
-    sender = sender_for(rt)
-    if sender is None:
-        return 0  # local mode: nothing to send to
+    senders = senders_for(rt)
+    if not senders:
+        return 0  # local mode: no platform to send to
     d = _dispatchers.get(id(rt))
-    if d is None or d.sender is not sender:
-        d = _dispatchers[id(rt)] = Dispatcher(rt.db, sender, clock=rt.now)
+    if d is None or d.senders != senders:
+        d = _dispatchers[id(rt)] = Dispatcher(rt.db, senders, clock=rt.now)
     return d.drain(max_rounds=50)
 
 

@@ -1,7 +1,18 @@
-"""The outbox dispatcher: claim rows, send them through a ``Sender``, record the outcome.
+"""The outbox dispatcher: claim rows, send each through its platform's sender, record the outcome.
 
 Row states: ``pending`` → ``claimed`` → ``sending`` → ``sent`` | back to ``pending`` (retry)
-| ``dead`` (permanent error or too many attempts) | ``uncertain`` (outcome unknown, see below).
+| ``dead`` (permanent error or too many attempts) | ``uncertain`` (outcome unknown, see below)
+| ``unreachable`` (no configured platform can carry it, see below).
+
+Routing: the dispatcher holds one sender per channel (``scheduler.routing.build_senders``) and
+sends each row through the route ``scheduler.routing.route`` picks: by channel; an AI bot answer
+through its callback's ``response_url`` while it is unused and inside its hour (else, in a direct
+chat, through the app when one is configured). A row no configured platform can carry (an AI
+bot group answer whose response_url is used up or expired, a notice to a WeCom person in an
+AI-bot-only deployment, a bridge row without ``QUNZHI_BRIDGE_URL``) is marked ``unreachable``
+with the reason in ``last_error``, counted in ``stats.unreachable`` and logged, never left
+pending or dropped silently; ``qunzhi scheduler outbox --requeue`` sends it again once the
+platform is configured.
 
 Exactly-once reasoning:
 
@@ -19,6 +30,8 @@ On restart, a row left ``claimed`` was never sent: it goes back to ``pending``. 
 resending cannot double it:
 
 * a card update (``card_update``: a response code works once), or
+* a bridge row (``bridge``: each carries an ``instruction_id`` that stays the same across
+  retries, and the bridge drops a repeat, ``platforms/bridge/BRIDGE.md``), or
 * a ``message/send`` row (channel ``user``) through a sender that declares
   ``duplicate_check`` (``WeComSender``: ``enable_duplicate_check=1``), **while still inside its
   ``duplicate_check_interval``** measured from ``sent_at`` (minus ``DUPLICATE_MARGIN`` for clock
@@ -28,8 +41,9 @@ resending cannot double it:
 Otherwise it becomes ``uncertain`` and is listed by ``qunzhi scheduler outbox``; an operator
 requeues it by hand. The residual case is therefore: an uncertain ``message/send`` whose
 dispatcher stays down (or keeps failing) past the interval, and every uncertain row of a sender
-without duplicate check (appchat, bridge): there we choose "park and tell" over "maybe send
-twice". Because step 2 covers the whole batch, a crash can leave up to ``batch`` rows in
+without duplicate check (appchat, aibot): there we choose "park and tell" over "maybe send
+twice". An AI bot answer through a ``response_url`` is never resent after an unknown outcome
+(the URL works once). Because step 2 covers the whole batch, a crash can leave up to ``batch`` rows in
 ``sending`` (not only the ones in flight); with duplicate check they are resent, without it
 they all become ``uncertain``.
 """
@@ -44,20 +58,21 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, Mapping
 
 from sqlalchemy import bindparam, func, select, update
 
 from platforms.base import PermanentSendError, TransientSendError
+from scheduler.routing import BRIDGE_INSTRUCTIONS, CHANNELS, Route, deliver, route
 from storage.db import Database
-from storage.models import OutboxMessage
+from storage.models import Group, OutboxMessage
 
 log = logging.getLogger("qunzhi.outbox")
 
 
 # WeCom limits (wecom.md; per-member figure from WeCom's "发送应用消息" page, unverified here).
 PER_RECIPIENT = {"user": (30, 60.0), "aibot": (20, 60.0), "bridge": (20, 60.0), "appchat": (20, 60.0)}
-IDEMPOTENT_CHANNELS = {"card_update"}
+IDEMPOTENT_CHANNELS = {"card_update", "bridge"}
 DUPLICATE_CHECKED_CHANNELS = {"user"}  # message/send (cards, text, markdown)
 DUPLICATE_MARGIN = timedelta(minutes=2)  # clock skew + an HTTP timeout, kept off the interval
 
@@ -118,34 +133,21 @@ class Stats:
     deferred: int = 0
     recovered: int = 0
     withdrawn: int = 0
+    unreachable: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-def deliver(sender, row: OutboxMessage):
-    """One outbox row → one Sender call (returns the SendResult)."""
-    p = row.payload or {}
-    if row.channel == "card_update":
-        return sender.update_card(p["response_code"], p["card"])
-    if row.channel == "appchat":
-        return sender.appchat_send_text(row.recipient, p.get("text", ""))
-    if row.channel == "bridge":
-        return sender.send_group_text(row.recipient, p.get("text", ""), instruction_id=f"outbox-{row.id}")
-    to = [row.recipient]
-    if p.get("card"):
-        return sender.send_card(to, p["card"])
-    if p.get("markdown"):
-        return sender.send_markdown(to, p["text"])
-    return sender.send_text(to, p.get("text", ""))
-
-
 class Dispatcher:
-    def __init__(self, db: Database, sender, *, clock: Callable[[], datetime] | None = None,
+    def __init__(self, db: Database, senders, *, clock: Callable[[], datetime] | None = None,
                  batch: int = 200, workers: int = 16, max_attempts: int = 8,
                  base_delay: timedelta = timedelta(seconds=30), max_delay: timedelta = timedelta(hours=1),
                  rate_limit_pause: timedelta = timedelta(seconds=60), stuck_after: timedelta = timedelta(minutes=2),
                  global_per_second: float | None = 1500.0, limiter: RateLimiter | None = None,
                  after_send: Callable[[OutboxMessage], None] | None = None):
-        self.db, self.sender = db, sender
+        # ``senders``: channel → sender (``scheduler.routing.build_senders``); one sender alone
+        # serves every channel (a recording sender in the demo and in unit tests).
+        self.db = db
+        self.senders: dict = dict(senders) if isinstance(senders, Mapping) else {c: senders for c in CHANNELS}
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.batch, self.workers, self.max_attempts = batch, workers, max_attempts
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -163,16 +165,18 @@ class Dispatcher:
         """May a row whose last attempt has an unknown outcome be sent again without doubling it?"""
         if row.channel in IDEMPOTENT_CHANNELS:
             return True
-        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(self.sender, "duplicate_check", False):
+        sender = self.senders.get(row.channel)
+        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(sender, "duplicate_check", False):
             return False
-        interval = timedelta(seconds=int(getattr(self.sender, "duplicate_check_interval", 0) or 0))
+        interval = timedelta(seconds=int(getattr(sender, "duplicate_check_interval", 0) or 0))
         first = row.sent_at or row.claimed_at
         return first is not None and now - _aware(first) < interval - DUPLICATE_MARGIN
 
     def _resend_deadline(self, row: OutboxMessage) -> datetime | None:
-        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(self.sender, "duplicate_check", False):
+        sender = self.senders.get(row.channel)
+        if row.channel not in DUPLICATE_CHECKED_CHANNELS or not getattr(sender, "duplicate_check", False):
             return None
-        interval = timedelta(seconds=int(getattr(self.sender, "duplicate_check_interval", 0) or 0))
+        interval = timedelta(seconds=int(getattr(sender, "duplicate_check_interval", 0) or 0))
         first = row.sent_at or row.claimed_at
         return None if first is None else _aware(first) + interval - DUPLICATE_MARGIN
 
@@ -236,14 +240,44 @@ class Dispatcher:
         # A row whose earlier attempt may have been accepted (``sent_at`` kept) and that can no
         # longer be resent without doubling it is parked, never sent.
         parked = {r.id for r in rows if r.sent_at is not None and not self.resend_safe(r, now)}
-        waits = {r.id: (0.0 if r.id in parked else self.limiter.recipient_wait(r.channel, r.recipient)) for r in rows}
-        go = [r for r in rows if waits[r.id] <= 0 and r.id not in parked]
+        routes = self._routes([r for r in rows if r.id not in parked], now)
+        held = parked | {i for i, x in routes.items() if not isinstance(x, Route)}
+        waits = {r.id: (0.0 if r.id in held else self.limiter.recipient_wait(r.channel, r.recipient)) for r in rows}
+        go = [r for r in rows if waits[r.id] <= 0 and r.id not in held]
         self._mark_sending(go, now)
-        sent = dict(zip((r.id for r in go), self._pool.map(self._send_one, go)))
-        results = [("uncertain", None) if r.id in parked else ("defer", waits[r.id]) if waits[r.id] > 0
-                   else sent[r.id] for r in rows]
+        sent = dict(zip((r.id for r in go), self._pool.map(self._send_one, go, [routes[r.id] for r in go])))
+        results = [("uncertain", None) if r.id in parked else ("unreachable", routes[r.id]) if r.id in held
+                   else ("defer", waits[r.id]) if waits[r.id] > 0 else sent[r.id] for r in rows]
         self._record(rows, results)
         return len(rows)
+
+    def _routes(self, rows: list["Claimed"], now: datetime) -> dict[int, Route | str]:
+        """The route of every row (``scheduler.routing.route``), with what it needs from the
+        database: which ``response_url`` another row has used (rows in id order: the first row of
+        a callback takes its URL, the others find it used) and which bridge recipients are groups."""
+        urls = {r.payload["response_url"] for r in rows if r.channel == "aibot" and (r.payload or {}).get("response_url")}
+        said = {r.recipient for r in rows
+                if r.channel == "bridge" and (r.payload or {}).get("type") not in BRIDGE_INSTRUCTIONS}
+        used: set[str] = set()
+        groups: set[str] = set()
+        if urls or said:
+            t = OutboxMessage.__table__
+            url = t.c.payload["response_url"].as_string()
+            with self.db.engine.connect() as c:
+                if urls:
+                    used = set(c.execute(select(url).where(
+                        t.c.channel == "aibot", t.c.status.in_(("sending", "sent", "uncertain")), url.in_(sorted(urls)),
+                        t.c.id.not_in([r.id for r in rows]))).scalars())
+                if said:
+                    groups = set(c.execute(select(Group.id).where(Group.id.in_(sorted(said)))).scalars())
+        out: dict[int, Route | str] = {}
+        for r in rows:
+            u = (r.payload or {}).get("response_url") if r.channel == "aibot" else None
+            out[r.id] = x = route(r, self.senders, now, response_url_free=u not in used,
+                                  bridge_group=r.recipient in groups)
+            if u and isinstance(x, Route) and x.how == "aibot":
+                used.add(u)
+        return out
 
     def _screen(self, rows: list["Claimed"], now: datetime) -> list["Claimed"]:
         """Right before sending: re-check the premise of every notice a message carries
@@ -298,10 +332,10 @@ class Dispatcher:
             r.status = "sending"
             r.sent_at = r.sent_at or now
 
-    def _send_one(self, row: OutboxMessage):
+    def _send_one(self, row: OutboxMessage, via: Route):
         self.limiter.acquire()
         try:
-            result = deliver(self.sender, row)
+            result = deliver(via, row)
         except TransientSendError as e:
             return ("transient", e)
         except PermanentSendError as e:
@@ -335,6 +369,10 @@ class Dispatcher:
                          last_error="an earlier attempt may have been accepted and the duplicate-check window "
                                     "has passed: not resent; requeue by hand")
                 self.stats.uncertain += 1
+            elif outcome == "unreachable":
+                u.update(status="unreachable", attempts=row.attempts - 1, last_error=str(detail)[:2000])
+                self.stats.unreachable += 1
+                log.warning("outbox %s (%s → %s) is unreachable: %s", row.id, row.channel, row.recipient, detail)
             elif outcome == "defer":
                 u.update(status="pending", attempts=row.attempts - 1, next_attempt_at=now + timedelta(seconds=detail))
                 self.stats.deferred += 1
@@ -379,7 +417,7 @@ class Claimed:
     """A claimed outbox row as the dispatcher needs it (a plain object, not an ORM instance)."""
 
     __slots__ = ("id", "channel", "recipient", "kind", "payload", "attempts", "provider_id",
-                 "claimed_at", "sent_at", "status")
+                 "claimed_at", "sent_at", "status", "created_at")
 
     def __init__(self, *values):
         for name, v in zip(self.__slots__, values):

@@ -230,6 +230,7 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # pending|claimed|sending|sent|dead|uncertain|cancelled|withdrawn (every notice in it lost its premise)
+    # |unreachable (no configured platform can carry it; scheduler/outbox.py)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

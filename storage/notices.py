@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from governance.worktime import WorkTime, budget_decision, is_working_time, week_start
 from storage import premises
 from storage.models import Group, Notice, OutboxMessage
+from storage.outbox import person_channel
 
 DELIVERED = ("sent", "merged")
 
@@ -124,8 +125,9 @@ def deliver_due_notices(session: Session, *, now: datetime, budget: int, wt: Wor
 
 
 def _queue(session: Session, notices: list[Notice], now: datetime, stats: DeliveryStats) -> None:
-    """One outbox message for one person's ``notices``."""
-    msg = OutboxMessage(created_at=now, channel="user", recipient=notices[0].person_id,
+    """One outbox message for one person's ``notices``, on the person's platform (``person_channel``)."""
+    channel = person_channel(notices[0].person_id)
+    msg = OutboxMessage(created_at=now, channel=channel, recipient=notices[0].person_id,
                         kind="digest" if len(notices) > 1 else notices[0].kind,
                         payload=digest_payload(notices), status="pending", attempts=0, next_attempt_at=now)
     session.add(msg)

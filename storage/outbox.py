@@ -7,7 +7,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.models import Notice, OutboxMessage
-from storage.repo import insert_ignore
+from storage.repo import bridge_platform, insert_ignore
+
+# Statuses of an outbox row that never reached anyone (its notices can be treated as not sent).
+NOT_DELIVERED = ("withdrawn", "cancelled", "dead", "unreachable")
+
+
+def person_channel(person_id: str) -> str:
+    """The outbox channel that reaches a person on their own platform: ``bridge`` for a person of
+    a bridge platform (stored scoped, ``wechat:zhangsan``), else ``user`` (a WeCom userid: the
+    self-built app's ``message/send``; an AI bot cannot message a person unprompted).
+
+    Derived from the stored id for now; once a person has one account per platform
+    (``storage.identity``), this picks the account."""
+    return "bridge" if bridge_platform(person_id) else "user"
 
 
 def enqueue(session: Session, *, channel: str, recipient: str, kind: str, payload: dict[str, Any],

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from governance.dates import fmt_date
 from storage.models import Group, Notice, OutboxMessage
+from storage.outbox import NOT_DELIVERED
 
 CORRECTION = "correction"
 LIVE = ("active", "warned")
@@ -88,7 +89,7 @@ def _original_delivered(session: Session, notice_id: int, *, waiting_counts: boo
     if orig is None or orig.status not in ("sent", "merged") or orig.outbox_id is None:
         return False
     row = session.get(OutboxMessage, orig.outbox_id)
-    if row is None or row.status in ("withdrawn", "cancelled", "dead"):
+    if row is None or row.status in NOT_DELIVERED:
         return False
     if row.status == "pending" and row.sent_at is None:
         return None if waiting_counts else False  # the dispatcher will still screen it
@@ -190,7 +191,7 @@ def settle(session: Session, group_ids: Iterable[str], now: datetime, settings, 
         if pg:
             rq = rq.with_for_update()  # the dispatcher's claim skips it until this commits, then screens it
         row = session.execute(rq).scalar_one_or_none()
-        if row is None or row.status in ("withdrawn", "cancelled", "dead"):
+        if row is None or row.status in NOT_DELIVERED:
             n.withdrawn_at = now  # never reached anyone
             continue
         if row.status == "pending" and row.sent_at is None:

@@ -39,6 +39,13 @@ def raw_id(platform: str | None, stored_id: str) -> str:
     return stored_id
 
 
+def bridge_platform(stored_id: str) -> str | None:
+    """The bridge platform a stored id is scoped by (``wechat:zhangsan`` → ``wechat``), or None for an
+    id of Qunzhi's own platforms (a WeCom userid or chat id has no ``platform:`` prefix)."""
+    prefix, sep, _ = stored_id.partition(":")
+    return prefix if sep and prefix and prefix not in UNSCOPED_PLATFORMS else None
+
+
 def may_touch(group_platform: str | None, event_platform: str) -> bool:
     """May an event from ``event_platform`` change a group stored with ``group_platform``?"""
     if group_platform == event_platform:

@@ -19,7 +19,7 @@ from governance import labels
 from storage.feedback import FEW_VOTES, shown_votes
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Membership, OutboxMessage,
                             Person, PulseResponse, StatSnapshot, UselessVote)
-from storage.outbox import enqueue
+from storage.outbox import enqueue, person_channel
 
 LIVE = ("active", "warned")
 MIN_FEEDBACK = 5  # anonymous answers are shown per unit only from this many on
@@ -275,7 +275,7 @@ def enqueue_commission_digest(session: Session, now: datetime, settings, *, peri
         key = f"digest:{report.period_key}:{pid}"
         before = session.execute(select(func.count()).select_from(OutboxMessage)
                                  .where(OutboxMessage.dedupe_key == key)).scalar_one()
-        enqueue(session, channel="user", recipient=pid, kind="digest",
+        enqueue(session, channel=person_channel(pid), recipient=pid, kind="digest",
                 payload={"text": text, "markdown": True, "title": digest_title(report)},
                 at=now, dedupe_key=key, not_before=not_before)
         queued += 0 if before else 1

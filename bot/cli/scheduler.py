@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def scheduler_command(
         once: str = typer.Option("", "--once", help="立即运行一个任务后退出，例如 sweep、dispatch_outbox"),
         outbox: bool = typer.Option(False, "--outbox", help="显示发件箱各状态数量和待人工确认的消息"),
-        requeue: int = typer.Option(0, "--requeue", help="人工确认未送达后，重新发送某条 uncertain/dead 消息"),
+        requeue: int = typer.Option(0, "--requeue", help="人工确认未送达后（或配置好平台后），重新发送某条 uncertain/dead/unreachable 消息"),
         poll: float = typer.Option(5.0, "--poll", help="争取主实例的间隔（秒）"),
     ) -> None:
         """单独运行定时任务（多实例时只有一个主实例执行任务）。"""
@@ -33,9 +33,10 @@ def register(app: typer.Typer) -> None:
             with rt.db.session() as s:
                 if requeue:
                     row = s.get(OutboxMessage, requeue)
-                    if row is None or row.status not in ("uncertain", "dead"):
-                        typer.echo(f"只能重发状态为“{labels.label('outbox_status', 'uncertain')}”或"
-                                   f"“{labels.label('outbox_status', 'dead')}”的消息。")
+                    if row is None or row.status not in ("uncertain", "dead", "unreachable"):
+                        typer.echo(f"只能重发状态为“{labels.label('outbox_status', 'uncertain')}”、"
+                                   f"“{labels.label('outbox_status', 'dead')}”或"
+                                   f"“{labels.label('outbox_status', 'unreachable')}”的消息。")
                         raise typer.Exit(1)
                     row.status, row.attempts, row.next_attempt_at = "pending", 0, rt.now()
                     typer.echo(f"已重新排队：{requeue}")
@@ -45,6 +46,10 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"{labels.label('outbox_status', 'uncertain')} #{row.id} → {row.recipient}"
                                f"（{labels.label('message', row.kind)}）：可能已送达，请人工确认，"
                                f"未送达时用 --requeue {row.id} 重发")
+                for row in s.execute(select(OutboxMessage).where(OutboxMessage.status == "unreachable")).scalars():
+                    typer.echo(f"{labels.label('outbox_status', 'unreachable')} #{row.id} → {row.recipient}"
+                               f"（{labels.label('message', row.kind)}）：{row.last_error or '没有可用的发送渠道'}；"
+                               f"配置好该平台后可用 --requeue {row.id} 重发")
             return
         if once:
             if once not in jobs.JOBS:

@@ -25,7 +25,7 @@ from handlers.groups import owned_target, resolve, split_ref
 from handlers.registry import command, conversation
 from storage import audit, lifecycle, repo
 from storage.models import Group, Person
-from storage.outbox import enqueue, notify
+from storage.outbox import enqueue, notify, person_channel
 
 PROTECTED_MEANS = "不会被自动提醒或解散"
 
@@ -211,7 +211,7 @@ def request_protection(ctx: Context, g: Group) -> None:
     when = next_window_start(ctx.now, WorkTime.from_settings(ctx.settings))
     for pid in _protection_approvers(ctx, g):
         task_id = "protect:" + secrets.token_hex(8)
-        enqueue(ctx.session, channel="user", recipient=pid, kind="protect_request", at=ctx.now, not_before=when,
+        enqueue(ctx.session, channel=person_channel(pid), recipient=pid, kind="protect_request", at=ctx.now, not_before=when,
                 payload={"card": protect_card(task_id, g, requester), "text": text},
                 dedupe_key=f"protect-request:{g.id}:{ctx.now.isoformat()}:{pid}"[:200])
 

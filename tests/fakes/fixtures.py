@@ -12,3 +12,24 @@ def fake_wecom():
     server = FakeWeCom().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_bridge():
+    """A running fake bridge inbox; point ``settings.bridge_url`` at ``fake_bridge.url``."""
+    from tests.conftest import BRIDGE_SECRET
+    from tests.fakes.fake_bridge import FakeBridge
+
+    server = FakeBridge(BRIDGE_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_aibot():
+    """A running fake of the AI bot's response URLs (``fake_aibot.issue()`` gives one)."""
+    from tests.fakes.fake_aibot import FakeAibot
+
+    server = FakeAibot().start()
+    yield server
+    server.stop()

@@ -1,0 +1,119 @@
+"""Which sender carries an outbox row: one sender per channel, and the route of each row.
+
+Channels (``OutboxMessage.channel``), each belonging to one platform:
+
+===============  ==========================================================================
+``user``         a WeCom person, through the self-built app (``message/send``)
+``appchat``      a WeCom app group (``appchat/send``)
+``card_update``  a WeCom card, through its response code (``message/update_template_card``)
+``aibot``        an answer to an AI bot callback, through its ``response_url``
+``bridge``       an instruction or a message to a bridge (personal WeChat) group or person
+===============  ==========================================================================
+
+:func:`build_senders` builds the senders the settings allow (the one place that does);
+:func:`route` picks the sender for one row, or says why there is none (the dispatcher then
+marks the row ``unreachable`` and counts it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from platforms.base import Sender
+
+# WeCom 101138: one use, within an hour of the callback; the row's created_at is a little after
+# the callback (a late handler's reply up to minutes after), so the route stops using it earlier.
+RESPONSE_URL_TTL = timedelta(hours=1)
+RESPONSE_URL_MARGIN = timedelta(minutes=5)
+BRIDGE_INSTRUCTIONS = ("dissolve", "cancel_dissolve")
+CHANNELS = ("user", "appchat", "card_update", "aibot", "bridge")
+
+
+def build_senders(settings) -> dict[str, Sender]:
+    """The sender of every channel the configured platforms can send on (empty: local mode)."""
+    senders: dict[str, Sender] = {}
+    if settings.wecom_configured:
+        from platforms.wecom.sender import WeComSender
+
+        wecom = WeComSender(settings)
+        senders.update(user=wecom, appchat=wecom, card_update=wecom)
+    if settings.aibot_configured:
+        from platforms.aibot.sender import AibotSender
+
+        senders["aibot"] = AibotSender()
+    if settings.bridge_secret and settings.bridge_url:
+        from platforms.bridge.sender import BridgeSender
+
+        senders["bridge"] = BridgeSender(settings.bridge_url, settings.bridge_secret)
+    return senders
+
+
+@dataclass(frozen=True)
+class Route:
+    how: str        # user | appchat | card_update | aibot | bridge_instruction | bridge_group | bridge_user
+    sender: Sender
+
+
+def route(row, senders: dict[str, Sender], now: datetime, *, response_url_free: bool = True,
+          bridge_group: bool = True) -> Route | str:
+    """The route of one outbox row, or the reason (Chinese, for the operator) it has none.
+
+    ``response_url_free``: no other row has used (or is using) this row's ``response_url``;
+    ``bridge_group``: the row's recipient is a stored group (else a bridge person)."""
+    p = row.payload or {}
+    channel = row.channel
+    if channel == "aibot":
+        url = p.get("response_url")
+        fresh = url and response_url_free and now < _aware(row.created_at) + RESPONSE_URL_TTL - RESPONSE_URL_MARGIN
+        if fresh and "aibot" in senders:
+            return Route("aibot", senders["aibot"])
+        if not p.get("chatid") and "user" in senders:  # a direct chat: the person, through the app
+            return Route("user", senders["user"])
+        why = ("回调的 response_url 已用过或已过一小时" if url else "没有可用的回调 response_url")
+        where = "群聊" if p.get("chatid") else "个人（未配置企业微信自建应用）"
+        return f"无法送达：{why}，智能机器人不能主动向{where}发消息"
+    sender = senders.get(channel)
+    if sender is None:
+        return f"无法送达：未配置“{channel}”通道所属的平台（{_NEEDS.get(channel, channel)}）"
+    if channel == "bridge":
+        if p.get("type") in BRIDGE_INSTRUCTIONS:
+            return Route("bridge_instruction", sender)
+        return Route("bridge_group" if bridge_group else "bridge_user", sender)
+    return Route(channel, sender)
+
+
+_NEEDS = {"user": "企业微信自建应用 QUNZHI_WECOM_*", "appchat": "企业微信自建应用 QUNZHI_WECOM_*",
+          "card_update": "企业微信自建应用 QUNZHI_WECOM_*", "bridge": "QUNZHI_BRIDGE_URL 与 QUNZHI_BRIDGE_SECRET"}
+
+
+def deliver(r: Route, row):
+    """One outbox row → one call of its route's sender (returns the SendResult)."""
+    p = row.payload or {}
+    s = r.sender
+    text = p.get("text", "")
+    if r.how == "card_update":
+        return s.update_card(p["response_code"], p["card"])
+    if r.how == "appchat":
+        return s.appchat_send_text(row.recipient, text)
+    if r.how == "aibot":
+        if p.get("card"):
+            return s.respond_card(p["response_url"], p["card"])
+        if p.get("markdown"):
+            return s.respond_markdown(p["response_url"], text)
+        return s.respond_text(p["response_url"], text)
+    if r.how == "bridge_instruction":
+        return s.post(p)
+    if r.how == "bridge_group":  # a bridge cannot show cards: their text goes
+        return s.send_group_text(row.recipient, text, instruction_id=f"outbox-{row.id}")
+    if r.how == "bridge_user":
+        return s.send_user_text(row.recipient, text, instruction_id=f"outbox-{row.id}")
+    to = [row.recipient]
+    if p.get("card"):
+        return s.send_card(to, p["card"])
+    if p.get("markdown"):
+        return s.send_markdown(to, text)
+    return s.send_text(to, text)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
