@@ -65,6 +65,7 @@ from sqlalchemy import bindparam, func, select, update
 from platforms.base import PermanentSendError, TransientSendError
 from scheduler.routing import BRIDGE_INSTRUCTIONS, CHANNELS, Route, deliver, route
 from storage.db import Database
+from storage import identity
 from storage.models import Group, OutboxMessage
 
 log = logging.getLogger("qunzhi.outbox")
@@ -270,9 +271,19 @@ class Dispatcher:
                         t.c.id.not_in([r.id for r in rows]))).scalars())
                 if said:
                     groups = set(c.execute(select(Group.id).where(Group.id.in_(sorted(said)))).scalars())
+        # A person whose own channel has no sender here (a WeCom userid in a bridge-only
+        # deployment) is reached on another platform they have an account on (storage.identity).
+        via: dict[str, tuple[str, str] | None] = {}
+        lost = {r.recipient for r in rows if r.channel == "user" and "user" not in self.senders}
+        if lost and "bridge" in self.senders:
+            with self.db.session() as s:
+                via = {pid: identity.route_for_person(s, pid, ("bridge",)) for pid in sorted(lost)}
         out: dict[int, Route | str] = {}
         for r in rows:
             u = (r.payload or {}).get("response_url") if r.channel == "aibot" else None
+            if r.channel == "user" and via.get(r.recipient):
+                out[r.id] = Route("bridge_user", self.senders["bridge"], to=via[r.recipient][1])
+                continue
             out[r.id] = x = route(r, self.senders, now, response_url_free=u not in used,
                                   bridge_group=r.recipient in groups)
             if u and isinstance(x, Route) and x.how == "aibot":

@@ -30,21 +30,15 @@ CHANNELS = ("user", "appchat", "card_update", "aibot", "bridge")
 
 
 def build_senders(settings) -> dict[str, Sender]:
-    """The sender of every channel the configured platforms can send on (empty: local mode)."""
+    """The sender of every channel the configured platforms can send on (empty: local mode):
+    each registered platform's ``sender(settings)`` on its ``channels`` (platforms.registry)."""
+    from platforms.registry import all_platforms
+
     senders: dict[str, Sender] = {}
-    if settings.wecom_configured:
-        from platforms.wecom.sender import WeComSender
-
-        wecom = WeComSender(settings)
-        senders.update(user=wecom, appchat=wecom, card_update=wecom)
-    if settings.aibot_configured:
-        from platforms.aibot.sender import AibotSender
-
-        senders["aibot"] = AibotSender()
-    if settings.bridge_secret and settings.bridge_url:
-        from platforms.bridge.sender import BridgeSender
-
-        senders["bridge"] = BridgeSender(settings.bridge_url, settings.bridge_secret)
+    for platform in all_platforms():
+        sender = platform.sender(settings)
+        if sender is not None:
+            senders.update({channel: sender for channel in platform.channels})
     return senders
 
 
@@ -52,6 +46,7 @@ def build_senders(settings) -> dict[str, Sender]:
 class Route:
     how: str        # user | appchat | card_update | aibot | bridge_instruction | bridge_group | bridge_user
     sender: Sender
+    to: str | None = None  # another recipient than the row's: the person's account on the platform that carries it
 
 
 def route(row, senders: dict[str, Sender], now: datetime, *, response_url_free: bool = True,
@@ -106,7 +101,7 @@ def deliver(r: Route, row):
     if r.how == "bridge_group":  # a bridge cannot show cards: their text goes
         return s.send_group_text(row.recipient, text, instruction_id=f"outbox-{row.id}")
     if r.how == "bridge_user":
-        return s.send_user_text(row.recipient, text, instruction_id=f"outbox-{row.id}")
+        return s.send_user_text(r.to or row.recipient, text, instruction_id=f"outbox-{row.id}")
     to = [row.recipient]
     if p.get("card"):
         return s.send_card(to, p["card"])

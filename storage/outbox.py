@@ -18,8 +18,9 @@ def person_channel(person_id: str) -> str:
     a bridge platform (stored scoped, ``wechat:zhangsan``), else ``user`` (a WeCom userid: the
     self-built app's ``message/send``; an AI bot cannot message a person unprompted).
 
-    Derived from the stored id for now; once a person has one account per platform
-    (``storage.identity``), this picks the account."""
+    The channel follows the stored id; where that channel has no sender in a deployment, the
+    dispatcher reaches the person through another account of theirs (``storage.identity``,
+    ``scheduler.outbox.Dispatcher._routes``)."""
     return "bridge" if bridge_platform(person_id) else "user"
 
 

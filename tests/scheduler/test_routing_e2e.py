@@ -141,3 +141,26 @@ def test_notices_choose_the_channel_of_the_person(db, clock):
         deliver_due_notices(s, now=clock(), budget=5, wt=WorkTime.from_settings(settings))
     assert sorted((r.recipient, r.channel) for r in _outbox(db)) == [("wechat:li", "bridge"), ("zhangsan", "user")]
     assert json.dumps(_outbox(db)[0].payload, ensure_ascii=False).count("提醒") == 1
+
+
+def test_a_wecom_person_with_a_linked_wechat_account_is_reached_through_the_bridge(db, clock, fake_bridge):
+    """A bridge-only deployment whose roster linked a WeCom userid to a personal WeChat account:
+    the notice addressed to the person leaves through the bridge, to that account."""
+    from storage import identity
+
+    rt = _runtime(db, clock, bridge_url=fake_bridge.url, **NO_WECOM, **NO_AIBOT)
+    with db.session() as s:
+        person(s, "zhangsan", name="张三")
+        identity.link(s, "zhangsan", "wechat", "zs-wx", at=clock(), actor="admin")
+        group(s, "wechat:wxg-2", "防火巡查群", platform="wechat", owner="zhangsan",
+              members=("zhangsan", "wechat:m1", "wechat:m2"))
+    jobs.sweep(rt)
+    jobs.deliver_notices(rt)
+    [warning] = _outbox(db)
+    assert (warning.channel, warning.recipient) == ("user", "zhangsan")
+    assert jobs.dispatch_outbox(rt) == 1
+    [said] = fake_bridge.carried_out
+    assert said["type"] == "say" and said["user_id"] == "zs-wx" and "防火巡查群" in said["text"]
+    with db.session() as s:
+        assert s.get(OutboxMessage, warning.id).status == "sent"
+        assert s.get(Group, "wechat:wxg-2").warning_sent_at == clock()  # delivered: the grace starts
