@@ -200,6 +200,11 @@ class PlatformBase:
     def configured(self, settings: "Settings") -> bool:
         raise NotImplementedError
 
+    def acts(self, settings: "Settings") -> bool:
+        """It can carry out its own dissolution method here (configured, and able to send where the
+        method sends); otherwise a group of it gets an order to its owner."""
+        return self.configured(settings)
+
     def sender(self, settings: "Settings") -> Sender | None:
         return None
 

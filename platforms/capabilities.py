@@ -38,8 +38,10 @@ def for_platform(platform: str | None, *, source: str | None = None, configured:
 def for_group(group: Any, settings: Any = None) -> Capabilities:
     """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``).
 
-    The group's platform counts as configured when ``settings`` say so (or no settings are given)."""
+    The group's platform counts as configured when ``settings`` say it can act (``Platform.acts``:
+    a bridge without ``QUNZHI_BRIDGE_URL``, or WeCom without its app secret, cannot carry out a
+    dissolution, so the owner gets an order instead), or when no settings are given."""
     platform = (getattr(group, "platform", None) or "").lower()
     owner = owner_of(platform)
-    configured = settings is None or owner is None or owner.configured(settings)
+    configured = settings is None or owner is None or owner.acts(settings)
     return for_platform(platform, source=getattr(group, "source", None), configured=configured)

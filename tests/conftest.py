@@ -164,7 +164,8 @@ def make_settings(**overrides) -> Settings:
         environment="development", database_url="sqlite://", wecom_corp_id=WECOM_CORP_ID,
         wecom_token=WECOM_TOKEN, wecom_aes_key=WECOM_AES_KEY, wecom_agent_id="218", wecom_secret="secret-for-tests",
         wecom_api_base="http://127.0.0.1:9/cgi-bin/", aibot_token=AIBOT_TOKEN, aibot_aes_key=AIBOT_AES_KEY,
-        bridge_secret=BRIDGE_SECRET, admin_token=ADMIN_TOKEN, run_scheduler=False,
+        bridge_secret=BRIDGE_SECRET, bridge_url="http://127.0.0.1:9/bridge", admin_token=ADMIN_TOKEN,
+        run_scheduler=False,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -26,6 +26,9 @@ class BridgePlatform(PlatformBase):
     def configured(self, settings) -> bool:
         return settings.bridge.configured
 
+    def acts(self, settings) -> bool:
+        return settings.bridge.sends
+
     def sender(self, settings):
         if not settings.bridge.sends:
             return None

@@ -20,6 +20,9 @@ class WeComPlatform(PlatformBase):
     def configured(self, settings) -> bool:
         return settings.wecom.configured
 
+    def acts(self, settings) -> bool:
+        return settings.wecom.sends
+
     def sender(self, settings):
         if not settings.wecom.sends:
             return None

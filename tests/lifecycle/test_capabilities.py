@@ -233,3 +233,16 @@ def test_merge_by_admin(runtime, wecom):
         assert (g.status, g.merged_into) == ("merged", "g2")
         assert [(a[0], a[1], a[2]) for a in trail(s, "g1")] == [
             ("merge", "admin1", "合并"), ("dissolve_intent", "admin1", "合并"), ("dissolve", "system:sweep", "合并")]
+
+
+def test_a_bridge_without_its_url_cannot_dissolve_so_the_owner_gets_an_order():
+    from types import SimpleNamespace
+
+    from platforms.capabilities import for_group
+    from tests.conftest import make_settings
+
+    g = SimpleNamespace(platform="wechat", source="bridge")
+    assert for_group(g, make_settings(bridge_url="http://127.0.0.1:9/b")).method == "bridge"
+    assert for_group(g, make_settings(bridge_url="")).method == "order"
+    wg = SimpleNamespace(platform="wecom", source="chat")
+    assert for_group(wg, make_settings(wecom_secret="")).method == "order"
