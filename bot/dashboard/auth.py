@@ -136,6 +136,8 @@ def check_csrf(expected: str | None, given: str | None) -> None:
 
 
 # --- dependencies --------------------------------------------------------------------------------
+# The checks that do no I/O are ``async def``: FastAPI then runs them on the event loop instead of
+# sending each to the thread pool. Those that use the database are plain ``def``.
 def runtime(request: Request):
     return request.app.state.runtime
 
@@ -163,7 +165,7 @@ async def posted_form(request: Request, _: Annotated[None, Depends(same_origin)]
 PostedForm = Annotated[dict[str, str], Depends(posted_form)]
 
 
-def pre_session_form(request: Request, form: PostedForm) -> dict[str, str]:
+async def pre_session_form(request: Request, form: PostedForm) -> dict[str, str]:
     """A login form: its CSRF token must be the ``PRE_COOKIE`` set when the form was shown."""
     check_csrf(request.cookies.get(PRE_COOKIE), form.get("csrf"))
     return form
@@ -187,7 +189,7 @@ class LoginRequired(Exception):
     """A page without a valid session: the visitor is sent to the login page (``routes.DashboardRoute``)."""
 
 
-def viewer(sess: CurrentSession) -> DashSession:
+async def viewer(sess: CurrentSession) -> DashSession:
     """Pages: any dashboard role (纪委监委, 管理员); without a session, the login page."""
     if sess is None:
         raise LoginRequired()
@@ -197,7 +199,7 @@ def viewer(sess: CurrentSession) -> DashSession:
 Viewer = Annotated[DashSession, Depends(viewer)]
 
 
-def session_form(form: PostedForm, sess: CurrentSession) -> DashSession:
+async def session_form(form: PostedForm, sess: CurrentSession) -> DashSession:
     """A form posted from a dashboard page: a live session, and that session's CSRF token (403)."""
     if sess is None:
         raise HTTPException(403, "登录已过期，请重新登录")
@@ -208,7 +210,7 @@ def session_form(form: PostedForm, sess: CurrentSession) -> DashSession:
 SessionForm = Annotated[DashSession, Depends(session_form)]
 
 
-def admin(sess: SessionForm) -> DashSession:
+async def admin(sess: SessionForm) -> DashSession:
     """Administrator actions: a posted dashboard form (``session_form``) of an administrator (403)."""
     if not sess.is_admin:
         raise HTTPException(403, "只有管理员可以执行这个操作")
