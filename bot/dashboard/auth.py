@@ -3,8 +3,9 @@
 A route declares its access in its signature:
 
 - ``sess: Viewer``: a page, for any dashboard role (纪委监委, 管理员); without a session, the login page.
-- ``sess: Admin``: an administrator's action, posted from a dashboard page: same origin
-  (``same_origin``), the session's CSRF token (``session_form``), the admin role; 403 otherwise.
+- ``sess: SessionForm``: a form posted from a dashboard page (logout): same origin (``same_origin``),
+  a live session and that session's CSRF token; 403 otherwise.
+- ``sess: Admin``: an administrator's action: a ``SessionForm`` of the admin role; 403 otherwise.
 - ``form: PreSessionForm``: the login forms: same origin and the double-submit token ``PRE_COOKIE``.
 - ``dependencies=[Depends(admin_token)]``: /api, ``Authorization: Bearer ADMIN_TOKEN``.
 
