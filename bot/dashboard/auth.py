@@ -1,7 +1,16 @@
-"""Dashboard access: admin-token login, one-time links (看板), sessions, CSRF and origin checks.
+"""Who may use the dashboard (看板) and /api, as FastAPI dependencies.
 
-Only sha256 hashes of tokens are stored (``login_tokens``). A session lasts at most
-``SESSION_HOURS`` and ends after ``IDLE_MINUTES`` without a request.
+A route declares its access in its signature:
+
+- ``sess: Viewer``: a page, for any dashboard role (纪委监委, 管理员); without a session, the login page.
+- ``sess: SessionForm``: a form posted from a dashboard page (logout): same origin (``same_origin``),
+  a live session and that session's CSRF token; 403 otherwise.
+- ``sess: Admin``: an administrator's action: a ``SessionForm`` of the admin role; 403 otherwise.
+- ``form: PreSessionForm``: the login forms: same origin and the double-submit token ``PRE_COOKIE``.
+- ``dependencies=[Depends(admin_token)]``: /api, ``Authorization: Bearer ADMIN_TOKEN``.
+
+Admin tokens are compared through the per-address limiter (``storage.throttle``); links and
+sessions are stored by ``storage.logins`` (only hashes).
 """
 from __future__ import annotations
 
@@ -9,41 +18,21 @@ import hmac
 import ipaddress
 import logging
 import math
-import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Annotated, Iterator
 
-from fastapi import HTTPException, Request
-from sqlalchemy import delete
+from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from handlers.commands.dashboard import DASHBOARD_ROLES as ROLES
-from handlers.commands.dashboard import LINK_MINUTES, issue_link, token_hash  # noqa: F401
-from platforms.pages import check_origin  # noqa: F401 (shared with the local page)
-from storage import throttle
-from storage.models import LoginToken, Person
+from platforms.pages import check_origin  # shared with the local page
+from storage import logins, throttle
+from storage.logins import DashSession
 
 log = logging.getLogger("qunzhi.dashboard")
 
-SESSION_HOURS = 8
-IDLE_MINUTES = 30
 COOKIE = "qz_session"
 PRE_COOKIE = "qz_pre"  # double-submit token for the forms shown before a session exists
-
-
-def link_valid(session: Session, token: str, now: datetime) -> LoginToken | None:
-    row = session.get(LoginToken, token_hash(token))
-    if row is None or row.kind != "link" or row.used_at is not None or row.expires_at <= now:
-        return None
-    return row
-
-
-def consume_link(session: Session, token: str, now: datetime) -> LoginToken | None:
-    row = link_valid(session, token, now)
-    if row is not None:
-        row.used_at = now
-        session.flush()
-    return row
+LOGIN_PATH = "/dashboard/login"
 
 
 def check_admin_token(settings, given: str) -> bool:
@@ -114,55 +103,6 @@ def admin_token_attempt(rt, request: Request, given: str, *, via: str) -> bool:
     return result.ok
 
 
-@dataclass
-class DashSession:
-    token: str
-    role: str
-    person_id: str | None
-    csrf: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-def start_session(session: Session, *, role: str, person_id: str | None, now: datetime) -> DashSession:
-    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    session.add(LoginToken(token_hash=token_hash(token), kind="session", person_id=person_id, role=role,
-                           created_at=now, expires_at=now + timedelta(hours=SESSION_HOURS), used_at=now, csrf=csrf))
-    # housekeeping: forget long-expired tokens
-    session.execute(delete(LoginToken).where(LoginToken.expires_at < now - timedelta(days=1)))
-    session.flush()
-    return DashSession(token, role, person_id, csrf)
-
-
-def load_session(session: Session, token: str | None, now: datetime) -> DashSession | None:
-    if not token:
-        return None
-    row = session.get(LoginToken, token_hash(token))
-    if row is None or row.kind != "session" or row.expires_at <= now:
-        return None
-    if row.used_at is not None and now - row.used_at > timedelta(minutes=IDLE_MINUTES):
-        return None
-    if row.person_id is not None:
-        # The role is read again on every request: a demoted member loses access at once, and
-        # the session ends for good (a later promotion needs a new link). An admin-token session
-        # has no person and keeps the role "admin".
-        person = session.get(Person, row.person_id)
-        if person is None or person.role not in ROLES:
-            session.delete(row)
-            session.flush()
-            return None
-        row.role = person.role
-    row.used_at = now
-    return DashSession(token, row.role, row.person_id, row.csrf or "")
-
-
-def end_session(session: Session, token: str | None) -> None:
-    if token:
-        session.execute(delete(LoginToken).where(LoginToken.token_hash == token_hash(token)))
-
-
 def cookie_kwargs(settings) -> dict:
     return {"httponly": True, "samesite": "strict", "secure": settings.public_base_url.startswith("https://"),
             "path": "/dashboard"}
@@ -171,3 +111,97 @@ def cookie_kwargs(settings) -> dict:
 def check_csrf(expected: str | None, given: str | None) -> None:
     if not expected or not given or not hmac.compare_digest(expected.encode(), given.encode()):
         raise HTTPException(403, "表单已失效，请刷新页面后重试")
+
+
+# --- dependencies --------------------------------------------------------------------------------
+# The checks that do no I/O are ``async def``: FastAPI then runs them on the event loop instead of
+# sending each to the thread pool. Those that use the database are plain ``def``.
+def runtime(request: Request):
+    return request.app.state.runtime
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed when the route returns, rolled back when it raises."""
+    with runtime(request).db.session() as s:
+        yield s
+
+
+DB = Annotated[Session, Depends(db_session)]
+
+
+async def same_origin(request: Request) -> None:
+    """A request that changes something comes from this site (``check_origin``, 403 otherwise)."""
+    check_origin(request, runtime(request).settings)
+
+
+async def posted_form(request: Request, _: Annotated[None, Depends(same_origin)]) -> dict[str, str]:
+    """The fields of a posted form, read only after the origin check."""
+    form = await request.form()
+    return {k: str(v) for k, v in form.items()}
+
+
+PostedForm = Annotated[dict[str, str], Depends(posted_form)]
+
+
+async def pre_session_form(request: Request, form: PostedForm) -> dict[str, str]:
+    """A login form: its CSRF token must be the ``PRE_COOKIE`` set when the form was shown."""
+    check_csrf(request.cookies.get(PRE_COOKIE), form.get("csrf"))
+    return form
+
+
+PreSessionForm = Annotated[dict[str, str], Depends(pre_session_form)]
+
+
+def current_session(request: Request, s: DB) -> DashSession | None:
+    """The visitor's dashboard session, or None (none, expired, idle, or its person lost the role)."""
+    sess = logins.load_session(s, request.cookies.get(COOKIE), runtime(request).now())
+    if sess is None:
+        s.commit()  # a session that load_session ended stays ended, whatever the route does next
+    return sess
+
+
+CurrentSession = Annotated[DashSession | None, Depends(current_session)]
+
+
+class LoginRequired(Exception):
+    """A page without a valid session: the visitor is sent to the login page (``routes.DashboardRoute``)."""
+
+
+async def viewer(sess: CurrentSession) -> DashSession:
+    """Pages: any dashboard role (纪委监委, 管理员); without a session, the login page."""
+    if sess is None:
+        raise LoginRequired()
+    return sess
+
+
+Viewer = Annotated[DashSession, Depends(viewer)]
+
+
+async def session_form(form: PostedForm, sess: CurrentSession) -> DashSession:
+    """A form posted from a dashboard page: a live session, and that session's CSRF token (403)."""
+    if sess is None:
+        raise HTTPException(403, "登录已过期，请重新登录")
+    check_csrf(sess.csrf, form.get("csrf"))
+    return sess
+
+
+SessionForm = Annotated[DashSession, Depends(session_form)]
+
+
+async def admin(sess: SessionForm) -> DashSession:
+    """Administrator actions: a posted dashboard form (``session_form``) of an administrator (403)."""
+    if not sess.is_admin:
+        raise HTTPException(403, "只有管理员可以执行这个操作")
+    return sess
+
+
+Admin = Annotated[DashSession, Depends(admin)]
+
+
+def admin_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """/api: ``Authorization: Bearer ADMIN_TOKEN``, through the same per-address limiter as the
+    dashboard login (401 when wrong or missing, 429 while locked out)."""
+    given = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else ""
+    if not admin_token_attempt(runtime(request), request, given, via="api"):
+        raise HTTPException(status_code=401, detail="需要管理员令牌（Authorization: Bearer …）",
+                            headers={"WWW-Authenticate": "Bearer"})

@@ -1,30 +1,27 @@
 """The dashboard (看板): server-rendered Chinese pages under /dashboard for commissions and admins."""
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import secrets
-from collections import defaultdict
-from datetime import timedelta
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
-from sqlalchemy import func, or_, select
 
 from bot.dashboard import actions, auth
 from platforms.pages import SecureRoute as PageRoute
 from governance import labels
 from governance.model import FINDING_KINDS
-from storage import reports
+from storage import dashboard as queries
+from storage import logins, reports
 from storage.audit import verify
 from storage.lifecycle import findings_computed_at
-from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Person, PulseResponse, StatSnapshot,
-                            UselessVote)
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -52,17 +49,35 @@ class SecureRoute(PageRoute):
                             status_code=e.status_code)
 
 
-router = APIRouter(prefix="/dashboard", route_class=SecureRoute)
+class _LoginRedirect(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def redirecting(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except auth.LoginRequired:
+                return RedirectResponse(auth.LOGIN_PATH, status_code=303)
+
+        return redirecting
+
+
+class DashboardRoute(SecureRoute, _LoginRedirect):
+    """``SecureRoute`` (headers, Chinese error pages) around every dashboard route, and inside it
+    a visitor who has to log in (``auth.LoginRequired``, raised by ``auth.viewer``) is sent to
+    the login page."""
+
+
+router = APIRouter(prefix="/dashboard", route_class=DashboardRoute)
 
 
 def _rt(request: Request):
-    return request.app.state.runtime
+    return auth.runtime(request)
 
 
-def _render(name: str, request: Request, sess: auth.DashSession | None, **ctx) -> str:
+def _render(name: str, request: Request, sess: logins.DashSession | None, **ctx) -> str:
     ctx.setdefault("tz", _rt(request).settings.tz)
-    return env.get_template(name).render(request=request, sess=sess, path=request.url.path,
-                                         findings_at=_findings_label(request), **ctx)
+    return env.get_template(name).render(request=request, sess=sess, path=request.url.path, **ctx)
 
 
 def _local(at, tz) -> str:
@@ -70,12 +85,9 @@ def _local(at, tz) -> str:
     return f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}"
 
 
-def _findings_label(request: Request) -> str | None:
-    """“问题清单更新于 …（北京时间）” for the page header (set by ``_require`` from ``finding_refreshes``)."""
-    stamps = getattr(request.state, "findings_at", None)
-    if stamps is None:
-        return None
-    full = stamps.get("full")
+def _findings_label(request: Request, s) -> str:
+    """“问题清单更新于 …（北京时间）” for the page header, from ``finding_refreshes``."""
+    full = findings_computed_at(s).get("full")
     if full is None:
         return "问题清单尚未生成（每小时自动更新）"
     tz = _rt(request).settings.tz
@@ -88,43 +100,9 @@ def _page(name: str, request: Request, sess, **ctx) -> HTMLResponse:
     return HTMLResponse(_render(name, request, sess, **ctx))
 
 
-def _require(request: Request, s, *, admin: bool = False) -> auth.DashSession:
-    rt = _rt(request)
-    sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
-    if sess is None:
-        raise _Login()
-    if admin and not sess.is_admin:
-        raise HTTPException(403, "只有管理员可以执行这个操作")
-    request.state.findings_at = findings_computed_at(s)
-    return sess
-
-
-class _Login(Exception):
-    """No valid dashboard session: the visitor is sent to the login page."""
-
-
-def _guard(fn):
-    """Run a page with a database session; unauthenticated visitors go to the login page."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(request: Request, *a, **kw):
-        rt = _rt(request)
-        with rt.db.session() as s:
-            try:
-                return fn(request, s, *a, **kw)
-            except _Login:
-                pass  # committed: a session that load_session ended stays ended
-        return RedirectResponse("/dashboard/login", status_code=303)
-
-    sig = inspect.signature(fn)
-    wrapper.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "s"])
-    return wrapper
-
-
-async def _form(request: Request) -> dict:
-    form = await request.form()
-    return {k: str(v) for k, v in form.items()}
+def _view(name: str, request: Request, s, sess: logins.DashSession, **ctx) -> HTMLResponse:
+    """A page of a logged-in visitor: its header says when the findings were computed."""
+    return _page(name, request, sess, findings_at=_findings_label(request, s), **ctx)
 
 
 # --- static files (no CDN: everything the pages load comes from here) ----------------------------
@@ -157,40 +135,33 @@ def login_form(request: Request, error: str | None = None) -> Response:
 
 def _start(request: Request, s, role: str, person_id: str | None) -> Response:
     rt = _rt(request)
-    sess = auth.start_session(s, role=role, person_id=person_id, now=rt.now())
+    sess = logins.start_session(s, role=role, person_id=person_id, now=rt.now())
     resp = RedirectResponse("/dashboard", status_code=303)
-    resp.set_cookie(auth.COOKIE, sess.token, max_age=auth.SESSION_HOURS * 3600, **auth.cookie_kwargs(rt.settings))
+    resp.set_cookie(auth.COOKIE, sess.token, max_age=logins.SESSION_HOURS * 3600, **auth.cookie_kwargs(rt.settings))
     resp.delete_cookie(auth.PRE_COOKIE, path="/dashboard")
     return resp
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    rt = _rt(request)
-    auth.check_origin(request, rt.settings)
-    form = await _form(request)
-    auth.check_csrf(request.cookies.get(auth.PRE_COOKIE), form.get("csrf"))
+def login(request: Request, form: auth.PreSessionForm, s: auth.DB) -> Response:
+    # The admin token goes through the per-address limiter, whose row lock may wait for another
+    # instance: a plain ``def``, so FastAPI runs this in the thread pool, off the event loop.
     tok, new = _pre_token(request)
     try:
-        # blocking (the limiter's row lock may wait for another instance): off the event loop
-        ok = await run_in_threadpool(auth.admin_token_attempt, rt, request, form.get("token", ""), via="dashboard")
+        ok = auth.admin_token_attempt(_rt(request), request, form.get("token", ""), via="dashboard")
     except auth.Locked as e:
         return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error=e.detail),
                                       status_code=429, headers=e.headers), request, tok, new)
     if not ok:
         return _with_pre(HTMLResponse(_render("login.html", request, None, csrf=tok, error="令牌不正确"),
                                       status_code=403), request, tok, new)
-    with rt.db.session() as s:
-        return _start(request, s, "admin", None)
+    return _start(request, s, "admin", None)
 
 
 @router.get("/login/{token}")
-def link_form(request: Request, token: str) -> Response:
+def link_form(request: Request, token: str, s: auth.DB) -> Response:
     """Show a confirm button: link previews in chat apps must not use up the one-time link."""
-    rt = _rt(request)
-    with rt.db.session() as s:
-        ok = auth.link_valid(s, token, rt.now()) is not None
-    if not ok:
+    if logins.link_valid(s, token, _rt(request).now()) is None:
         return HTMLResponse(_render("message.html", request, None, title="链接已失效",
                                     message="登录链接已使用或已过期（15分钟内有效）。请在企业微信中重新发送“看板”。"),
                             status_code=403)
@@ -199,31 +170,20 @@ def link_form(request: Request, token: str) -> Response:
 
 
 @router.post("/login/{token}")
-async def link_login(request: Request, token: str) -> Response:
-    rt = _rt(request)
-    auth.check_origin(request, rt.settings)
-    form = await _form(request)
-    auth.check_csrf(request.cookies.get(auth.PRE_COOKIE), form.get("csrf"))
-    with rt.db.session() as s:
-        row = auth.consume_link(s, token, rt.now())
-        if row is None:
-            return HTMLResponse(_render("message.html", request, None, title="链接已失效",
-                                        message="登录链接已使用或已过期。请在企业微信中重新发送“看板”。"), status_code=403)
-        person = s.get(Person, row.person_id) if row.person_id else None
-        if person is None or person.role not in auth.ROLES:
-            raise HTTPException(403, "您没有查看看板的权限")
-        return _start(request, s, person.role, person.id)
+def link_login(request: Request, token: str, form: auth.PreSessionForm, s: auth.DB) -> Response:
+    try:
+        person = logins.redeem_link(s, token, _rt(request).now())
+    except logins.NotAViewer:
+        raise HTTPException(403, "您没有查看看板的权限") from None  # rolled back: the link stays unused
+    if person is None:
+        return HTMLResponse(_render("message.html", request, None, title="链接已失效",
+                                    message="登录链接已使用或已过期。请在企业微信中重新发送“看板”。"), status_code=403)
+    return _start(request, s, person.role, person.id)
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    rt = _rt(request)
-    auth.check_origin(request, rt.settings)
-    form = await _form(request)
-    with rt.db.session() as s:
-        sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
-        auth.check_csrf(sess.csrf if sess else None, form.get("csrf"))
-        auth.end_session(s, sess.token)
+def logout(s: auth.DB, sess: auth.SessionForm) -> Response:
+    logins.end_session(s, sess.token)
     resp = RedirectResponse("/dashboard/login", status_code=303)
     resp.delete_cookie(auth.COOKIE, path="/dashboard")
     return resp
@@ -235,29 +195,20 @@ def _today(rt):
 
 
 @router.get("")
-@_guard
-def overview(request: Request, s) -> Response:
-    sess = _require(request, s)
+def overview(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
     rt = _rt(request)
     reports.ensure_snapshot(s, _today(rt))
     stats = reports.compute_stats(s)
     rep = reports.build_report(s, period="week", now=rt.now(), settings=rt.settings)
-    return _page("overview.html", request, sess, stats=stats, rep=rep, digest=reports.render_text(rep, markdown=False))
+    return _view("overview.html", request, s, sess, stats=stats, rep=rep,
+                 digest=reports.render_text(rep, markdown=False))
 
 
 @router.get("/api/charts.json")
-@_guard
-def charts(request: Request, s) -> Response:
-    _require(request, s)
-    rt = _rt(request)
-    reports.ensure_snapshot(s, _today(rt))
-    snaps = s.execute(select(StatSnapshot).order_by(StatSnapshot.day.desc()).limit(180)).scalars().all()[::-1]
-    pulse_rows = s.execute(select(PulseResponse.period, PulseResponse.value, func.count())
-                           .group_by(PulseResponse.period, PulseResponse.value)).all()
-    by_period: dict[str, dict[int, int]] = defaultdict(dict)
-    for period, value, n in pulse_rows:
-        by_period[period][value] = n
-    periods = sorted(p for p, v in by_period.items() if sum(v.values()) >= reports.MIN_FEEDBACK)[-12:]
+def charts(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
+    reports.ensure_snapshot(s, _today(_rt(request)))
+    snaps = queries.recent_snapshots(s)
+    pulse = queries.pulse_by_period(s)
     findings = reports.kinds_counter(s)
     return JSONResponse({
         "days": [x.day.isoformat() for x in snaps],
@@ -266,112 +217,53 @@ def charts(request: Request, s) -> Response:
         "per_cadre_median": [x.data.get("groups_per_cadre_median", 0) for x in snaps],
         "per_cadre_max": [x.data.get("groups_per_cadre_max", 0) for x in snaps],
         "findings": [{"name": labels.kind(k), "value": v} for k, v in sorted(findings.items())],
-        "pulse_periods": periods,
-        "pulse_period_names": [labels.period_name(p) for p in periods],
-        "pulse": {label: [by_period[p].get(v, 0) for p in periods] for v, label in ((1, "轻"), (2, "适中"), (3, "重"))},
+        "pulse_periods": list(pulse),
+        "pulse_period_names": [labels.period_name(p) for p in pulse],
+        "pulse": {label: [pulse[p].get(v, 0) for p in pulse] for v, label in ((1, "轻"), (2, "适中"), (3, "重"))},
     }, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/findings")
-@_guard
-def findings(request: Request, s, kind: str | None = None, status: str = "open") -> Response:
-    sess = _require(request, s)
-    q = select(FindingRecord).order_by(FindingRecord.kind, FindingRecord.score.desc(), FindingRecord.id)
-    if kind:
-        q = q.where(FindingRecord.kind == kind)
-    if status in ("open", "resolved"):
-        q = q.where(FindingRecord.status == status)
-    rows = s.execute(q.limit(500)).scalars().all()
-    names = dict(s.execute(select(Group.id, Group.name)).all())
-    return _page("findings.html", request, sess, rows=rows, names=names, kind=kind, status=status,
-                 counts=reports.kinds_counter(s))
+def findings(request: Request, s: auth.DB, sess: auth.Viewer, kind: str | None = None,
+             status: str = "open") -> Response:
+    return _view("findings.html", request, s, sess, rows=queries.findings(s, kind=kind, status=status),
+                 names=queries.group_names(s), kind=kind, status=status, counts=reports.kinds_counter(s))
 
 
 @router.get("/groups")
-@_guard
-def ledger(request: Request, s, unit: str = "", status: str = "", category: str = "", q: str = "",
-           msg: str = "") -> Response:
-    sess = _require(request, s)
-    stmt = select(Group).order_by(Group.unit, Group.name, Group.id)
-    if unit:
-        stmt = stmt.where(Group.unit == unit)
-    if status:
-        stmt = stmt.where(Group.status == status)
-    if category:
-        stmt = stmt.where(Group.category == category)
-    if q:
-        like = f"%{q.strip()}%"
-        stmt = stmt.where(or_(Group.name.like(like), Group.purpose.like(like), Group.id.like(like)))
-    total = s.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-    rows = s.execute(stmt.limit(500)).scalars().all()
-    units = [u for u in s.execute(select(Group.unit).distinct().order_by(Group.unit)).scalars() if u]
-    cats = [c for c in s.execute(select(Group.category).distinct().order_by(Group.category)).scalars() if c]
-    owners = dict(s.execute(select(Person.id, Person.name)).all())
-    return _page("groups.html", request, sess, rows=rows, total=total, units=units, cats=cats, owners=owners,
+def ledger(request: Request, s: auth.DB, sess: auth.Viewer, unit: str = "", status: str = "", category: str = "",
+           q: str = "", msg: str = "") -> Response:
+    page = queries.ledger(s, unit=unit, status=status, category=category, q=q)
+    return _view("groups.html", request, s, sess, rows=page.rows, total=page.total, units=page.units,
+                 cats=page.categories, owners=page.owners,
                  f={"unit": unit, "status": status, "category": category, "q": q}, msg=msg)
 
 
 @router.get("/units")
-@_guard
-def units(request: Request, s) -> Response:
-    sess = _require(request, s)
-    return _page("units.html", request, sess, rows=reports.unit_burden(s))
+def units(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
+    return _view("units.html", request, s, sess, rows=reports.unit_burden(s))
 
 
 @router.get("/audit")
-@_guard
-def audit_trail(request: Request, s, before: int | None = None) -> Response:
-    sess = _require(request, s)
-    q = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(200)
-    if before:
-        q = q.where(AuditRecord.id < before)
-    rows = s.execute(q).scalars().all()
-    names = dict(s.execute(select(Group.id, Group.name)).all())
-    people = dict(s.execute(select(Person.id, Person.name)).all())
-    result = verify(s)
-    return _page("audit.html", request, sess, rows=rows, names=names, people=people, verify=result)
+def audit_trail(request: Request, s: auth.DB, sess: auth.Viewer, before: int | None = None) -> Response:
+    return _view("audit.html", request, s, sess, rows=queries.audit_records(s, before=before),
+                 names=queries.group_names(s), people=queries.person_names(s), verify=verify(s))
 
 
 @router.get("/feedback")
-@_guard
-def feedback(request: Request, s) -> Response:
-    sess = _require(request, s)
-    rows = s.execute(select(PulseResponse.unit, PulseResponse.value, func.count())
-                     .group_by(PulseResponse.unit, PulseResponse.value)).all()
-    per_unit: dict[str, dict[int, int]] = defaultdict(dict)
-    for unit, value, n in rows:
-        per_unit[unit or "未填单位"][value] = n
-    shown, hidden = [], 0
-    for unit, vals in sorted(per_unit.items()):
-        total = sum(vals.values())
-        if total >= reports.MIN_FEEDBACK:
-            shown.append({"unit": unit, "total": total, **{k: vals.get(k, 0) for k in (1, 2, 3)},
-                          "heavy": round(100 * vals.get(3, 0) / total)})
-        else:
-            hidden += 1
-    shown.sort(key=lambda r: -r["heavy"])
-    from storage.feedback import FEW_VOTES, shown_votes
-
-    votes = [(name, unit, FEW_VOTES if shown_votes(n) is None else n) for name, unit, n in s.execute(
-        select(Group.name, Group.unit, func.count(UselessVote.id)).join(Group, Group.id == UselessVote.group_id)
-        .group_by(Group.id, Group.name, Group.unit).order_by(func.count(UselessVote.id).desc()).limit(50))]
-    reps = s.execute(select(FormalismReport).order_by(FormalismReport.day.desc(), FormalismReport.id.desc())
-                     .limit(100)).scalars().all()
-    return _page("feedback.html", request, sess, units=shown, hidden=hidden, votes=votes, reports=reps,
-                 min=reports.MIN_FEEDBACK)
+def feedback(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
+    shown, hidden = queries.pulse_by_unit(s)
+    return _view("feedback.html", request, s, sess, units=shown, hidden=hidden, votes=queries.useless_votes(s),
+                 reports=queries.formalism_reports(s), min=reports.MIN_FEEDBACK)
 
 
 @router.get("/downloads")
-@_guard
-def downloads(request: Request, s) -> Response:
-    sess = _require(request, s)
-    return _page("downloads.html", request, sess)
+def downloads(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
+    return _view("downloads.html", request, s, sess)
 
 
 @router.get("/download/report.{fmt}")
-@_guard
-def download(request: Request, s, fmt: str, period: str = "week") -> Response:
-    _require(request, s)
+def download(request: Request, s: auth.DB, sess: auth.Viewer, fmt: str, period: str = "week") -> Response:
     if fmt not in ("xlsx", "json") or period not in ("week", "month"):
         raise HTTPException(404, "没有这种格式")
     rt = _rt(request)
@@ -389,48 +281,26 @@ def download(request: Request, s, fmt: str, period: str = "week") -> Response:
 
 # --- administrator actions -----------------------------------------------------------------------
 @router.post("/actions/{action}")
-async def act(request: Request, action: str) -> Response:
-    rt = _rt(request)
-    auth.check_origin(request, rt.settings)
-    form = await _form(request)
-    # the database work is blocking: keep it off the event loop
-    return await run_in_threadpool(_act, request, action, form)
-
-
-def _act(request: Request, action: str, form: dict) -> Response:
-    from urllib.parse import urlencode
-
+def act(request: Request, action: str, form: auth.PostedForm, s: auth.DB, sess: auth.Admin) -> Response:
     rt = _rt(request)
     group_id = form.get("group_id", "")
-    with rt.db.session() as s:
-        sess = auth.load_session(s, request.cookies.get(auth.COOKIE), rt.now())
-        if sess is None:
-            s.commit()  # a session that load_session ended stays ended
-            raise HTTPException(403, "登录已过期，请重新登录")
-        auth.check_csrf(sess.csrf, form.get("csrf"))
-        if not sess.is_admin:
-            raise HTTPException(403, "只有管理员可以执行这个操作")
-        group = s.get(Group, group_id)
-        if group is None:
-            raise HTTPException(404, "没有找到这个群")
-        actor = sess.person_id or "admin:dashboard"
-        try:
-            if action == "protect":
-                msg = actions.protect(s, group, actor=actor, now=rt.now(), settings=rt.settings)
-            elif action == "restore":
-                msg = actions.restore(s, group, actor=actor, now=rt.now(), settings=rt.settings)
-            elif action == "merge":
-                target = s.get(Group, form.get("target_id", "").strip())
-                if target is None:
-                    raise actions.ActionError("请填写要合并到的群ID。")
-                msg = actions.merge(s, group, target, actor=actor, now=rt.now(), settings=rt.settings)
-            else:
-                raise HTTPException(404, "没有这个操作")
-        except (actions.ActionError, ValueError) as e:
-            s.rollback()  # a refusal changes nothing
-            msg = str(e)
+    group = queries.group(s, group_id)
+    if group is None:
+        raise HTTPException(404, "没有找到这个群")
+    actor = sess.person_id or "admin:dashboard"
+    try:
+        if action == "protect":
+            msg = actions.protect(s, group, actor=actor, now=rt.now(), settings=rt.settings)
+        elif action == "restore":
+            msg = actions.restore(s, group, actor=actor, now=rt.now(), settings=rt.settings)
+        elif action == "merge":
+            target = queries.group(s, form.get("target_id", "").strip())
+            if target is None:
+                raise actions.ActionError("请填写要合并到的群ID。")
+            msg = actions.merge(s, group, target, actor=actor, now=rt.now(), settings=rt.settings)
+        else:
+            raise HTTPException(404, "没有这个操作")
+    except (actions.ActionError, ValueError) as e:
+        s.rollback()  # a refusal changes nothing
+        msg = str(e)
     return RedirectResponse("/dashboard/groups?" + urlencode({"q": group_id, "msg": msg}), status_code=303)
-
-
-def idle_limit() -> timedelta:
-    return timedelta(minutes=auth.IDLE_MINUTES)

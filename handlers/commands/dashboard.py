@@ -1,34 +1,10 @@
 """看板: a commission member or administrator gets a one-time dashboard link (15 minutes)."""
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import datetime, timedelta
-
-from sqlalchemy.orm import Session
-
 from handlers.context import Context
 from governance.events import Reply
 from handlers.registry import command
-from storage.models import LoginToken, Person
-
-LINK_MINUTES = 15
-DASHBOARD_ROLES = ("commission", "admin")
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def issue_link(session: Session, person: Person, now: datetime, base_url: str) -> str | None:
-    """A one-time login link (only its hash is stored); None for people without the role."""
-    if person.role not in DASHBOARD_ROLES:
-        return None
-    token = secrets.token_urlsafe(32)
-    session.add(LoginToken(token_hash=token_hash(token), kind="link", person_id=person.id, role=person.role,
-                           created_at=now, expires_at=now + timedelta(minutes=LINK_MINUTES)))
-    session.flush()
-    return f"{base_url.rstrip('/')}/dashboard/login/{token}"
+from storage.logins import LINK_MINUTES, issue_link
 
 
 @command("看板", "治理看板", summary="纪委监委：获取看板登录链接", in_group=False)

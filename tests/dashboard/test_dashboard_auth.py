@@ -172,3 +172,18 @@ def test_demoted_admin_cannot_act_any_more(web, runtime):
 def test_admin_token_session_survives_role_checks(web):
     login(web)
     assert web.get("/dashboard/units").status_code == 200
+
+
+def test_logout_ends_the_session_only_with_its_csrf_token(web, runtime, clock):
+    csrf = login(web)
+    assert web.post("/dashboard/logout", data={"csrf": "wrong"}, headers={"Origin": ORIGIN}).status_code == 403
+    assert web.post("/dashboard/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert web.get("/dashboard/units", follow_redirects=False).status_code == 200  # still logged in
+    r = web.post("/dashboard/logout", data={"csrf": csrf}, headers={"Origin": ORIGIN}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+    assert 'qz_session=""' in r.headers["set-cookie"] and "path=/dashboard" in r.headers["set-cookie"].lower()
+    with runtime.db.session() as s:
+        assert s.query(LoginToken).filter_by(kind="session").count() == 0
+    csrf = login(web)
+    clock.advance(minutes=31)  # an idle session cannot log out either: it has ended already
+    assert web.post("/dashboard/logout", data={"csrf": csrf}, headers={"Origin": ORIGIN}).status_code == 403
