@@ -10,11 +10,9 @@ import ipaddress
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, select
-
 import telemetry
 from bot.dashboard.auth import admin_token_attempt, client_address
-from storage.models import OutboxMessage
+from storage.outbox import counts_by_status
 
 router = APIRouter()
 
@@ -39,7 +37,7 @@ def metrics(request: Request) -> Response:
     from telemetry.metrics import OUTBOX_QUEUE
 
     with rt.db.session() as s:
-        for status, n in s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)):
+        for status, n in counts_by_status(s).items():
             OUTBOX_QUEUE.labels(status).set(n)
     body, content_type = telemetry.render()
     return Response(body, media_type=content_type)

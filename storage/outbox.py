@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Notice, OutboxMessage
@@ -51,3 +52,8 @@ def notify(session: Session, *, person_id: str, kind: str, text: str, at: dateti
         insert_ignore(session, Notice, [row], ["dedupe_key"])
     else:
         session.add(Notice(**row))
+
+
+def counts_by_status(session: Session) -> dict[str, int]:
+    """Outbox rows per status (``/metrics``)."""
+    return dict(session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
