@@ -364,6 +364,8 @@ class Dispatcher:
 
     def _record(self, rows: list[OutboxMessage], results) -> None:
         """All outcomes of a batch in one transaction (executemany by primary key)."""
+        from telemetry.metrics import OUTBOX_DELIVERIES as deliveries
+
         now = self.clock()
         updates: list[dict] = []
         delivered: list[OutboxMessage] = []
@@ -413,6 +415,8 @@ class Dispatcher:
                     self.paused_until = now + min(self.max_delay, self.rate_limit_pause * 2 ** max(0, row.attempts - 1))
                     nxt = max(nxt, self.paused_until)
                 u["next_attempt_at"] = nxt
+            deliveries.labels(row.channel, "deferred" if outcome == "defer"
+                              else "retry" if u["status"] == "pending" else u["status"]).inc()
             updates.append(u)
         t = OutboxMessage.__table__
         with self.db.session() as s:

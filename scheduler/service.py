@@ -17,6 +17,7 @@ import threading
 from datetime import timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -52,11 +53,21 @@ def job_specs(settings) -> list[tuple[str, object]]:
 
 
 def build_scheduler(runtime, key: str = registry.DEFAULT_KEY) -> BackgroundScheduler:
-    return BackgroundScheduler(
+    scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=runtime.db.engine, tablename="apscheduler_jobs")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE},
         timezone=runtime.settings.tz,
     )
+    scheduler.add_listener(count_job_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def count_job_run(event) -> None:
+    """Every run of a job, by outcome, for /metrics (``qunzhi_job_runs_total``)."""
+    from telemetry.metrics import JOB_RUNS
+
+    outcome = "missed" if event.code == EVENT_JOB_MISSED else "failed" if getattr(event, "exception", None) else "ok"
+    JOB_RUNS.labels(event.job_id, outcome).inc()
 
 
 def ensure_jobs(scheduler: BackgroundScheduler, settings, key: str = registry.DEFAULT_KEY) -> list[str]:

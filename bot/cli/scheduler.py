@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
         from storage.models import OutboxMessage
 
         rt = runtime()
+        if rt.settings.metrics_dir:  # share an instance's directory: its /metrics then counts these jobs
+            import telemetry
+
+            telemetry.configure(rt.settings.metrics_dir)
         warning = jobs.holiday_schedule_check(rt)
         if warning:
             typer.secho(f"注意：{warning}", fg=typer.colors.YELLOW, err=True)

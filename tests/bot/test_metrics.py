@@ -55,3 +55,29 @@ def test_processes_of_one_instance_are_summed(tmp_path, monkeypatch):
     text = body.decode()
     assert 'qunzhi_callbacks_total{outcome="stored",platform="wecom"} 7.0' in text
     assert "qunzhi_writer_batch_events_count 2.0" in text
+
+
+def test_deliveries_and_job_runs_are_counted(runtime, fake_wecom):
+    from types import SimpleNamespace
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    from platforms.wecom.sender import WeComSender
+    from scheduler.outbox import Dispatcher
+    from scheduler.service import count_job_run
+    from telemetry.metrics import JOB_RUNS, OUTBOX_DELIVERIES
+
+    sent = OUTBOX_DELIVERIES.labels("user", "sent")
+    before = sent._value.get()
+    with runtime.db.session() as s:
+        enqueue(s, channel="user", recipient="zhangsan", kind="reminder", payload={"text": "x"}, at=NOW,
+                dedupe_key="m2")
+    settings = runtime.settings.model_copy(update={"wecom_api_base": fake_wecom.base_url})
+    d = Dispatcher(runtime.db, WeComSender(settings, timeout=2.0), clock=lambda: NOW)
+    assert d.run_once() == 1
+    assert sent._value.get() == before + 1
+    ok, failed = JOB_RUNS.labels("sweep", "ok"), JOB_RUNS.labels("sweep", "failed")
+    ok0, failed0 = ok._value.get(), failed._value.get()
+    count_job_run(SimpleNamespace(code=EVENT_JOB_EXECUTED, job_id="sweep", exception=None))
+    count_job_run(SimpleNamespace(code=EVENT_JOB_ERROR, job_id="sweep", exception=RuntimeError("x")))
+    assert (ok._value.get(), failed._value.get()) == (ok0 + 1, failed0 + 1)
