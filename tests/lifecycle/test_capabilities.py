@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from platforms.capabilities import for_platform
+from governance.capabilities import for_platform
 from platforms.wecom.sender import WeComSender
 from storage import audit
-from storage.lifecycle import mark_warning_sent, sweep
+from scheduler.lifecycle import sweep
+from storage.lifecycle import mark_warning_sent
 from storage.models import Group, OutboxMessage
 from tests.lifecycle.helpers import NOW, group, notices, say, seed_people, trail
 

@@ -1,7 +1,8 @@
 """What each platform lets the bot do to a group, declared in one place.
 
 The lifecycle (``storage.lifecycle``) asks :func:`for_group` how a group can be dissolved
-and restored; it never tests platform names itself.
+and restored; it never tests platform names itself.  The platform steps themselves are
+taken by the scheduler through the platform's sender (``scheduler.lifecycle``).
 
 =================================  ==========  ===============================================
 platform / source                  method      how a dissolution happens
@@ -18,16 +19,15 @@ personal WeChat without bridge,                escalated to the commission when 
 the ledger
 =================================  ==========  ===============================================
 
-This module is pure (no I/O) so storage and handlers may import it.
+This module is pure (no I/O) so every layer may import it: storage decides the method with it
+without importing a platform.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-APPCHAT = "appchat"
-BRIDGE = "bridge"
-ORDER = "order"
+from governance.lifecycle import APPCHAT, BRIDGE, ORDER
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,13 @@ def for_platform(platform: str | None, *, source: str | None = None, bridge_enab
     return ORDER_CAPS
 
 
-def for_group(group: Any, settings: Any = None) -> Capabilities:
-    """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``).
-
-    The bridge counts as available when ``settings.bridge_secret`` is set (or no settings
+def bridge_enabled(settings: Any = None) -> bool:
+    """The bridge counts as available when ``settings.bridge_secret`` is set (or no settings
     are given)."""
-    bridge_enabled = True if settings is None else bool(getattr(settings, "bridge_secret", ""))
+    return True if settings is None else bool(getattr(settings, "bridge_secret", ""))
+
+
+def for_group(group: Any, settings: Any = None) -> Capabilities:
+    """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``)."""
     return for_platform(getattr(group, "platform", None), source=getattr(group, "source", None),
-                        bridge_enabled=bridge_enabled)
+                        bridge_enabled=bridge_enabled(settings))
