@@ -234,3 +234,48 @@ def test_merge_by_admin(runtime, wecom):
         assert (g.status, g.merged_into) == ("merged", "g2")
         assert [(a[0], a[1], a[2]) for a in trail(s, "g1")] == [
             ("merge", "admin1", "合并"), ("dissolve_intent", "admin1", "合并"), ("dissolve", "system:sweep", "合并")]
+
+
+def test_a_permanent_refusal_turns_the_dissolution_into_an_order(runtime, wecom):
+    fake, settings, sender = wecom
+    db = runtime.db
+    _warned(db, settings)
+    fake.fail_next(1, 86003, "no privilege")  # the final notice is refused for good
+    r = sweep(db, DUE, settings, apply=True, sender=sender)
+    assert [(x.action, x.result) for x in r.steps] == [("dissolve", "pending"), ("resume", "error")]
+    assert r.steps[-1].detail == "解散：平台拒绝发送通知，已改为人工处理"
+    assert len(fake.members("g1")) == 4  # nothing was done on the platform
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert (g.status, g.dissolve_method, g.order_deadline) == ("dissolving", "order", DUE + timedelta(days=3))
+        assert (g.dissolve_state["method"], g.dissolve_state["done"]) == ("order", [])
+        assert "86003" in g.dissolve_state["last_error"]
+        [n] = notices(s, "dissolve_order")
+        assert n.person_id == "owner1"
+        assert [a[0] for a in trail(s, "g1")][-3:] == ["dissolve_intent", "dissolve_fallback", "dissolve_order"]
+    assert sweep(db, DUE + timedelta(minutes=5), settings, apply=True, sender=sender).steps == []  # no more appchat
+    assert say(runtime, "owner1", "已解散 防汛抗旱群", DUE + timedelta(days=1)) == [
+        "收到，“防汛抗旱群”已记为解散。30天内可回复“恢复 防汛抗旱群”撤销记录。"]
+    with db.session() as s:
+        assert s.get(Group, "g1").status == "dissolved"
+        assert audit.verify(s).ok
+
+
+def test_a_permanent_refusal_while_restoring_leaves_the_members_to_the_owner(runtime, wecom):
+    fake, settings, sender = wecom
+    db = runtime.db
+    _warned(db, settings)
+    sweep(db, DUE, settings, apply=True, sender=sender)
+    assert fake.members("g1") == ["owner1"]
+    say(runtime, "owner1", "恢复 防汛抗旱群", DUE + timedelta(days=3))
+    fake.fail_next(2, 86003, "no privilege")  # appchat/get (the recorded list is used), then the re-adding
+    r = sweep(db, DUE + timedelta(days=3), settings, apply=True, sender=sender)
+    assert [(x.action, x.result) for x in r.steps] == [("resume", "error")]
+    assert fake.members("g1") == ["owner1"]
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert (g.status, g.dissolved_at, g.status_reason) == ("active", None, "恢复（平台未能拉回成员）")
+        [n] = notices(s, "restore_manual")
+        assert (n.person_id, n.text) == ("owner1", "“防汛抗旱群”已恢复登记，但未能自动拉回成员，请手动邀请原成员入群。")
+        assert trail(s, "g1")[-1] == ("restore_done", "system:sweep", "平台拒绝，需群主手动拉回成员")
+        assert audit.verify(s).ok
