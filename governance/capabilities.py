@@ -1,31 +1,27 @@
-"""What each platform lets the bot do to a group, declared in one place.
+"""What a platform lets the bot do to a group, as plain data: the vocabulary and the rule that picks
+a group's capabilities from a table. Which platform can do what is the platforms' to declare
+(``platforms.capabilities.table(settings)``: the platforms configured here); the caller (the
+scheduler, the web app, a command through ``handlers.context.Services``) passes that table into
+``storage.lifecycle``, which never imports a platform. The platform steps themselves are taken
+by the scheduler through the platform's sender (``scheduler.lifecycle``).
 
-The lifecycle (``storage.lifecycle``) asks :func:`for_group` how a group can be dissolved
-and restored; it never tests platform names itself.  The platform steps themselves are
-taken by the scheduler through the platform's sender (``scheduler.lifecycle``).
+==========  ===============================================
+method      how a dissolution happens
+==========  ===============================================
+appchat     final notice in the group, members removed, renamed ``[已解散]…``; restore re-adds
+            members and renames back
+bridge      a ``dissolve`` instruction event to the bridge (outbox channel ``bridge``); done when
+            the bridge confirms (``dissolve_confirmed``)
+order       a dissolution order to the owner with a deadline; escalated to the commission when it
+            passes (a platform not in the table, any group only known from the ledger)
+==========  ===============================================
 
-=================================  ==========  ===============================================
-platform / source                  method      how a dissolution happens
-=================================  ==========  ===============================================
-``wecom`` (app-created appchat)    appchat     final notice in the group, members removed,
-                                               renamed ``[已解散]…``; restore re-adds members
-                                               and renames back
-``wechat`` / ``bridge`` with the   bridge      a ``dissolve`` instruction event to the bridge
-bridge configured                              (outbox channel ``bridge``); done when the bridge
-                                               confirms (``dissolve_confirmed``)
-``ledger``, ``aibot``, ``local``,  order       a dissolution order to the owner with a deadline;
-personal WeChat without bridge,                escalated to the commission when it passes
-``wecom`` groups only known from
-the ledger
-=================================  ==========  ===============================================
-
-This module is pure (no I/O) so every layer may import it: storage decides the method with it
-without importing a platform.
+Pure (no I/O): every layer may import it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from governance.lifecycle import APPCHAT, BRIDGE, ORDER
 
@@ -47,24 +43,13 @@ APPCHAT_CAPS = Capabilities(APPCHAT, remove_members=True, rename=True, restore=T
 BRIDGE_CAPS = Capabilities(BRIDGE, remove_members=False, rename=False, restore=False, confirms=True)
 ORDER_CAPS = Capabilities(ORDER, remove_members=False, rename=False, restore=False, confirms=False)
 
-
-def for_platform(platform: str | None, *, source: str | None = None, bridge_enabled: bool = True) -> Capabilities:
-    """Capabilities of a group on ``platform`` (``source`` is how the bot learnt of it)."""
-    p = (platform or "").lower()
-    if p == "wecom" and source != "ledger":
-        return APPCHAT_CAPS
-    if p in ("wechat", "bridge") and bridge_enabled and source != "ledger":
-        return BRIDGE_CAPS
-    return ORDER_CAPS
+#: platform → what the bot can do to a group on it (only the platforms configured here)
+Table = Mapping[str, Capabilities]
 
 
-def bridge_enabled(settings: Any = None) -> bool:
-    """The bridge counts as available when ``settings.bridge_secret`` is set (or no settings
-    are given)."""
-    return True if settings is None else bool(getattr(settings, "bridge_secret", ""))
-
-
-def for_group(group: Any, settings: Any = None) -> Capabilities:
-    """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``)."""
-    return for_platform(getattr(group, "platform", None), source=getattr(group, "source", None),
-                        bridge_enabled=bridge_enabled(settings))
+def resolve(table: Table, platform: str | None, *, source: str | None = None) -> Capabilities:
+    """The capabilities of a group on ``platform`` (``source``: how the bot learnt of it). A group
+    only known from the ledger is never acted on; a platform not in the table gets an order."""
+    if source == "ledger":
+        return ORDER_CAPS
+    return table.get((platform or "").lower(), ORDER_CAPS)

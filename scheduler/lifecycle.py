@@ -23,6 +23,7 @@ from datetime import datetime
 
 from governance import labels
 from platforms.base import PermanentSendError, TransientSendError
+from platforms.capabilities import table
 from storage import lifecycle
 from storage.lifecycle import PlatformWork, Step, SweepReport
 
@@ -35,12 +36,13 @@ def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None) -> S
     ``db`` is a ``storage.db.Database``; ``sender`` a ``platforms.base.Sender`` for the appchat
     steps (None: appchat groups wait in ``dissolving``).  Each group is handled in its own
     transaction; running it twice does nothing more the second time."""
+    capabilities = table(settings)
     if not apply:
-        return lifecycle.preview_sweep(db, now, settings)
+        return lifecycle.preview_sweep(db, now, settings, capabilities)
     with lifecycle.sweep_lock(db) as held:
         if not held:
             return SweepReport(now=now, applied=True, locked_out=True)
-        run = lifecycle.apply_sweep(db, now, settings)
+        run = lifecycle.apply_sweep(db, now, settings, capabilities)
         run.report.steps.extend(_advance(db, now, settings, sender))  # what really ran of the "resume" steps
         lifecycle.finish_sweep(db, run, now, settings)
         return run.report

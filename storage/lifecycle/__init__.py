@@ -13,7 +13,9 @@
 Storage never calls a platform: the appchat steps (remove members, rename, post a notice) are
 taken by ``scheduler.lifecycle`` through the platform's sender, which reports each outcome back
 (:func:`record_platform_step`, :func:`record_platform_error`, :func:`finish_platform_work`).
-How a group can be dissolved comes from the pure table ``governance.capabilities``.
+How a group can be dissolved is plain data the caller passes in (``capabilities``: platform →
+``governance.capabilities.Capabilities`` of the platforms configured here, built by
+``platforms.capabilities.table``).
 ``--as-of DATE`` means the end of that day in ``QUNZHI_TIMEZONE`` (see :func:`as_of`).
 """
 from storage.lifecycle.facts import Facts, as_of, load_facts, params_from

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from governance import labels
-from governance.capabilities import bridge_enabled, for_platform
+from governance.capabilities import Table, resolve
 from governance.lifecycle import (
     DISSOLVE_STEPS, RESTORE_STEPS, WARN_KINDS, LifecycleError, allowed, next_step, transition,
 )
@@ -69,11 +69,12 @@ class SweepRun:
     facts: Facts
 
 
-def plan(session: Session, now: datetime, settings, findings: list[Finding], facts: Facts) -> list[Step]:
-    """What the sweep would do at ``now`` given ``findings`` over ``facts`` (reads only)."""
+def plan(session: Session, now: datetime, settings, findings: list[Finding], facts: Facts,
+         capabilities: Table) -> list[Step]:
+    """What the sweep would do at ``now`` given ``findings`` over ``facts`` (reads only;
+    ``capabilities``: the platforms configured here, ``platforms.capabilities.table``)."""
     params = params_from(settings)
     kinds = kinds_by_group(findings)
-    bridge = bridge_enabled(settings)
     steps: list[Step] = []
     for gf in facts.live + [f for f in facts.gone if f.status == "dissolved"]:
         g_kinds = kinds.get(gf.id, set())
@@ -86,7 +87,7 @@ def plan(session: Session, now: datetime, settings, findings: list[Finding], fac
         detail = labels.kinds(sorted(g_kinds)) if step != "purge" else f"解散已满{params.restore_days}天"
         method = None
         if step == "dissolve":
-            method = for_platform(gf.platform, source=facts.sources.get(gf.id), bridge_enabled=bridge).method
+            method = resolve(capabilities, gf.platform, source=facts.sources.get(gf.id)).method
         steps.append(Step(gf.id, gf.name, step, method, detail))
     for g in session.execute(select(Group).where(Group.status.in_((DISSOLVING, RESTORING))).order_by(Group.id)).scalars():
         st = g.dissolve_state or {}
@@ -101,14 +102,14 @@ def plan(session: Session, now: datetime, settings, findings: list[Finding], fac
     return steps
 
 
-def preview_sweep(db, now: datetime, settings) -> SweepReport:
+def preview_sweep(db, now: datetime, settings, capabilities: Table) -> SweepReport:
     """The dry run: what an applied sweep would do at ``now``; changes nothing."""
     report = SweepReport(now=now, applied=False)
     with db.session() as s:
         facts = load_facts(s, now, settings)
         findings = compute_findings(s, now, settings, facts=facts)
         report.findings = len(findings)
-        report.steps = plan(s, now, settings, findings, facts)
+        report.steps = plan(s, now, settings, findings, facts, capabilities)
         s.rollback()
     return report
 
@@ -137,7 +138,7 @@ def sweep_lock(db):
         conn.close()
 
 
-def apply_sweep(db, now: datetime, settings) -> SweepRun:
+def apply_sweep(db, now: datetime, settings, capabilities: Table) -> SweepRun:
     """The database steps of an applied sweep (the caller holds :func:`sweep_lock`): findings
     refreshed, then warn, unwarn, dissolve (the intent), purge and escalate, each group in its own
     transaction. Platform steps waiting (``resume``) are left to the caller."""
@@ -151,12 +152,13 @@ def apply_sweep(db, now: datetime, settings) -> SweepRun:
         if f.group_ids and f.action in ("warn", "dissolve", "merge"):
             by_group[f.group_ids[0]].append(f)
     with db.session() as s:
-        steps = plan(s, now, settings, findings, facts)
+        steps = plan(s, now, settings, findings, facts, capabilities)
     report.steps = [st for st in steps if st.action != "resume"]  # the caller adds what really ran
     for step in report.steps:
         try:
             with db.session() as s:
-                step.result = apply_step(s, step, by_group.get(step.group_id, []), facts, now, settings)
+                step.result = apply_step(s, step, by_group.get(step.group_id, []), facts, now, settings,
+                                         capabilities)
         except LifecycleError as e:
             step.result, step.detail = "skipped", str(e)
         except Exception:  # one group's failure must not stop the others
@@ -173,7 +175,8 @@ def finish_sweep(db, run: SweepRun, now: datetime, settings) -> None:
             refresh_findings(s, now, settings, facts=load_facts(s, now, settings, reuse=run.facts))
 
 
-def apply_step(s: Session, step: Step, findings: list[Finding], facts: Facts, now: datetime, settings) -> str:
+def apply_step(s: Session, step: Step, findings: list[Finding], facts: Facts, now: datetime, settings,
+               capabilities: Table) -> str:
     """One planned step, re-checked against the group's row under a lock (a stale plan cannot
     dissolve a group protected since)."""
     g = transitions._locked(s, step.group_id)
@@ -196,7 +199,8 @@ def apply_step(s: Session, step: Step, findings: list[Finding], facts: Facts, no
         if not allowed(state, "dissolve"):
             return "skipped"  # already dissolving/dissolved or vetoed since the plan
         reason = "；".join(r for f in findings for r in f.reasons) or (g.status_reason or "长期无工作消息")
-        step.method = transitions.begin_dissolution(s, g, now, settings, actor=transitions.SYSTEM, reason=reason)
+        step.method = transitions.begin_dissolution(s, g, now, settings, capabilities=capabilities,
+                                                    actor=transitions.SYSTEM, reason=reason)
         return "pending" if step.method != "order" else "done"
     if step.action == "purge":
         if not allowed(state, "purge"):

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from governance.capabilities import for_group
+from governance.capabilities import Table, resolve
 from governance.dates import fmt_date
 from governance.lifecycle import (
     APPCHAT, AUTO_DISSOLVE_KINDS, COLUMN_FIELDS, DISSOLVE_STEPS, LIVE, RESTORE_STEPS, GroupState, LifecycleError,
@@ -164,12 +164,18 @@ def unwarn(session: Session, g: Group, now: datetime, settings, *, reason: str) 
 
 
 # --- dissolution -------------------------------------------------------------------------------
-def begin_dissolution(session: Session, g: Group, now: datetime, settings, *, actor: str, reason: str) -> str:
-    """warned → dissolving: record the intent and start the platform path; returns the method.
+def begin_dissolution(session: Session, g: Group, now: datetime, settings, *, capabilities: Table, actor: str,
+                      reason: str) -> str:
+    """warned → dissolving: record the intent and start the platform path; returns the method
+    (``capabilities``: the platforms configured here, ``platforms.capabilities.table``).
     Refused (LifecycleError) for a protected group, or before the grace period has passed."""
     old = state_of(g)
-    new = transition(old, "dissolve", now, params_from(settings), method=for_group(g, settings).method)
+    new = transition(old, "dissolve", now, params_from(settings), method=_method(capabilities, g))
     return _begin(session, g, old, new, now, settings, actor=actor, reason=reason)
+
+
+def _method(capabilities: Table, g: Group) -> str:
+    return resolve(capabilities, g.platform, source=g.source).method
 
 
 def _begin(session: Session, g: Group, old: GroupState, new: GroupState, now: datetime, settings, *, actor: str,
@@ -361,15 +367,16 @@ def restore_group(session: Session, g: Group, now: datetime, settings, *, actor:
     return "done"
 
 
-def merge_group(session: Session, a: Group, b: Group, now: datetime, settings, *, actor: str) -> str:
+def merge_group(session: Session, a: Group, b: Group, now: datetime, settings, *, capabilities: Table,
+                actor: str) -> str:
     """合并 A 到 B: A's members are told to use B; A is dissolved through its platform path
-    (final state ``merged``)."""
+    (final state ``merged``; ``capabilities`` as for :func:`begin_dissolution`)."""
     if a.id == b.id:
         raise LifecycleError("不能把群合并到它自己")
     if b.status not in LIVE:
         raise LifecycleError(f"“{b.name}”已不在使用中，不能作为合并目标")
     old = state_of(a)
-    new = transition(old, "merge", now, params_from(settings), merged_into=b.id, method=for_group(a, settings).method)
+    new = transition(old, "merge", now, params_from(settings), merged_into=b.id, method=_method(capabilities, a))
     a.merged_into = new.merged_into
     audit.record(session, actor=actor, action="merge", at=now, group_id=a.id, reason="合并",
                  data={"into": b.id, "into_name": b.name})

@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from governance.capabilities import for_platform
+from governance.capabilities import resolve
+from platforms.capabilities import table
 from platforms.wecom.sender import WeComSender
 from storage import audit
 from scheduler.lifecycle import sweep
@@ -26,14 +27,15 @@ def _warned(db, settings, gid="g1", name="防汛抗旱群", **kw):
         assert mark_warning_sent(s, gid, NOW)
 
 
-def test_capability_table():
-    assert for_platform("wecom").method == "appchat"
-    assert for_platform("wecom", source="ledger").method == "order"
-    assert for_platform("wechat").method == "bridge"
-    assert for_platform("bridge").method == "bridge"
-    assert for_platform("wechat", bridge_enabled=False).method == "order"
-    assert for_platform("aibot").method == "order"
-    assert for_platform("ledger").method == "order"
+def test_capability_table(settings):
+    configured = table(settings)
+    assert resolve(configured, "wecom").method == "appchat"
+    assert resolve(configured, "wecom", source="ledger").method == "order"
+    assert resolve(configured, "wechat").method == "bridge"
+    assert resolve(configured, "bridge").method == "bridge"
+    assert resolve(table(settings.model_copy(update={"bridge_secret": ""})), "wechat").method == "order"
+    assert resolve(configured, "aibot").method == "order"
+    assert resolve(configured, "ledger").method == "order"
 
 
 @pytest.fixture
