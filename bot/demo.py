@@ -151,7 +151,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from governance.worktime import WorkTime, is_working_time
     from governance.events import Event
     from scheduler.outbox import Dispatcher
-    from storage import lifecycle
+    from scheduler import lifecycle
     from storage.db import Database
     from storage.models import AuditRecord, Group, Membership
     from storage.notices import deliver_due_notices

@@ -52,6 +52,7 @@ from starlette.concurrency import run_in_threadpool
 from config.settings import Settings
 from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
 from handlers.context import Services, utcnow
+from platforms.capabilities import table as capability_table
 from handlers.dispatch import handle_event, stored_key
 from governance.events import Event, Reply
 from platforms import registry
@@ -103,7 +104,7 @@ class Runtime:
         self.settings = settings
         self.db = db or Database(settings.database_url, migrate=migrate)
         self.clock = clock
-        self.services = Services(settings=settings, clock=clock)
+        self.services = Services(settings=settings, capabilities=capability_table(settings), clock=clock)
         self.scheduler = None  # set by scheduler.service when running in-process
         ingest = settings.ingest
         self.group_commit = ingest.group_commit if group_commit is None else group_commit

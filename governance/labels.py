@@ -57,6 +57,7 @@ ACTIONS = {
     "done": "任务完成",
     "restore": "恢复",
     "restore_done": "恢复完成",
+    "finish": "完成解散",
     "protect": "设为受保护",
     "unprotect": "取消保护",
     "register": "登记",

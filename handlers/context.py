@@ -1,6 +1,7 @@
 """What a handler gets: the session, the event, the person, a clock and the services."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable
@@ -8,6 +9,7 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from governance.capabilities import Capabilities
 from governance.events import Event
 from storage.models import Group, Person
 
@@ -19,6 +21,9 @@ def utcnow() -> datetime:
 @dataclass
 class Services:
     settings: Settings
+    #: what the bot can do to a group, by platform (the platforms configured here:
+    #: ``platforms.capabilities.table(settings)``); 合并 dissolves through it
+    capabilities: Mapping[str, Capabilities]
     clock: Callable[[], datetime] = utcnow
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -3,4 +3,5 @@
 ``inbound`` (verify, parse to the neutral ``governance.events.Event``, render ``Reply``), the outbound
 sender. The list of platforms: ``platforms.registry``. Shared parts: ``platforms.base`` (the
 protocols, the sender errors, ``DeadlineMissed``), ``platforms.common`` (inbound validation),
-``platforms.http`` (pooled HTTP), ``platforms.pages`` (what the HTML pages share)."""
+``platforms.http`` (pooled HTTP), ``platforms.pages`` (what the HTML pages share); ``platforms.capabilities`` (what each platform can
+do to a group, handed to storage as plain data)."""

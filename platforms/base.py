@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
+from governance.capabilities import ORDER_CAPS, Capabilities  # noqa: F401 (the platforms' vocabulary)
+from governance.lifecycle import APPCHAT, BRIDGE, ORDER  # noqa: F401
+
 if TYPE_CHECKING:
     from config.settings import Settings
     from governance.events import Event, Reply
@@ -93,34 +96,10 @@ class Sender(Protocol):
 
 
 # --- what a platform can do to a group ---------------------------------------------------------
-APPCHAT = "appchat"   # the bot runs the group itself (WeCom appchat): notice, remove members, rename
-BRIDGE = "bridge"     # an instruction to the bridge, done when the bridge confirms
-ORDER = "order"       # nobody on the platform acts for the bot: an order to the owner, with a deadline
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """What the bot can do to a group on a platform. ``method`` is how a dissolution happens
-    (``storage.lifecycle`` keeps it on the group as ``dissolve_method``)."""
-    method: str                   # appchat | bridge | order
-    remove_members: bool = False  # the bot can take members out
-    rename: bool = False          # the bot can rename the group
-    restore: bool = False         # the bot can undo the dissolution on the platform
-    confirms: bool = False        # the platform confirms a dissolution asynchronously (bridge)
-    list_members: bool = False    # the bot can ask the platform who is in the group
-    cards: bool = False           # the platform shows one-tap cards (template cards)
-
-    @property
-    def disband(self) -> bool:
-        """The bot can dissolve the group on the platform (directly or through the bridge)."""
-        return self.method != ORDER
-
-    @property
-    def automatic(self) -> bool:
-        return self.disband
-
-
-ORDER_CAPS = Capabilities(ORDER)  # a group no configured platform can act on (the ledger's, for one)
+# Capabilities (what the bot can do to a group on a platform) are plain data, shared with storage:
+# ``governance.capabilities``; each platform declares its instance in its folder.
 
 
 # --- what the web app gives the inbound adapters -------------------------------------------------

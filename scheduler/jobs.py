@@ -8,7 +8,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from governance.dates import fmt_date
 from governance.worktime import WorkTime, is_working_time
@@ -60,9 +60,9 @@ def sender_for(rt):
     return senders_for(rt).get("appchat")
 
 
-# --- lifecycle (owned by storage.lifecycle; imported lazily) ----------------------------------
+# --- lifecycle (scheduler.lifecycle takes the platform steps, storage.lifecycle records) -----
 def sweep(rt):
-    from storage.lifecycle import sweep as lifecycle_sweep
+    from scheduler.lifecycle import sweep as lifecycle_sweep
 
     with _lifecycle_lock:  # not alongside advance_pending (see there)
         report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
@@ -77,10 +77,8 @@ def advance_pending(rt) -> list:
 
     Never runs alongside a sweep (which advances the same groups): in this process the two
     share ``_lifecycle_lock``; across processes the sweep's PostgreSQL advisory lock is taken
-    too, and a minute when it is busy is simply skipped."""
-    from storage.lifecycle import _SWEEP_LOCK as _SWEEP_LOCK_KEY
-    from storage.lifecycle import _sweep_lock
-    from storage.lifecycle import advance_pending as lifecycle_advance
+    too (``scheduler.lifecycle.advance_pending``), and a minute when it is busy is simply skipped."""
+    from scheduler.lifecycle import advance_pending as lifecycle_advance
 
     sender = sender_for(rt)
     if sender is None:
@@ -88,15 +86,7 @@ def advance_pending(rt) -> list:
     if not _lifecycle_lock.acquire(blocking=False):
         return []  # a sweep is running in this process; it advances these groups itself
     try:
-        lock = _sweep_lock(rt.db)
-        if lock is False:
-            return []
-        try:
-            steps = lifecycle_advance(rt.db, rt.now(), rt.settings, sender)
-        finally:
-            if lock:
-                lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK_KEY})
-                lock.close()
+        steps = lifecycle_advance(rt.db, rt.now(), rt.settings, sender)
     finally:
         _lifecycle_lock.release()
     if steps:
@@ -179,8 +169,7 @@ def deliver_notices(rt):
 # --- feedback --------------------------------------------------------------------------------
 def weekly_pulse(rt) -> int:
     """Ask the one-tap pulse to people not asked for two weeks who have budget left this week."""
-    from handlers.commands.feedback import PULSE_FALLBACK_TEXT, pulse_card
-    from storage.feedback import PULSE_EVERY
+    from storage.feedback import PULSE_EVERY, PULSE_FALLBACK_TEXT, pulse_card
     from storage.outbox import person_channel
     from storage.notices import used_budget
     import secrets

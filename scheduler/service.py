@@ -27,7 +27,7 @@ from scheduler import registry
 
 log = logging.getLogger("qunzhi.scheduler")
 
-LEADER_LOCK_KEY = 727279  # distinct from storage.lifecycle._SWEEP_LOCK (727276): the leader holds its lock while sweeping
+LEADER_LOCK_KEY = 727279  # distinct from storage.lifecycle.SWEEP_LOCK_KEY (727276): the leader holds its lock while sweeping
 MISFIRE_GRACE = int(timedelta(hours=12).total_seconds())
 JOB_REF = "scheduler.jobs:run_job"
 

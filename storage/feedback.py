@@ -42,6 +42,22 @@ PULSE_EVERY = timedelta(days=14)
 PULSE_ANSWER_WINDOW = timedelta(days=3)
 
 
+def pulse_card(task_id: str) -> dict:
+    """The template card (button_interaction) asking the pulse question (its buttons' keys,
+    ``pulse:1..3``, come back as ``card:pulse`` clicks to handlers.commands.feedback)."""
+    return {
+        "card_type": "button_interaction",
+        "main_title": {"title": "本周工作群给您带来的负担？", "desc": "匿名，不记名；点一下即可"},
+        "task_id": task_id,
+        "button_list": [{"text": "轻", "style": 2, "key": "pulse:1"},
+                        {"text": "适中", "style": 2, "key": "pulse:2"},
+                        {"text": "重", "style": 1, "key": "pulse:3"}],
+    }
+
+
+PULSE_FALLBACK_TEXT = "本周工作群给您带来的负担？ 回复 1 轻 / 2 适中 / 3 重（匿名，不记名）"
+
+
 USELESS_WINDOW = timedelta(days=30)
 DEDUPE_PURPOSE = "dedupe"
 SCRUBBED = "-"  # prefix of a voter key replaced by random bytes once its window closed

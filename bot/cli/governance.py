@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
                   apply: bool = typer.Option(False, "--apply", help="真正执行（默认只预演，不做改动）")) -> None:
         """推进群的生命周期：提醒、解散、清除。默认只显示将做什么。"""
         from bot.cli import runtime
-        from storage.lifecycle import sweep
+        from scheduler.lifecycle import sweep
 
         rt = runtime()
         now = parse_as_of(as_of, rt.settings)

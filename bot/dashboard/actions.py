@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from platforms.capabilities import table
 from storage import lifecycle
 from storage.models import Group
 
@@ -43,7 +44,7 @@ def merge(session: Session, group: Group, target: Group, *, actor: str, now: dat
     if group.id == target.id:
         raise ActionError("不能把群合并到它自己。")
     try:
-        lifecycle.merge_group(session, group, target, now, settings, actor=actor)
+        lifecycle.merge_group(session, group, target, now, settings, capabilities=table(settings), actor=actor)
     except ValueError as e:
         raise ActionError(str(e)) from e
     lifecycle.groups_changed(session, [group.id, target.id], now, settings, actor=actor)

@@ -32,21 +32,6 @@ def is_anonymous_text(normalized_text: str) -> bool:
 
 
 # --- pulse -----------------------------------------------------------------------------------
-def pulse_card(task_id: str) -> dict:
-    """The template card (button_interaction) asking the pulse question."""
-    return {
-        "card_type": "button_interaction",
-        "main_title": {"title": "本周工作群给您带来的负担？", "desc": "匿名，不记名；点一下即可"},
-        "task_id": task_id,
-        "button_list": [{"text": "轻", "style": 2, "key": "pulse:1"},
-                        {"text": "适中", "style": 2, "key": "pulse:2"},
-                        {"text": "重", "style": 1, "key": "pulse:3"}],
-    }
-
-
-PULSE_FALLBACK_TEXT = "本周工作群给您带来的负担？ 回复 1 轻 / 2 适中 / 3 重（匿名，不记名）"
-
-
 def _pulse_value(key: str) -> int | None:
     m = re.search(r"([123])\s*$", key or "")
     return int(m.group(1)) if m else None

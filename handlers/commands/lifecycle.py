@@ -124,7 +124,8 @@ def merge(ctx: Context, args: str) -> Reply:
         return _admin_refusal(a)
     members = len(repo.member_ids(ctx.session, a.id))
     try:
-        method = lifecycle.merge_group(ctx.session, a, b, ctx.now, ctx.settings, actor=ctx.person.id)
+        method = lifecycle.merge_group(ctx.session, a, b, ctx.now, ctx.settings, capabilities=ctx.services.capabilities,
+                                       actor=ctx.person.id)
     except LifecycleError as e:
         return Reply(f"不能合并“{a.name}”：{e}。")
     how = labels.label('method_reply', method)

@@ -6,7 +6,8 @@ from handlers.context import Context
 from governance.events import Reply
 from handlers.groups import owned_target
 from handlers.registry import command
-from storage import audit
+from governance.lifecycle import LifecycleError
+from storage import audit, lifecycle
 
 
 
@@ -29,15 +30,10 @@ def renew(ctx: Context, args: str) -> Reply:
         new = parse_expiry(span, today, base=base)
     except DateParseError as e:
         return Reply(str(e))
-    old = g.expires_at
-    g.expires_at, g.temporary, g.done_at = new, True, None
-    vetoed = g.status == "warned"
-    if vetoed:
-        g.status, g.warned_at, g.warning_sent_at, g.status_changed_at = "active", None, None, ctx.now
-        g.status_reason = "群主续期"
-    g.updated_at = ctx.now
-    audit.record(ctx.session, actor=ctx.person.id, action="renew", at=ctx.now, group_id=g.id, reason=span,
-                 data={"old_expires_at": old, "new_expires_at": new, "vetoed_warning": vetoed})
+    try:
+        vetoed = lifecycle.renew_group(ctx.session, g, new, ctx.now, actor=ctx.person.id, reason=span)
+    except LifecycleError as e:
+        return Reply(str(e))
     extra = "，解散提醒已撤销" if vetoed else ""
     return Reply(f"已续期：“{g.name}”{fmt_date(new, today)}到期{extra}。")
 

@@ -310,8 +310,10 @@ def test_a_bridge_dissolution_is_confirmed_with_the_raw_id(runtime, client, cloc
     r = bridge_post(client, clock, _bridge("d1", group_id="wxg-9"))
     assert r.status_code == 200
     with db.session() as s:
-        g = s.get(Group, "wechat:wxg-9")
-        lifecycle.begin_dissolution(s, g, clock(), runtime.settings, actor="test", reason="长期无工作消息")
+        g = s.get(Group, "wechat:wxg-9")  # warned, and the grace since the warning went out has passed
+        g.status, g.warned_at, g.warning_sent_at = "warned", clock() - timedelta(days=9), clock() - timedelta(days=8)
+        lifecycle.begin_dissolution(s, g, clock(), runtime.settings, capabilities=runtime.services.capabilities,
+                                    actor="test", reason="长期无工作消息")
     with db.session() as s:
         o = s.execute(select(OutboxMessage).where(OutboxMessage.kind == "bridge_dissolve")).scalar_one()
         sent = outgoing(o.payload)

@@ -20,6 +20,7 @@ from platforms.wecom.crypto import encrypt_for_tests
 from governance.dates import DateParseError, parse_date, parse_expiry
 from handlers import registry
 from handlers.context import Services
+from platforms.capabilities import table
 from handlers.dispatch import handle_event
 from governance.events import Event, Reply
 from handlers.text import normalize, split_fields
@@ -130,7 +131,8 @@ def fuzz_db(tmp_path_factory):
 @given(text=chat_text, in_group=st.booleans(), mentioned=st.booleans(), sender=st.sampled_from(["u1", "u2", "u3"]),
        n=st.integers(0, 10**9))
 def test_handle_event_never_crashes(fuzz_db, text, in_group, mentioned, sender, n):
-    services = Services(settings=make_settings(database_url=fuzz_db.url),
+    cfg = make_settings(database_url=fuzz_db.url)
+    services = Services(settings=cfg, capabilities=table(cfg),
                         clock=lambda: datetime(2026, 11, 23, 2, tzinfo=timezone.utc))
     event = Event(platform="local", kind="message", sender_id=sender, at=services.now(), text=text,
                   group_id="g-fuzz" if in_group else None, msg_id=f"fz{n}-{hash(text)}", mentioned_bot=mentioned)

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from handlers.context import Services
+from platforms.capabilities import table
 from handlers.dispatch import handle_event
 from governance.events import Event
 from storage import repo
@@ -71,4 +72,4 @@ def notices(s, kind: str | None = None) -> list[Notice]:
 
 
 def services(settings, clock) -> Services:
-    return Services(settings=settings, clock=clock)
+    return Services(settings=settings, capabilities=table(settings), clock=clock)

@@ -6,10 +6,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from platforms.capabilities import for_platform
+from governance.capabilities import resolve
+from platforms.capabilities import for_platform, table
 from platforms.wecom.sender import WeComSender
 from storage import audit
-from storage.lifecycle import mark_warning_sent, sweep
+from scheduler.lifecycle import sweep
+from storage.lifecycle import mark_warning_sent
 from storage.models import Group, OutboxMessage
 from tests.lifecycle.helpers import NOW, group, notices, say, seed_people, trail
 
@@ -25,7 +27,7 @@ def _warned(db, settings, gid="g1", name="防汛抗旱群", **kw):
         assert mark_warning_sent(s, gid, NOW)
 
 
-def test_capability_table():
+def test_capability_lookup():
     assert for_platform("wecom").method == "appchat"
     assert for_platform("wecom", source="ledger").method == "order"
     assert for_platform("wechat").method == "bridge"
@@ -33,6 +35,17 @@ def test_capability_table():
     assert for_platform("wechat", configured=False).method == "order"
     assert for_platform("aibot").method == "order"
     assert for_platform("ledger").method == "order"
+
+
+def test_capability_table(settings):
+    configured = table(settings)
+    assert resolve(configured, "wecom").method == "appchat"
+    assert resolve(configured, "wecom", source="ledger").method == "order"
+    assert resolve(configured, "wechat").method == "bridge"
+    assert resolve(configured, "bridge").method == "bridge"
+    assert resolve(table(settings.model_copy(update={"bridge_secret": ""})), "wechat").method == "order"
+    assert resolve(configured, "aibot").method == "order"
+    assert resolve(configured, "ledger").method == "order"
 
 
 @pytest.fixture
@@ -246,3 +259,48 @@ def test_a_bridge_without_its_url_cannot_dissolve_so_the_owner_gets_an_order():
     assert for_group(g, make_settings(bridge_url="")).method == "order"
     wg = SimpleNamespace(platform="wecom", source="chat")
     assert for_group(wg, make_settings(wecom_secret="")).method == "order"
+
+
+def test_a_permanent_refusal_turns_the_dissolution_into_an_order(runtime, wecom):
+    fake, settings, sender = wecom
+    db = runtime.db
+    _warned(db, settings)
+    fake.fail_next(1, 86003, "no privilege")  # the final notice is refused for good
+    r = sweep(db, DUE, settings, apply=True, sender=sender)
+    assert [(x.action, x.result) for x in r.steps] == [("dissolve", "pending"), ("resume", "error")]
+    assert r.steps[-1].detail == "解散：平台拒绝发送通知，已改为人工处理"
+    assert len(fake.members("g1")) == 4  # nothing was done on the platform
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert (g.status, g.dissolve_method, g.order_deadline) == ("dissolving", "order", DUE + timedelta(days=3))
+        assert (g.dissolve_state["method"], g.dissolve_state["done"]) == ("order", [])
+        assert "86003" in g.dissolve_state["last_error"]
+        [n] = notices(s, "dissolve_order")
+        assert n.person_id == "owner1"
+        assert [a[0] for a in trail(s, "g1")][-3:] == ["dissolve_intent", "dissolve_fallback", "dissolve_order"]
+    assert sweep(db, DUE + timedelta(minutes=5), settings, apply=True, sender=sender).steps == []  # no more appchat
+    assert say(runtime, "owner1", "已解散 防汛抗旱群", DUE + timedelta(days=1)) == [
+        "收到，“防汛抗旱群”已记为解散。30天内可回复“恢复 防汛抗旱群”撤销记录。"]
+    with db.session() as s:
+        assert s.get(Group, "g1").status == "dissolved"
+        assert audit.verify(s).ok
+
+
+def test_a_permanent_refusal_while_restoring_leaves_the_members_to_the_owner(runtime, wecom):
+    fake, settings, sender = wecom
+    db = runtime.db
+    _warned(db, settings)
+    sweep(db, DUE, settings, apply=True, sender=sender)
+    assert fake.members("g1") == ["owner1"]
+    say(runtime, "owner1", "恢复 防汛抗旱群", DUE + timedelta(days=3))
+    fake.fail_next(2, 86003, "no privilege")  # appchat/get (the recorded list is used), then the re-adding
+    r = sweep(db, DUE + timedelta(days=3), settings, apply=True, sender=sender)
+    assert [(x.action, x.result) for x in r.steps] == [("resume", "error")]
+    assert fake.members("g1") == ["owner1"]
+    with db.session() as s:
+        g = s.get(Group, "g1")
+        assert (g.status, g.dissolved_at, g.status_reason) == ("active", None, "恢复（平台未能拉回成员）")
+        [n] = notices(s, "restore_manual")
+        assert (n.person_id, n.text) == ("owner1", "“防汛抗旱群”已恢复登记，但未能自动拉回成员，请手动邀请原成员入群。")
+        assert trail(s, "g1")[-1] == ("restore_done", "system:sweep", "平台拒绝，需群主手动拉回成员")
+        assert audit.verify(s).ok

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from handlers.dispatch import handle_event
 from governance.events import Event
 from storage import repo
-from storage.lifecycle import confirm_bridge_dissolution, sweep
+from scheduler.lifecycle import sweep
+from storage.lifecycle import confirm_bridge_dissolution
 from storage.models import Group, Notice, OutboxMessage
 from storage.notices import deliver_due_notices
 from tests.lifecycle.helpers import NOW, dump, group, person, say, seed_people

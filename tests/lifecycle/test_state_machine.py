@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from storage import audit
 from governance.lifecycle import LifecycleError
-from storage.lifecycle import _apply, Step, confirm_bridge_dissolution, mark_warning_sent, sweep
+from platforms.capabilities import table
+from scheduler.lifecycle import sweep
+from storage.lifecycle import Step, apply_step, confirm_bridge_dissolution, load_facts, mark_warning_sent
 from storage.models import Group, OutboxMessage
 from tests.lifecycle.helpers import NOW, group, notices, say, seed_people, trail
 
@@ -184,7 +186,9 @@ def test_protected_group_is_never_warned_or_dissolved(runtime):
         s.get(Group, "g1").protected = True  # protected behind the bot's back after the warning went out
     with db.session() as s:  # a stale plan still says "dissolve": the apply step re-checks
         with pytest.raises(LifecycleError, match="受保护群不能解散"):
-            _apply(s, Step("g1", "防汛抗旱群", "dissolve"), [], NOW + timedelta(days=8), settings)
+            at = NOW + timedelta(days=8)
+            apply_step(s, Step("g1", "防汛抗旱群", "dissolve"), [], load_facts(s, at, settings), at, settings,
+                       table(settings))
     assert _status(db) == "warned"
     # the sweep withdraws the warning of a protected group instead of dissolving it
     r = sweep(db, NOW + timedelta(days=8), settings, apply=True)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from scheduler.outbox import Dispatcher
 from scheduler.routing import build_senders
+from platforms.capabilities import table
 from storage import lifecycle, repo
 from storage.models import Group, OutboxMessage
 from storage.outbox import enqueue
@@ -30,8 +31,10 @@ def _dispatcher(db, settings, clock, **kw):
 
 def _bridge_group(db, clock, gid="wechat:wxg-1"):
     with db.session() as s:
-        repo.ensure_group(s, group_id=gid, platform="wechat", at=clock(), name="秋粮收购群")
+        g = repo.ensure_group(s, group_id=gid, platform="wechat", at=clock(), name="秋粮收购群")
         repo.add_members(s, gid, ["wechat:zhang", "wechat:li"], clock())
+        # warned, and the grace since the warning went out has passed: a dissolution may begin
+        g.status, g.warned_at, g.warning_sent_at = "warned", clock() - timedelta(days=9), clock() - timedelta(days=8)
 
 
 def _rows(db):
@@ -44,6 +47,7 @@ def test_instructions_and_messages_are_posted_signed_with_their_instruction_id(d
     _bridge_group(db, clock)
     with db.session() as s:
         method = lifecycle.begin_dissolution(s, s.get(Group, "wechat:wxg-1"), clock(), settings, actor="test",
+                                             capabilities=table(settings),
                                              reason="长期无工作消息")
         assert method == "bridge"
         enqueue(s, channel="bridge", recipient="wechat:wxg-1", kind="reply", payload={"text": "群里说一句"}, at=clock())

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from platforms.wecom.sender import WeComSender
 from scheduler import jobs
 from scheduler.outbox import Dispatcher
-from storage.lifecycle import sweep
+from scheduler.lifecycle import sweep
 from storage.models import Group, Notice, OutboxMessage
 from tests.conftest import make_settings
 from tests.lifecycle.helpers import NOW, group, person, say, seed_people

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from handlers.context import Services
+from platforms.capabilities import table
 from handlers.dispatch import handle_event
 from governance.events import Event
 from storage.models import AuditRecord as AuditLog, Group, LoginToken, Membership, Person
@@ -96,7 +97,8 @@ def test_chat_command_matrix(db, settings, clock, name, role):
     now = clock()
     _seed(db, now, cell.setup)
     before = _snapshot(db)
-    services = Services(settings=settings.model_copy(update={"database_url": db.url}), clock=clock)
+    services = Services(settings=settings.model_copy(update={"database_url": db.url}), capabilities=table(settings),
+                        clock=clock)
     event = Event(platform="wecom", kind="message", sender_id=role, at=now, text=cell.text, msg_id=f"{name}-{role}")
     with db.session() as s:
         replies = handle_event(s, event, services)

@@ -1,0 +1,66 @@
+"""What a platform lets the bot do to a group, as plain data: the vocabulary and the rule that picks
+a group's capabilities from a table. Which platform can do what is the platforms' to declare
+(``platforms.capabilities.table(settings)``: the platforms configured here); the caller (the
+scheduler, the web app, a command through ``handlers.context.Services``) passes that table into
+``storage.lifecycle``, which never imports a platform. The platform steps themselves are taken
+by the scheduler through the platform's sender (``scheduler.lifecycle``).
+
+==========  ===============================================
+method      how a dissolution happens
+==========  ===============================================
+appchat     final notice in the group, members removed, renamed ``[已解散]…``; restore re-adds
+            members and renames back
+bridge      a ``dissolve`` instruction event to the bridge (outbox channel ``bridge``); done when
+            the bridge confirms (``dissolve_confirmed``)
+order       a dissolution order to the owner with a deadline; escalated to the commission when it
+            passes (a platform not in the table, any group only known from the ledger)
+==========  ===============================================
+
+Pure (no I/O): every layer may import it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from governance.lifecycle import APPCHAT, BRIDGE, ORDER
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the bot can do to a group on a platform (each platform declares its own in its folder,
+    ``platforms/<name>/__init__.py``). ``method`` is how a dissolution happens (kept on the group
+    as ``dissolve_method``)."""
+    method: str                   # appchat | bridge | order
+    remove_members: bool = False  # the bot can take members out
+    rename: bool = False          # the bot can rename the group
+    restore: bool = False         # the bot can undo the dissolution on the platform
+    confirms: bool = False        # the platform confirms a dissolution asynchronously (bridge)
+    list_members: bool = False    # the bot can ask the platform who is in the group
+    cards: bool = False           # the platform shows one-tap cards (template cards)
+
+    @property
+    def disband(self) -> bool:
+        """The bot can dissolve the group on the platform (directly or through the bridge)."""
+        return self.method != ORDER
+
+    @property
+    def automatic(self) -> bool:
+        return self.disband
+
+
+ORDER_CAPS = Capabilities(ORDER)  # a group no configured platform can act on (the ledger's, for one)
+
+#: platform → what the bot can do to a group on it (only the platforms configured here)
+Table = Mapping[str, Capabilities]
+
+
+def resolve(table: Table, platform: str | None, *, source: str | None = None) -> Capabilities:
+    """The capabilities of a group on ``platform`` (``source``: how the bot learnt of it). A group
+    only known from the ledger is never acted on; a platform not in the table gets an order."""
+    if source == "ledger":
+        return ORDER_CAPS
+    try:
+        return table[(platform or "").lower()]
+    except KeyError:
+        return ORDER_CAPS
