@@ -37,6 +37,7 @@ from datetime import date, datetime, timedelta
 
 from governance import labels
 from governance.model import GroupFacts, Params
+from governance.rules import AUTO_DISSOLVE_KINDS, KEEP_EXEMPT_KINDS, WARN_KINDS  # noqa: F401  (declared per kind)
 
 STATES = ("active", "warned", "dissolved", "purged", "merged")
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -52,9 +53,6 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("warned", "merge"): "merged",
 }
 ACTIONS = frozenset(a for _, a in TRANSITIONS)  # the names users read: governance.labels
-AUTO_DISSOLVE_KINDS = frozenset({"zombie", "expired"})
-WARN_KINDS = frozenset({"zombie", "expired", "duplicate", "overlap"})
-KEEP_EXEMPT_KINDS = frozenset({"zombie", "duplicate", "overlap"})
 
 
 class LifecycleError(ValueError):

@@ -53,6 +53,7 @@ from governance.dates import fmt_date
 from governance.lifecycle import AUTO_DISSOLVE_KINDS, WARN_KINDS, GroupState, LifecycleError, next_step, transition
 from governance.model import Finding, GroupFacts, Params
 from governance.rules_activity import idle_since
+from governance.rules import OWN_CONDITION
 from governance.scan import kinds_by_group, scan
 from storage import audit, premises, repo
 from storage.models import FindingRecord, FindingRefresh, Group, Membership, Person
@@ -310,7 +311,7 @@ def groups_changed(session: Session, group_ids, now: datetime, settings, *, acto
 
 # Findings the scan does not produce (storage.feedback writes "useless" from anonymous votes): the
 # scan's absence says nothing about them, their own source resolves them.
-OWN_CONDITION_KINDS = ("useless",)
+OWN_CONDITION_KINDS = tuple(k.code for k in OWN_CONDITION)  # declared in governance.rules
 
 
 # --- small helpers ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from governance import labels
 from handlers.context import Context
 from governance.events import Reply
 from handlers.groups import resolve
@@ -18,7 +19,7 @@ from storage.outbox import enqueue
 
 USELESS_WORDS = ("这个群没用", "这个群没有用", "此群没用", "该群没用")
 REPORT_WORDS = ("反映",)
-PULSE_WORDS = {"1": 1, "2": 2, "3": 3, "轻": 1, "适中": 2, "重": 3}
+PULSE_WORDS = {**{str(v): v for v in labels.PULSE_ANSWERS}, **{w: v for v, w in labels.PULSE_ANSWERS.items()}}
 RECEIVED_BUTTON = {"replace_name": "已收到，谢谢（匿名）"}
 PULSE_AGAIN_BUTTON = {"replace_name": "本周已回答过，未重复记录"}
 VOTED_BUTTON = {"replace_name": "已反映过，未重复记录"}
@@ -33,9 +34,8 @@ def pulse_card(task_id: str) -> dict:
         "card_type": "button_interaction",
         "main_title": {"title": "本周工作群给您带来的负担？", "desc": "匿名，不记名；点一下即可"},
         "task_id": task_id,
-        "button_list": [{"text": "轻", "style": 2, "key": "pulse:1"},
-                        {"text": "适中", "style": 2, "key": "pulse:2"},
-                        {"text": "重", "style": 1, "key": "pulse:3"}],
+        "button_list": [{"text": word, "style": 1 if v == 3 else 2, "key": f"pulse:{v}"}
+                        for v, word in labels.PULSE_ANSWERS.items()],
     }
 
 
