@@ -1,4 +1,5 @@
-"""From a neutral event to replies: dedupe, record activity, run the matching command."""
+"""From a neutral event to replies: classify it once (``handlers.classify``), dedupe, record activity,
+run the command it invokes."""
 from __future__ import annotations
 
 import logging

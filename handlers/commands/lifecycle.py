@@ -1,7 +1,8 @@
 """保留、恢复、已解散、合并、保护/取消保护/确认保护: owners and administrators steer a group's lifecycle.
 
-The state changes live in ``storage.lifecycle``; this module checks who may act and words
-the replies. A refusal changes nothing and says who may act.
+The state changes live in ``storage.lifecycle``; this module declares who may act on which group
+(``permission=``, ``target=``: enforced by dispatch) and words the replies. A refusal changes
+nothing and says who may act.
 
 Vocabulary (the same in every reply, page and export): 常设 = no end date; 临时 = has an end
 date; 受保护 = exempt from automatic warning and dissolution. Only an administrator or the
