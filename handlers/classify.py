@@ -24,31 +24,23 @@ from handlers.text import normalize
 ANONYMOUS_CARDS = ("pulse", "useless")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Classified:
-    """One event, classified."""
+    """One event, classified (made once, read by everything after: never changed)."""
 
     event: Event
     text: str                # normalised text of a message to the bot ("" otherwise)
     command: Command | None  # the command that message invokes
     args: str                # the rest of the text, the command's arguments
     anonymous: bool          # an anonymous command or card: nothing may link it to its sender
-    key: str | None          # the dedupe key as stored in processed_events (see :func:`stored_key`)
-
-    @property
-    def to_bot(self) -> bool:
-        """A message the bot is asked to answer (a direct chat, or an @-mention in a group)."""
-        return self.event.addressed_to_bot
+    key: str | None          # the dedupe key as stored in processed_events (why hashed: :func:`stored_key`)
+    to_bot: bool             # a message the bot is asked to answer (a direct chat, or an @-mention)
+    card: str | None         # the kind of card clicked (its continuation is ``card:<kind>``), else None
 
     @property
     def hint(self) -> bool:
         """A message to the bot that invokes no command: a dialogue's next answer, else the hint."""
         return self.to_bot and self.command is None
-
-    @property
-    def card(self) -> str | None:
-        """The kind of card clicked (its continuation is ``card:<kind>``), None for other events."""
-        return str(self.event.data.get("card_kind", "")) if self.event.kind == "card_click" else None
 
     @property
     def records_activity(self) -> bool:
@@ -68,21 +60,27 @@ def resolve_command(text: str, event: Event, services: Services) -> tuple[Comman
 
 
 def classify(event: Event, services: Services) -> Classified:
-    text, found = "", None
-    if event.addressed_to_bot:
+    text, command, args, card = "", None, "", None
+    to_bot = event.addressed_to_bot
+    if to_bot:
         text = normalize(event.text)
         found = resolve_command(text, event, services)
-    command, args = found if found is not None else (None, "")
-    if event.kind == "card_click":
-        anonymous = str(event.data.get("card_kind", "")) in ANONYMOUS_CARDS
-    else:
+        if found is not None:
+            command, args = found
         anonymous = command is not None and command.anonymous
-    return Classified(event=event, text=text, command=command, args=args, anonymous=anonymous,
-                      key=stored_key(event, services, anonymous=anonymous))
+    elif event.kind == "card_click":
+        card = str(event.data.get("card_kind", ""))
+        anonymous = card in ANONYMOUS_CARDS
+    else:
+        anonymous = False
+    key = event.dedupe_key
+    if key and (card is not None or anonymous):
+        key = _hashed_key(key, services)
+    return Classified(event, text, command, args, anonymous, key, to_bot, card)
 
 
-def stored_key(event: Event, services: Services, *, anonymous: bool | None = None) -> str | None:
-    """The event's dedupe key as stored in ``processed_events``.
+def stored_key(event: Event, services: Services) -> str | None:
+    """The event's dedupe key as stored in ``processed_events`` (``classify(event).key``).
 
     A card click's key is built from the sender and the time (WeCom: ``FromUserName +
     CreateTime``), and its row is written in the same transaction as the anonymous answer (on
@@ -90,12 +88,10 @@ def stored_key(event: Event, services: Services, *, anonymous: bool | None = Non
     stored as a keyed hash (``pseudonym_secret``, like the answers' own pseudonyms): still
     deterministic, so a retry is recognised, but it names nobody. ``handle_event`` stores the key
     of an anonymous event salted with its day's salt instead (``storage.feedback.anonymous_dedupe_key``),
-    which needs the database: the key planned here for an anonymous event is never stored.
-    ``anonymous`` None: classify the event to know."""
-    key = event.dedupe_key
-    if anonymous is None:
-        return classify(event, services).key
-    if key and (event.kind == "card_click" or anonymous):
-        digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
-        return "anon:" + digest.hexdigest()
-    return key
+    which needs the database: the key planned here for an anonymous event is never stored."""
+    return classify(event, services).key
+
+
+def _hashed_key(key: str, services: Services) -> str:
+    digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
+    return "anon:" + digest.hexdigest()

@@ -212,8 +212,7 @@ class Planned:
 def plan(event: Event, services: Services) -> Planned:
     c = classify(event, services)
     bulk = c.plain and event.kind in BULK_KINDS
-    return Planned(event=event, key=c.key, anonymous=c.anonymous, bulk=bulk, hint=bulk and c.hint, text=c.text,
-                   classified=c)
+    return Planned(event, c.key, c.anonymous, bulk, bulk and c.to_bot, c.text, c)
 
 
 def bulk_prefix(session: Session, plans: list[Planned]) -> int:
