@@ -158,7 +158,7 @@ def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
     """The per-event path: ``handle_event`` inside its own SAVEPOINT."""
     try:
         with s.begin_nested():
-            replies = handle_event(s, p.event, rt.services)
+            replies = handle_event(s, p.event, rt.services, p.classified)
     except Exception as e:  # rolled back to the savepoint: only this event is lost
         log.warning("event %s failed inside a batch (%r); retrying it alone", p.event.dedupe_key, e)
         retry.append(i)

@@ -14,16 +14,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone, tzinfo
 
-FINDING_KINDS = {
-    "zombie": "僵尸群",
-    "duplicate": "重复群",
-    "overlap": "交叉群",
-    "expired": "到期未解散",
-    "unregistered": "未登记",
-    "overloaded_member": "入群过多的干部",
-    "rebound": "反弹回潮",
-    "useless": "成员认为没用",
-}
+from governance import rules
+
+# Finding kinds: declared with their rule (governance.rules, the one registry a new rule joins).
+FINDING_KINDS: dict[str, str] = dict(rules.LABELS)
 
 GROUP_STATUSES = {
     "active": "正常",
@@ -168,6 +162,9 @@ PLATFORMS = {
 }
 
 FINDING_STATUSES = {"open": "待处理", "resolved": "已解决"}
+
+# The weekly pulse's answers (本周工作群给您带来的负担？), stored as 1..3.
+PULSE_ANSWERS: dict[int, str] = {1: "轻", 2: "适中", 3: "重"}
 
 TABLES: dict[str, dict[str, str]] = {
     "kind": FINDING_KINDS,

@@ -59,6 +59,7 @@ from datetime import date, datetime, timedelta
 
 from governance import labels
 from governance.model import GroupFacts, Params
+from governance.rules import AUTO_DISSOLVE_KINDS, KEEP_EXEMPT_KINDS, WARN_KINDS  # noqa: F401  (declared per kind)
 
 STATES = ("active", "warned", "dissolving", "restoring", "dissolved", "purged", "merged")
 FINAL_STATES = frozenset({"purged", "merged"})
@@ -96,9 +97,6 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     **{(s, "unprotect"): frozenset({s}) for s in STATES},
 }
 ACTIONS = frozenset(a for _, a in TRANSITIONS)  # the names users read: governance.labels
-AUTO_DISSOLVE_KINDS = frozenset({"zombie", "expired"})
-WARN_KINDS = frozenset({"zombie", "expired", "duplicate", "overlap"})
-KEEP_EXEMPT_KINDS = frozenset({"zombie", "duplicate", "overlap"})
 _PROTECTED_REFUSES = ("warn", "dissolve", "merge")
 
 

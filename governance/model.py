@@ -13,19 +13,6 @@ from datetime import date, datetime
 #: Statuses in which a group still exists in the chat platform.
 LIVE_STATUSES = frozenset({"active", "warned"})
 
-FINDING_KINDS = (
-    "zombie",
-    "duplicate",
-    "overlap",
-    "expired",
-    "unregistered",
-    "overloaded_member",
-    "rebound",
-)
-ACTIONS = ("warn", "dissolve", "merge", "review", "none")
-
-
-
 KEY_MAX = 200  # findings.key is VARCHAR(300); leave room
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +79,11 @@ class Params:
 class Finding:
     """One observation a rule makes.  ``reasons`` are Chinese, shown to people."""
 
-    kind: str  # zombie|duplicate|overlap|expired|unregistered|overloaded_member|rebound
+    kind: str  # a finding kind code (governance.rules.KINDS)
     group_ids: list[str]
     person_ids: list[str]
     score: float
-    action: str  # warn|dissolve|merge|review|none
+    action: str  # warn|dissolve|merge|review|none (labels: governance.labels.ACTIONS)
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

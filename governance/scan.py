@@ -1,6 +1,6 @@
-"""Run every rule over a snapshot of groups: ``scan(groups, now, params, dissolved)``.
+"""Run every rule (:data:`governance.rules.RULES`) over a snapshot of groups: ``scan(groups, now, params, dissolved)``.
 
-Deterministic: findings are sorted by kind (in :data:`governance.model.FINDING_KINDS`
+Deterministic: findings are sorted by kind (in :data:`governance.rules.FINDING_KINDS`
 order), then group ids, then person ids.  De-duplicate across scans with
 ``Finding.key``.
 """
@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from governance.model import FINDING_KINDS, Finding, GroupFacts, Params
-from governance.rules_activity import expired, overloaded_members, unregistered, zombie
-from governance.rules_members import duplicates_and_overlaps, rebounds
+from governance.model import Finding, GroupFacts, Params
+from governance.rules import FINDING_KINDS, PER_GROUP_KINDS, RULES, Snapshot
+
+__all__ = ["scan", "per_group", "kinds_by_group", "PER_GROUP_KINDS"]
 
 _KIND_ORDER = {k: i for i, k in enumerate(FINDING_KINDS)}
+_PER_GROUP = tuple(r.per_group for r in RULES if r.per_group is not None)
+_OVER_SNAPSHOT = tuple(r.over_snapshot for r in RULES if r.over_snapshot is not None)
 
 
 def scan(
@@ -33,14 +36,11 @@ def scan(
         raise ValueError("now must be timezone-aware")
     groups = list(groups)
     findings = per_group(groups, now, params, today=today)
-    findings.extend(duplicates_and_overlaps(groups, now, params))
-    findings.extend(overloaded_members(groups, params))
-    findings.extend(rebounds(groups, dissolved, now, params))
+    snapshot = Snapshot(groups=groups, dissolved=list(dissolved), now=now, params=params, today=today)
+    for check in _OVER_SNAPSHOT:
+        findings.extend(check(snapshot))
     findings.sort(key=lambda f: (_KIND_ORDER.get(f.kind, 99), f.group_ids, f.person_ids))
     return findings
-
-
-PER_GROUP_KINDS = ("zombie", "expired", "unregistered")
 
 
 def per_group(groups: Iterable[GroupFacts], now: datetime, params: Params = Params(), *,
@@ -49,7 +49,8 @@ def per_group(groups: Iterable[GroupFacts], now: datetime, params: Params = Para
     groups. The member-set rules (duplicate, overlap, overloaded, rebound) need every group."""
     findings: list[Finding] = []
     for g in groups:
-        for f in (zombie(g, now, params), expired(g, now, params, today), unregistered(g, now, params)):
+        for check in _PER_GROUP:
+            f = check(g, now, params, today)
             if f is not None:
                 findings.append(f)
     return findings

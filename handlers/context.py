@@ -1,4 +1,6 @@
-"""What a handler gets: the session, the event, the person, a clock and the services."""
+"""What a handler gets: the session, the event, the person, a clock and the services.
+
+Who may do what is declared on the commands (``handlers.permissions``), not asked of the context."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from governance.capabilities import Capabilities
 from governance.events import Event
-from storage.models import Group, Person
+from storage.models import Person
 
 
 def utcnow() -> datetime:
@@ -29,9 +31,6 @@ class Services:
 
     def now(self) -> datetime:
         return self.clock()
-
-
-ADMIN_ROLES = ("admin",)
 
 
 @dataclass
@@ -53,22 +52,3 @@ class Context:
     @property
     def today(self) -> date:
         return self.now.astimezone(self.settings.tz).date()
-
-    def is_admin(self) -> bool:
-        return self.person.role == "admin"
-
-    def is_commission(self) -> bool:
-        return self.person.role in ("commission", "admin")
-
-    def may_change(self, group: Group) -> bool:
-        """Only a group's owner or an administrator (of its unit) may change it."""
-        if self.person.role == "admin" or group.owner_id == self.person.id:
-            return True
-        return self.person.role == "unit_admin" and bool(group.unit) and group.unit == self.person.unit
-
-    def may_administer(self, group: Group | None = None) -> bool:
-        if self.person.role == "admin":
-            return True
-        if self.person.role != "unit_admin" or not self.person.unit:
-            return False
-        return group is None or group.unit == self.person.unit

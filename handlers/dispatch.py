@@ -1,8 +1,7 @@
-"""From a neutral event to replies: dedupe, record activity, run the matching command."""
+"""From a neutral event to replies: classify it once (``handlers.classify``), dedupe, record activity,
+run the command it invokes."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import timedelta
 from dataclasses import dataclass
@@ -12,9 +11,9 @@ from sqlalchemy.orm import Session
 import handlers.commands  # noqa: F401  (registers every command)
 from governance.ritual import is_ritual
 from handlers import registry
+from handlers.classify import Classified, classify, stored_key  # noqa: F401  (stored_key: the runtime's)
 from handlers.context import Context, Services
 from governance.events import Event, Reply
-from handlers.text import normalize
 from storage import repo
 from storage.models import Conversation, Group, Person, ProcessedEvent
 
@@ -24,26 +23,30 @@ CONVERSATION_TTL = timedelta(hours=12)
 HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备”“我的群”。"
 
 
-def handle_event(session: Session, event: Event, services: Services) -> list[Reply]:
+def handle_event(session: Session, event: Event, services: Services,
+                 classified: Classified | None = None) -> list[Reply]:
     """Process one event exactly once (in the caller's transaction) and return the replies.
+
+    ``classified``: the event's classification if the caller already made it (the writer's plan);
+    everything below reads it, nothing classifies the event again.
 
     A repeat (the platform resending a request, possibly byte for byte) changes nothing and gets
     the replies the first attempt answered with (``repeat_replies``), so the platform shows the
     same answer whichever attempt's response reaches it."""
-    anonymous = _is_anonymous(event)
-    if anonymous and event.dedupe_key:
+    c = classified if classified is not None else classify(event, services)
+    if c.anonymous and event.dedupe_key:
         # Salted with the day's salt (destroyed when the day's window closes), stored with the day only.
         from storage.feedback import anonymous_dedupe_key, day_start
 
         key = anonymous_dedupe_key(session, services.settings.pseudonym_secret, event.dedupe_key, event.at)
         at = day_start(event.at)
     else:
-        key, at = _stored_key(event, services, anonymous), event.at
+        key, at = c.key, event.at
     if key and not repo.mark_processed(session, key, at):
         log.info("duplicate event %s: nothing stored, answered as the first time", key)
-        return repeat_replies(session, {key: event}, services)[key]
-    replies = _handle_new(session, event, services, anonymous)
-    if key and replies != deterministic_replies(event, services):
+        return repeat_replies(session, {key: c}, services)[key]
+    replies = _handle_new(session, c, services)
+    if key and replies != deterministic_replies(c):
         repo.remember_reply(session, key, [reply_payload(r) for r in replies])
     return replies
 
@@ -52,61 +55,37 @@ def reply_payload(r: Reply) -> dict:
     return {"text": r.text, "card": r.card, "markdown": r.markdown}
 
 
-def deterministic_replies(event: Event, services: Services) -> list[Reply]:
+def deterministic_replies(c: Classified) -> list[Reply]:
     """The replies that follow from the event alone (what the bulk paths answer): the hint for a
     message to the bot that matches no command, unless it is a ritual acknowledgement."""
-    p = plan(event, services)
-    return [Reply(HINT)] if p.hint and wants_hint(p.text) else []
+    return [Reply(HINT)] if c.hint and wants_hint(c.text) else []
 
 
-def repeat_replies(session: Session, events: dict[str, Event], services: Services) -> dict[str, list[Reply]]:
+def repeat_replies(session: Session, events: dict[str, Classified], services: Services) -> dict[str, list[Reply]]:
     """For repeats of stored events (by stored dedupe key): the replies the first attempt gave.
     One query for all of them; a key without a stored reply gets the deterministic one."""
     stored = repo.stored_replies(session, list(events))
     return {k: ([Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown")))
-                 for r in stored[k]] if stored.get(k) is not None else deterministic_replies(e, services))
-            for k, e in events.items()}
+                 for r in stored[k]] if stored.get(k) is not None else deterministic_replies(c))
+            for k, c in events.items()}
 
 
-def _handle_new(session: Session, event: Event, services: Services, anonymous: bool) -> list[Reply]:
+def _handle_new(session: Session, c: Classified, services: Services) -> list[Reply]:
+    event = c.event
     if event.group_id and not _may_touch_group(session, event):
         return []  # claimed (a retry changes nothing), but never applied
-    if anonymous:
+    if c.anonymous:
         # Creating the person here would write a row naming the voter in the answer's transaction.
         person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
     else:
         person = repo.get_or_create_person(session, event.sender_id, event.at)
-    if event.group_id and not anonymous:
+    if c.records_activity:
         _record_group_activity(session, event, services)
-    if event.kind == "message" and event.addressed_to_bot:
-        return _run_command(session, event, person, services)
-    if event.kind == "card_click":
-        return _run_card(session, event, person, services)
+    if c.to_bot:
+        return _run_command(session, c, person, services)
+    if c.card is not None:
+        return _run_card(session, c, person, services)
     return []
-
-
-def stored_key(event: Event, services: Services) -> str | None:
-    """The event's dedupe key as stored in ``processed_events`` (see ``_stored_key``)."""
-    return _stored_key(event, services)
-
-
-def _stored_key(event: Event, services: Services, anonymous: bool | None = None) -> str | None:
-    """The dedupe key as stored in ``processed_events``.
-
-    A card click's key is built from the sender and the time (WeCom: ``FromUserName +
-    CreateTime``), and its row is written in the same transaction as the anonymous answer (on
-    PostgreSQL they share ``xmin``). For card clicks and anonymous commands the key is therefore
-    stored as a keyed hash (``pseudonym_secret``, like the answers' own pseudonyms): still
-    deterministic, so a retry is recognised, but it names nobody. ``handle_event`` stores the key
-    of an anonymous event salted with its day's salt instead (``storage.feedback.anonymous_dedupe_key``),
-    which needs the database: the key planned here for an anonymous event is never stored."""
-    key = event.dedupe_key
-    if anonymous is None:
-        anonymous = _is_anonymous(event)
-    if key and (event.kind == "card_click" or anonymous):
-        digest = hmac.new(services.settings.pseudonym_secret, b"dedupe|" + key.encode(), hashlib.sha256)
-        return "anon:" + digest.hexdigest()
-    return key
 
 
 def _may_touch_group(session: Session, event: Event) -> bool:
@@ -144,22 +123,6 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
             log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
 
 
-ANONYMOUS_CARDS = ("pulse", "useless")
-
-
-def _is_anonymous(event: Event) -> bool:
-    """An anonymous command (这个群没用, 反映, a pulse answer) or a click on an anonymous card must
-    leave no trace of who said it."""
-    if event.kind == "card_click":
-        return str(event.data.get("card_kind", "")) in ANONYMOUS_CARDS
-    if not (event.kind == "message" and event.addressed_to_bot):
-        return False
-    from handlers.text import normalize
-
-    found = registry.match(normalize(event.text))
-    return found is not None and found[0].anonymous
-
-
 def _as_list(result) -> list[Reply]:
     if result is None:
         return []
@@ -168,30 +131,26 @@ def _as_list(result) -> list[Reply]:
     return list(result)
 
 
-def _run_command(session: Session, event: Event, person, services: Services) -> list[Reply]:
-    from handlers.text import normalize
-
-    text = normalize(event.text)
+def _run_command(session: Session, c: Classified, person, services: Services) -> list[Reply]:
+    event, text, cmd = c.event, c.text, c.command
     ctx = Context(session=session, event=event, person=person, services=services, text=text)
-    found = registry.match(text)
-    if found is not None and found[0].anonymous:
+    if cmd is not None and c.anonymous:
         # An anonymous command changes nothing else about its sender: ending (or expiring) their
         # dialogue in the same transaction as the answer would link the two.
-        return _as_list(found[0].callback(ctx, found[1]))
+        return _as_list(cmd.run(ctx, c.args))
     conv = session.get(Conversation, person.id)
     if conv is not None and conv.updated_at < event.at - CONVERSATION_TTL:
         session.delete(conv)  # an abandoned dialogue must not swallow tomorrow's 好的 as an answer
         conv = None
-    if found is None and conv is not None:
+    if cmd is None and conv is not None:
         cont = registry.continuation(conv.intent)
         if cont is not None:
             return _changing_groups(ctx, lambda: cont(ctx, conv))
-    if found is None:
+    if cmd is None:
         return [Reply(HINT)] if wants_hint(text) else []
-    cmd, args = found
     if conv is not None and text not in ("取消",):
         session.delete(conv)  # a new command ends an unfinished dialogue
-    return _changing_groups(ctx, lambda: cmd.callback(ctx, args))
+    return _changing_groups(ctx, lambda: cmd.run(ctx, c.args))
 
 
 def _changing_groups(ctx: Context, run) -> list[Reply]:
@@ -213,8 +172,9 @@ def wants_hint(text: str) -> bool:
     return bool(text) and not is_ritual(text)
 
 
-def _run_card(session: Session, event: Event, person, services: Services) -> list[Reply]:
-    cb = registry.continuation("card:" + str(event.data.get("card_kind", "")))
+def _run_card(session: Session, c: Classified, person, services: Services) -> list[Reply]:
+    event = c.event
+    cb = registry.continuation("card:" + c.card)
     if cb is None:
         log.warning("card click with no handler: %s", event.data)
         return []
@@ -246,20 +206,13 @@ class Planned:
     hint: bool           # a message to the bot matching no command: the hint (unless in a dialogue or
                          # a ritual ack, see wants_hint); its sender's dialogue state matters
     text: str            # normalised text of a message to the bot
+    classified: Classified  # what the event is (``handle_event`` takes it rather than classify again)
 
 
 def plan(event: Event, services: Services) -> Planned:
-    text, matched, anonymous = "", False, False
-    if event.kind == "message" and event.addressed_to_bot:
-        text = normalize(event.text)
-        found = registry.match(text)
-        matched = found is not None
-        anonymous = matched and found[0].anonymous
-    elif event.kind == "card_click":
-        anonymous = _is_anonymous(event)
-    bulk = not anonymous and not matched and event.kind in BULK_KINDS
-    return Planned(event=event, key=_stored_key(event, services, anonymous), anonymous=anonymous, bulk=bulk,
-                   hint=bulk and event.addressed_to_bot, text=text)
+    c = classify(event, services)
+    bulk = c.plain and event.kind in BULK_KINDS
+    return Planned(event, c.key, c.anonymous, bulk, bulk and c.to_bot, c.text, c)
 
 
 def bulk_prefix(session: Session, plans: list[Planned]) -> int:
@@ -382,7 +335,7 @@ def handle_bulk(session: Session, plans: list[Planned], services: Services,
                               groups=[groups[k] for k in sorted(groups)],
                               members=[members[k] for k in sorted(members)], messages=messages)
     if repeats:  # retries are rare: one query for the batch, only when there are some
-        again = repeat_replies(session, {k: plans[i].event for i, k in repeats.items()}, services)
+        again = repeat_replies(session, {k: plans[i].classified for i, k in repeats.items()}, services)
         for i, k in repeats.items():
             out[i] = again[k]
     return out

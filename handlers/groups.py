@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from handlers.context import Context
+from handlers.registry import Target
 from governance.events import Reply
 from storage import repo
 from storage.models import Group
@@ -47,18 +48,17 @@ def split_ref(ctx: Context, args: str, *, rest_may_follow_in_group: bool = False
     return words[0] if words else "", " ".join(words[1:]).strip()
 
 
-def refuse(ctx: Context, g: Group) -> Reply:
-    owner = repo.display_name(ctx.session, g.owner_id) if g.owner_id else "未登记"
-    return Reply(f"只有群主（{owner}）或管理员可以操作这个群。")
-
-
-def owned_target(ctx: Context, args: str, *, rest_may_follow_in_group: bool = False) -> tuple[Group, str] | Reply:
-    """``<群> <rest>`` for a command only the owner or an administrator may use:
-    the group and the rest of the arguments, or the reply that refuses (changing nothing)."""
-    ref, rest = split_ref(ctx, args, rest_may_follow_in_group=rest_may_follow_in_group)
+def named_group(ctx: Context, args: str) -> Target | Reply:
+    """``<群> <rest>``: the group named (an unknown name is an error, never the current group: a
+    typo must not mark the wrong group done), and the rest. A command's ``target``."""
+    ref, rest = split_ref(ctx, args)
     g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    if not ctx.may_change(g):
-        return refuse(ctx, g)
-    return g, rest
+    return g if isinstance(g, Reply) else Target((g,), rest)
+
+
+def named_group_or_here(ctx: Context, args: str) -> Target | Reply:
+    """As :func:`named_group`, but said inside a group the rest may follow alone (``续期 30天``,
+    ``保留 汛期还要用``: that group). A command's ``target``."""
+    ref, rest = split_ref(ctx, args, rest_may_follow_in_group=True)
+    g = resolve(ctx, ref)
+    return g if isinstance(g, Reply) else Target((g,), rest)

@@ -41,13 +41,14 @@ The API the handlers wire in (``handlers/dispatch.py`` and the commands)::
     # registration: split_fields replaces handlers.text.split_fields (same signature)
     from nlu import split_fields, parse_period    # parse_period replaces parse_expiry
 
-Wiring sketch for dispatch: replace ``registry.match(text)`` by ``parse`` and map intents to the
-existing callbacks (``INTENT_TO_COMMAND = {"renew": renew, "done": done, …}``), passing the
+Wiring sketch for dispatch: ``handlers.classify.resolve_command`` is the one place a text becomes a
+command (today ``registry.match(text)``); replace its body by ``parse`` and map intents to the
+existing commands (``INTENT_TO_COMMAND = {"renew": renew, "done": done, …}``), passing the
 resolved group instead of re-splitting ``args``; a bare number is ``choose`` (or the pulse
 answer when a pulse was asked and no choice is pending); ``confirm``/``cancel``/``choose`` are
 the continuations of a pending Conversation. Anonymous intents (useless, report, pulse) must
-still be recognised before anything is recorded: ``parse`` is pure, so ``_is_anonymous`` can
-call it.
+still be recognised before anything is recorded: ``parse`` is pure, so ``handlers.classify.classify``
+(which runs before anything is recorded and decides anonymity from the command found) can call it.
 """
 from nlu.fields import split_fields
 from nlu.grammar import Parse, may_be_command, parse, warm_up

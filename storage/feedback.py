@@ -31,13 +31,13 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from governance import labels
 from storage import premises, repo
 from storage.models import (AnonSalt, FindingRecord, FormalismReport, Group, Message, OutboxMessage, Person, PulseAsk,
                             ProcessedEvent, PulseResponse, UselessVote)
 from storage.outbox import notify
 
 MIN_RESPONSES = 5
-PULSE_LABELS = {1: "轻", 2: "适中", 3: "重"}
 PULSE_EVERY = timedelta(days=14)
 PULSE_ANSWER_WINDOW = timedelta(days=3)
 
@@ -49,9 +49,8 @@ def pulse_card(task_id: str) -> dict:
         "card_type": "button_interaction",
         "main_title": {"title": "本周工作群给您带来的负担？", "desc": "匿名，不记名；点一下即可"},
         "task_id": task_id,
-        "button_list": [{"text": "轻", "style": 2, "key": "pulse:1"},
-                        {"text": "适中", "style": 2, "key": "pulse:2"},
-                        {"text": "重", "style": 1, "key": "pulse:3"}],
+        "button_list": [{"text": word, "style": 1 if v == 3 else 2, "key": f"pulse:{v}"}
+                        for v, word in labels.PULSE_ANSWERS.items()],
     }
 
 
@@ -119,7 +118,7 @@ def pulse_period(local_day: date) -> str:
 def record_pulse(session: Session, *, secret: bytes, person: Person, value: int, local_day: date, tz=None) -> bool:
     """Store one answer (1 light, 2 moderate, 3 heavy); False if this person already answered this period.
     ``tz``: the local time zone (the week closes at local midnight of the next Monday)."""
-    if value not in PULSE_LABELS:
+    if value not in labels.PULSE_ANSWERS:
         raise ValueError("pulse value must be 1, 2 or 3")
     period = pulse_period(local_day)
     salt = window_salt(session, "pulse", "", period, _local_midnight(_monday(local_day) + timedelta(days=7), tz))

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from governance import labels
+from governance import labels, rules
 from storage.feedback import FEW_VOTES, shown_votes
 from storage.models import (AuditRecord, FindingRecord, FormalismReport, Group, Membership, OutboxMessage,
                             Person, PulseResponse, StatSnapshot, UselessVote)
@@ -224,8 +224,8 @@ def render_text(report: Report, *, markdown: bool = True) -> str:
         _bold(f"{r.county}工作群治理{title}（{_fmt_day(r.start)}—{_fmt_day(r.end)}）", markdown),
         f"台账在册 {r.groups_live} 个群（已登记 {r.groups_registered}，受保护 {r.groups_protected}，临时 {r.groups_temporary}）；"
         f"{scope}解散 {r.dissolved}，合并 {r.merged}，续期 {r.renewed}，保留 {r.kept}，恢复 {r.restored}。",
-        f"待处理：僵尸群 {f.get('zombie', 0)}，重复群 {f.get('duplicate', 0)} 对，交叉群 {f.get('overlap', 0)}，"
-        f"到期未解散 {f.get('expired', 0)}，未登记 {f.get('unregistered', 0)}；回头看发现反弹 {r.rebounds_new} 个。",
+        "待处理：" + "，".join(f"{labels.kind(k.code)} {f.get(k.code, 0)}{k.digest}" for k in rules.KINDS
+                              if k.digest is not None) + f"；回头看发现反弹 {r.rebounds_new} 个。",
     ]
     prev = f"（上期 {r.groups_per_cadre_median_prev}）" if r.groups_per_cadre_median_prev is not None else ""
     most = f"（{r.groups_per_cadre_max_unit}）" if r.groups_per_cadre_max_unit else ""
@@ -404,7 +404,7 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
           [24, 28, 16, 12, 30, 12, 10, 6, 6, 12, 18, 8, 10, 10, 18, 18])
     names = dict(session.execute(select(Group.id, Group.name)).all())
     frows = [[f.id, labels.kind(f.kind), "、".join(names.get(g, g) for g in f.group_ids), round(f.score, 2),
-              labels.action(f.action), "；".join(map(str, f.reasons)), "待处理" if f.status == "open" else "已解决",
+              labels.action(f.action), "；".join(map(str, f.reasons)), labels.label("finding_status", f.status),
               _fmt_dt(f.first_seen, tz), _fmt_dt(f.last_seen, tz)]
              for f in session.execute(select(FindingRecord).order_by(FindingRecord.status.desc(), FindingRecord.kind,
                                                                      FindingRecord.id)).scalars()]

@@ -17,7 +17,6 @@ from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescap
 from bot.dashboard import actions, auth
 from platforms.pages import SecureRoute as PageRoute
 from governance import labels
-from governance.model import FINDING_KINDS
 from storage import dashboard as queries
 from storage import logins, reports
 from storage.audit import verify
@@ -34,8 +33,9 @@ env.filters["day"] = pass_context(lambda ctx, v: labels.fmt_day(v, ctx.get("tz")
 env.filters["kind_name"] = labels.kind
 env.filters["status_name"] = labels.status
 env.filters["action_name"] = labels.action
-env.globals["kind_names"] = {k: labels.kind(k) for k in FINDING_KINDS}
+env.globals["kind_names"] = labels.FINDING_KINDS  # every kind, those of anonymous votes included
 env.globals["status_names"] = labels.GROUP_STATUSES
+env.globals["finding_status_names"] = labels.FINDING_STATUSES
 env.globals["actor_name"] = labels.actor
 env.globals["role_name"] = labels.role
 env.globals["audit_reason"] = labels.audit_reason
@@ -219,7 +219,7 @@ def charts(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
         "findings": [{"name": labels.kind(k), "value": v} for k, v in sorted(findings.items())],
         "pulse_periods": list(pulse),
         "pulse_period_names": [labels.period_name(p) for p in pulse],
-        "pulse": {label: [pulse[p].get(v, 0) for p in pulse] for v, label in ((1, "轻"), (2, "适中"), (3, "重"))},
+        "pulse": {label: [pulse[p].get(v, 0) for p in pulse] for v, label in labels.PULSE_ANSWERS.items()},
     }, headers={"Cache-Control": "no-store"})
 
 

@@ -1,13 +1,14 @@
 """Anonymous, one-tap feedback: the pulse (本周工作群负担 轻/适中/重), 这个群没用 and 反映.
 
 Nothing here stores who answered: see ``storage.feedback`` for the pseudonyms. The group
-@-mention of 这个群没用 must also be kept out of the ``messages`` table by dispatch
-(``is_anonymous_text`` tells it which texts those are).
+@-mention of 这个群没用 must also be kept out of the ``messages`` table by dispatch: the commands
+are declared ``anonymous`` (``handlers.classify`` reads it before anything is recorded).
 """
 from __future__ import annotations
 
 import re
 
+from governance import labels
 from handlers.context import Context
 from governance.events import Reply
 from handlers.groups import resolve
@@ -18,17 +19,12 @@ from storage.outbox import enqueue
 
 USELESS_WORDS = ("这个群没用", "这个群没有用", "此群没用", "该群没用")
 REPORT_WORDS = ("反映",)
-PULSE_WORDS = {"1": 1, "2": 2, "3": 3, "轻": 1, "适中": 2, "重": 3}
+PULSE_WORDS = {**{str(v): v for v in labels.PULSE_ANSWERS}, **{w: v for v, w in labels.PULSE_ANSWERS.items()}}
 RECEIVED_BUTTON = {"replace_name": "已收到，谢谢（匿名）"}
 PULSE_AGAIN_BUTTON = {"replace_name": "本周已回答过，未重复记录"}
 VOTED_BUTTON = {"replace_name": "已反映过，未重复记录"}
 NOT_MEMBER_BUTTON = {"replace_name": "仅限群成员，未记录"}
 NOT_COUNTED_BUTTON = {"replace_name": "此群已不在使用中，未记录"}
-
-
-def is_anonymous_text(normalized_text: str) -> bool:
-    """True for texts whose sender must not be recorded anywhere (这个群没用…, 反映…)."""
-    return normalized_text.startswith(USELESS_WORDS + REPORT_WORDS)
 
 
 # --- pulse -----------------------------------------------------------------------------------
@@ -62,10 +58,10 @@ def pulse_clicked(ctx: Context, _conv) -> None:
     return None
 
 
-@command(*PULSE_WORDS, summary="", in_group=False, anonymous=True)
+@command(*PULSE_WORDS, in_group=False, private_reply="", anonymous=True)  # no summary: not in 帮助
 def pulse_text(ctx: Context, args: str) -> Reply | None:
-    """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked."""
-    if not ctx.event.is_direct or args:
+    """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked; silent in a group."""
+    if args:
         return None
     if not feedback.recently_asked(ctx.session, ctx.person.id, ctx.now):
         return Reply("没听懂。可以说“帮助”看看我能做什么。")
@@ -103,7 +99,7 @@ def _vote(ctx: Context, g: Group) -> tuple[dict, Reply]:
     return RECEIVED_BUTTON, Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
 
 
-@command(*USELESS_WORDS, summary="匿名反映某个群没用", anonymous=True)
+@command(*USELESS_WORDS, summary="匿名反映某个群没用，不记录身份", usage="这个群没用 群名", anonymous=True)
 def useless(ctx: Context, args: str) -> Reply:
     g = resolve(ctx, args)
     if isinstance(g, Reply):
@@ -126,10 +122,9 @@ def useless_clicked(ctx: Context, _conv) -> None:
 
 
 # --- formalism report --------------------------------------------------------------------------
-@command(*REPORT_WORDS, summary="匿名反映形式主义要求", in_group=False, anonymous=True)
+@command(*REPORT_WORDS, summary="匿名反映形式主义要求，不记录身份", usage="反映 内容", anonymous=True,
+         in_group=False, private_reply="请私聊我发送“反映 内容”，在群里说会暴露身份。")
 def report(ctx: Context, args: str) -> Reply:
-    if not ctx.event.is_direct:
-        return Reply("请私聊我发送“反映 内容”，在群里说会暴露身份。")
     text = args.strip()
     if len(text) < 4:
         return Reply("请写上具体情况，例如“反映 村里要求每天在群里上传入户走访照片”。")

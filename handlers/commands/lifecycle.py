@@ -1,7 +1,8 @@
 """保留、恢复、已解散、合并、保护/取消保护/确认保护: owners and administrators steer a group's lifecycle.
 
-The state changes live in ``storage.lifecycle``; this module checks who may act and words
-the replies. A refusal changes nothing and says who may act.
+The state changes live in ``storage.lifecycle``; this module declares who may act on which group
+(``permission=``, ``target=``: enforced by dispatch) and words the replies. A refusal changes
+nothing and says who may act.
 
 Vocabulary (the same in every reply, page and export): 常设 = no end date; 临时 = has an end
 date; 受保护 = exempt from automatic warning and dissolution. Only an administrator or the
@@ -21,8 +22,9 @@ from governance.lifecycle import LifecycleError
 from governance.worktime import WorkTime, next_window_start
 from handlers.context import Context
 from governance.events import Reply
-from handlers.groups import owned_target, resolve, split_ref
-from handlers.registry import command, conversation
+from handlers.groups import named_group, named_group_or_here, resolve
+from handlers.permissions import ADMIN, ADMINISTRATORS, OWNER, UNIT_ADMIN
+from handlers.registry import Target, command, conversation
 from storage import audit, lifecycle, repo
 from storage.models import Group, Person
 from storage.outbox import enqueue, notify, person_channel
@@ -31,17 +33,9 @@ PROTECTED_MEANS = "不会被自动提醒或解散"
 
 
 
-def _admin_refusal(g: Group | None = None) -> Reply:
-    unit = f"或“{g.unit}”的单位管理员" if g is not None and g.unit else ""
-    return Reply(f"只有管理员{unit}可以进行这项操作。")
-
-
-@command("保留", summary="保留群（撤销解散提醒）")
-def keep(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args, rest_may_follow_in_group=True)
-    if isinstance(found, Reply):
-        return found
-    g, reason = found
+@command("保留", summary="不同意解散，保留群（撤销解散提醒）", usage="保留 群名 理由", target=named_group_or_here,
+         permission=OWNER | ADMIN | UNIT_ADMIN)
+def keep(ctx: Context, g: Group, reason: str) -> Reply:
     if not reason:
         return Reply(f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
     if g.status not in ("active", "warned"):
@@ -60,12 +54,9 @@ def keep(ctx: Context, args: str) -> Reply:
     return Reply(text)
 
 
-@command("恢复", summary="恢复已解散的群")
-def restore(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args)
-    if isinstance(found, Reply):
-        return found
-    g, _ = found
+@command("恢复", summary="找回已解散的群", usage="恢复 群名", target=named_group,
+         permission=OWNER | ADMIN | UNIT_ADMIN)
+def restore(ctx: Context, g: Group, _rest: str) -> Reply:
     if g.status in ("active", "warned"):
         return Reply(f"“{g.name}”没有解散，无需恢复。")
     if g.status == "restoring":
@@ -83,12 +74,9 @@ def restore(ctx: Context, args: str) -> Reply:
     return Reply(f"已恢复“{g.name}”的登记。该群在平台上已解散，如需继续使用请重新建群并报备。")
 
 
-@command("已解散", summary="告知已按通知手动解散")
-def confirm_order(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args)
-    if isinstance(found, Reply):
-        return found
-    g, _ = found
+@command("已解散", summary="告知已按通知手动解散", usage="已解散 群名", target=named_group,
+         permission=OWNER | ADMIN | UNIT_ADMIN)
+def confirm_order(ctx: Context, g: Group, _rest: str) -> Reply:
     try:
         lifecycle.confirm_order(ctx.session, g, ctx.now, ctx.settings, actor=ctx.person.id)
     except LifecycleError as e:
@@ -109,8 +97,8 @@ def _split_merge(ctx: Context, args: str) -> tuple[str, str] | None:
     return None
 
 
-@command("合并", summary="管理员合并重复群：合并 群A 到 群B")
-def merge(ctx: Context, args: str) -> Reply:
+def merged_pair(ctx: Context, args: str) -> Target | Reply:
+    """合并's target: ``群A 到 群B``, the group merged away first."""
     parts = _split_merge(ctx, args)
     if parts is None:
         return Reply("请这样写：“合并 群A 到 群B”，群A的成员将改用群B，群A解散。")
@@ -120,8 +108,12 @@ def merge(ctx: Context, args: str) -> Reply:
     b = resolve(ctx, parts[1])
     if isinstance(b, Reply):
         return b
-    if not (ctx.may_administer(a) and ctx.may_administer(b)):
-        return _admin_refusal(a)
+    return Target((a, b))
+
+
+@command("合并", summary="合并重复群，群A的成员改用群B", usage="合并 群A 到 群B", target=merged_pair,
+         permission=ADMIN | UNIT_ADMIN)
+def merge(ctx: Context, a: Group, b: Group, _rest: str) -> Reply:
     members = len(repo.member_ids(ctx.session, a.id))
     try:
         method = lifecycle.merge_group(ctx.session, a, b, ctx.now, ctx.settings, capabilities=ctx.services.capabilities,
@@ -133,13 +125,6 @@ def merge(ctx: Context, args: str) -> Reply:
         return Reply(f"已安排合并：“{a.name}”的成员名单未知，无法逐一通知，已请群主告知成员改用“{b.name}”；"
                      f"“{a.name}”将解散（{how}）。")
     return Reply(f"已安排合并：“{a.name}”的{members}位成员会收到通知改用“{b.name}”；“{a.name}”将解散（{how}）。")
-
-
-def may_protect(ctx: Context, unit: str | None) -> bool:
-    """An administrator, or the administrator of the group's unit."""
-    if ctx.person.role == "admin":
-        return True
-    return ctx.person.role == "unit_admin" and bool(ctx.person.unit) and unit == ctx.person.unit
 
 
 def _protected_reply(g: Group) -> str:
@@ -154,17 +139,9 @@ def _tell_requester(ctx: Context, g: Group, requester: str | None) -> None:
                dedupe_key=f"protect-granted:{g.id}:{ctx.now.isoformat()}:{requester}"[:200])
 
 
-def _protect(ctx: Context, args: str, on: bool) -> Reply:
-    ref, _ = split_ref(ctx, args)
-    g = resolve(ctx, ref)
-    if isinstance(g, Reply):
-        return g
-    return _set_protection(ctx, g, on)
-
-
 def _set_protection(ctx: Context, g: Group, on: bool) -> Reply:
-    if not ctx.may_administer(g):
-        return _admin_refusal(g)
+    """Protection granted or withdrawn by an administrator (of the group's unit): the caller has
+    checked the permission (``ADMINISTRATORS``)."""
     requester = g.protect_requested_by
     try:
         changed = lifecycle.set_protected(ctx.session, g, on, ctx.now, actor=ctx.person.id)
@@ -217,19 +194,22 @@ def request_protection(ctx: Context, g: Group) -> None:
                 dedupe_key=f"protect-request:{g.id}:{ctx.now.isoformat()}:{pid}"[:200])
 
 
-@command("保护", summary="管理员设为受保护群（不自动提醒或解散）")
-def protect(ctx: Context, args: str) -> Reply:
-    return _protect(ctx, args, True)
+@command("保护", summary=f"设为受保护群（{PROTECTED_MEANS}）", usage="保护 群名", target=named_group,
+         permission=ADMIN | UNIT_ADMIN)
+def protect(ctx: Context, g: Group, _rest: str) -> Reply:
+    return _set_protection(ctx, g, True)
 
 
-@command("确认保护", summary="单位管理员确认群主申请的保护")
-def confirm_protect(ctx: Context, args: str) -> Reply:
-    return _protect(ctx, args, True)
+@command("确认保护", summary="确认群主申请的保护", usage="确认保护 群名", target=named_group,
+         permission=ADMIN | UNIT_ADMIN)
+def confirm_protect(ctx: Context, g: Group, _rest: str) -> Reply:
+    return _set_protection(ctx, g, True)
 
 
-@command("取消保护", summary="管理员取消保护")
-def unprotect(ctx: Context, args: str) -> Reply:
-    return _protect(ctx, args, False)
+@command("取消保护", summary="取消受保护，今后按普通群治理", usage="取消保护 群名", target=named_group,
+         permission=ADMIN | UNIT_ADMIN)
+def unprotect(ctx: Context, g: Group, _rest: str) -> Reply:
+    return _set_protection(ctx, g, False)
 
 
 @conversation("card:protect")
@@ -240,6 +220,8 @@ def protect_clicked(ctx: Context, _conv) -> Reply | None:
     g = ctx.session.get(Group, gid) if gid else None
     if g is None:
         return None
+    if not ADMINISTRATORS.allows(ctx.person, g):  # a card is no command: its permission is checked here
+        return ADMINISTRATORS.refusal(ctx, g)
     reply = _set_protection(ctx, g, True)
     if g.protected:
         code = ctx.event.data.get("response_code")

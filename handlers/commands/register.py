@@ -6,7 +6,7 @@ from datetime import date
 from governance.dates import DateParseError, fmt_date, parse_expiry
 from handlers.context import Context
 from governance.events import Reply
-from handlers.groups import refuse
+from handlers.permissions import ADMINISTRATORS, CHANGERS
 from handlers.registry import command, conversation
 from handlers.text import split_fields
 from storage import audit, lifecycle, repo
@@ -125,7 +125,7 @@ def _target_group(ctx: Context, data: dict) -> Group | Reply | None:
             continue
         if g.owner_id == ctx.person.id:
             return g  # the owner updates its own registration
-        if g.owner_id is None and ctx.may_administer(g):
+        if g.owner_id is None and ADMINISTRATORS.allows(ctx.person, g):
             return g  # an administrator registers an unowned ledger group for its owner
         if g.unit == data.get("unit"):
             if g.owner_id is None:
@@ -162,13 +162,13 @@ def _end_date_refusal(ctx: Context, g: Group | None, data: dict) -> Reply | None
 
 
 def _finish(ctx: Context, data: dict) -> Reply:
-    from handlers.commands.lifecycle import PROTECTED_MEANS, may_protect, request_protection
+    from handlers.commands.lifecycle import PROTECTED_MEANS, request_protection
 
     g = _target_group(ctx, data)
     if isinstance(g, Reply):
         return g
-    if g is not None and g.owner_id and not ctx.may_change(g):
-        return refuse(ctx, g)
+    if g is not None and g.owner_id and not CHANGERS.allows(ctx.person, g):
+        return CHANGERS.refusal(ctx, g)  # (an unowned group: _target_group decided who may claim it)
     refused = _end_date_refusal(ctx, g, data)
     if refused is not None:
         return refused
@@ -198,7 +198,7 @@ def _finish(ctx: Context, data: dict) -> Reply:
                                          "expires_at": g.expires_at, "protected": g.protected})
     requested = False
     if wants_protection:
-        if may_protect(ctx, g.unit):  # an administrator (of the unit) registering grants it
+        if ADMINISTRATORS.allows(ctx.person, g):  # an administrator (of the unit) registering grants it
             lifecycle.set_protected(ctx.session, g, True, ctx.now, actor=ctx.person.id)
         else:
             if g.protect_requested_at is None:  # asked once: registering again does not ask again
@@ -219,7 +219,8 @@ def _finish(ctx: Context, data: dict) -> Reply:
     return Reply(f"已登记：{g.name}{where}。如长期没有工作消息，我会先提醒您，不会直接解散。" + hint)
 
 
-@command("报备", "登记", summary="登记一个工作群")
+@command("报备", "登记", summary="登记一个工作群（也可只说“报备”，我逐项问）",
+         usage="报备 群名称 用途:… 单位:… 类别:临时群 到期:12月31日")
 def register(ctx: Context, args: str) -> Reply:
     positional, fields = split_fields(args, FIELD_KEYS)
     data: dict = {}

@@ -4,19 +4,18 @@ from __future__ import annotations
 from governance.dates import DateParseError, fmt_date, parse_expiry
 from handlers.context import Context
 from governance.events import Reply
-from handlers.groups import owned_target
+from handlers.groups import named_group, named_group_or_here
+from handlers.permissions import ADMIN, OWNER, UNIT_ADMIN
 from handlers.registry import command
 from governance.lifecycle import LifecycleError
 from storage import audit, lifecycle
+from storage.models import Group
 
 
 
-@command("续期", "延期", summary="延长临时群")
-def renew(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args, rest_may_follow_in_group=True)
-    if isinstance(found, Reply):
-        return found
-    g, span = found
+@command("续期", "延期", summary="延长临时群", usage="续期 群名 30天", target=named_group_or_here,
+         permission=OWNER | ADMIN | UNIT_ADMIN)
+def renew(ctx: Context, g: Group, span: str) -> Reply:
     if g.status not in ("active", "warned"):
         return Reply(f"“{g.name}”已解散，不能续期。如需找回请回复“恢复 {g.name}”。")
     if g.protected:
@@ -38,12 +37,9 @@ def renew(ctx: Context, args: str) -> Reply:
     return Reply(f"已续期：“{g.name}”{fmt_date(new, today)}到期{extra}。")
 
 
-@command("完成", "结束", summary="临时群任务完成")
-def done(ctx: Context, args: str) -> Reply:
-    found = owned_target(ctx, args)
-    if isinstance(found, Reply):
-        return found
-    g, _ = found
+@command("完成", "结束", summary="临时群任务完成，先通知成员再解散", usage="完成 群名", target=named_group,
+         permission=OWNER | ADMIN | UNIT_ADMIN)
+def done(ctx: Context, g: Group, _rest: str) -> Reply:
     if g.protected:
         return Reply(f"“{g.name}”是受保护群，不会因任务完成而解散。")
     if g.done_at is not None:

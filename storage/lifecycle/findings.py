@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 from governance.lifecycle import LIVE
 from governance.model import Finding
 from governance.scan import PER_GROUP_KINDS, per_group, scan
+from governance.rules import OWN_CONDITION
 from storage import premises, repo
 from storage.lifecycle.facts import Facts, group_facts, load_facts, params_from, today
 from storage.models import FindingRecord, FindingRefresh, Group, Membership
 
 # Findings the scan does not produce (storage.feedback writes "useless" from anonymous votes): the
 # scan's absence says nothing about them, their own source resolves them.
-OWN_CONDITION_KINDS = ("useless",)
+OWN_CONDITION_KINDS = tuple(k.code for k in OWN_CONDITION)  # declared in governance.rules
 
 
 def compute_findings(session: Session, now: datetime, settings, *, facts: Facts | None = None) -> list[Finding]:
