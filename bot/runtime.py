@@ -15,8 +15,8 @@ answered 503 (``DeadlineMissed``), never 200: the platform retries and the dedup
 Bulk ingest: inside a batch, the pure work is done first (``handlers.dispatch.plan``: dedupe
 key, text normalisation, command match, anonymity). Runs of plain-activity events (group
 messages, member events, messages to the bot that match no command) are then stored with a few
-multi-row statements (``handle_bulk``: processed_events, persons, groups, memberships, messages,
-one counter UPDATE per group) instead of ~12 ORM statements each; commands keep the per-event
+multi-row statements (``storage.ingest.store``: processed_events, persons, groups, memberships,
+messages, the groups' counters; on PostgreSQL one statement) instead of ~12 ORM statements each; commands keep the per-event
 path (``handle_event`` in a SAVEPOINT), in order. Anonymous events (anonymous commands, pulse and
 useless-card clicks) are taken out of the batch and each handled in its own transaction after
 it, so no row of theirs shares a transaction (on PostgreSQL: an ``xmin``) with their author's
@@ -89,7 +89,7 @@ install_log_redaction()
 
 REPLY_DEADLINE = 4.0  # seconds: WeCom drops the connection after 5
 # Writer shards. SQLite has one write lock, so one. On PostgreSQL a batch of plain activity is one
-# autocommit statement (``handlers.dispatch.ingest_autocommit``): with four shards the batches
+# autocommit statement (``storage.ingest.one_statement``): with four shards the batches
 # were a quarter the size and the fixed cost per batch dominated (ingest benchmark, one run:
 # 4 shards 0.56 of bare, 1 shard 0.65-0.79; average batch 2.7 against 9).
 GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 1}

@@ -1,17 +1,19 @@
 """The group-commit writers behind ``Runtime.process_async`` (see ``bot.runtime`` for the why).
 
-``run_batch`` is the batch logic both writers share: plan every event (pure), store the batch in
-one transaction (bulk runs and per-event SAVEPOINTs), commit, and only then hand each event's
+``run_batch`` is the batch logic both writers share: plan every event (pure), store the batch
+(plain activity through ``storage.ingest.store``, which picks the strategy; anything else in
+one transaction with a SAVEPOINT per event), commit, and only then hand each event's
 outcome (its replies, or the exception it raised) to ``deliver``. Events that must be alone
 (anonymous ones, and those that failed inside the batch) are handled after the commit, each in
 its own transaction, and delivered as they finish.
 
 Two transports run it:
 
-* ``ThreadWriter``: writer threads in the web process. Simple, and what tests with an injected
-  clock or an in-memory database use; but the writer's Python (SQLAlchemy, the driver) and the
-  event loop's (HTTP, crypto) then share one interpreter lock.
-* ``ProcessWriter``: one child process (``multiprocessing`` spawn) with its own interpreter and
+* ``ThreadWriter`` (``QUNZHI_INGEST_WRITER=thread``): writer threads in the web process. Simple,
+  and what a runtime given its clock or database, or an in-memory database, needs; but the
+  writer's Python (SQLAlchemy, the driver) and the event loop's (HTTP, crypto) then share one
+  interpreter lock.
+* ``ProcessWriter`` (``QUNZHI_INGEST_WRITER=process``, the default): one child process (``multiprocessing`` spawn) with its own interpreter and
   database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
   process only pickles the events of a batch and unpickles the outcomes; the event loop reads
   the outcomes itself (no thread hand-off per request). A lane has at most ``QUNZHI_WRITER_PIPELINE`` batches
