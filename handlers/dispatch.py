@@ -224,10 +224,6 @@ def _run_card(session: Session, event: Event, person, services: Services) -> lis
     return _changing_groups(ctx, lambda: cb(ctx, None))
 
 
-def group_label(g: Group) -> str:
-    return f"“{g.name}”"
-
-
 # --- the plan of an event for the group-commit writer -------------------------------------------
 # Plain activity is stored many events at a time (``handlers.ingest.store_plain``, through
 # ``storage.ingest.store``). Only events whose outcome needs no command handler qualify: activity
