@@ -43,13 +43,15 @@ COUNTERS = (
 ANY_MESSAGE = next(c.column for c in COUNTERS if c.agg == "count" and c.messages == "all")
 
 
-def _counts(c: Counter, is_ritual: bool) -> bool:
-    return c.messages == "all" or (c.messages == "ritual") == bool(is_ritual)
+_ZERO = {c.column: 0 if c.agg == "count" else None for c in COUNTERS}
+# per kind of message (ritual or not), the (column, agg) of the counters it changes
+_CHANGES = {ritual: tuple((c.column, c.agg) for c in COUNTERS if c.messages == "all" or (c.messages == "ritual") == ritual)
+            for ritual in (False, True)}
 
 
 def zero() -> dict:
     """A group's change before any message: nothing counted, no time."""
-    return {c.column: 0 if c.agg == "count" else None for c in COUNTERS}
+    return dict(_ZERO)
 
 
 def fold(messages: Iterable[dict]) -> dict[str, dict]:
@@ -58,15 +60,13 @@ def fold(messages: Iterable[dict]) -> dict[str, dict]:
     for m in messages:
         g = out.get(m["group_id"])
         if g is None:
-            g = out[m["group_id"]] = zero()
-        at, ritual = m["sent_at"], m["is_ritual"]
-        for c in COUNTERS:
-            if not _counts(c, ritual):
-                continue
-            if c.agg == "count":
-                g[c.column] += 1
-            elif c.agg == "last" or g[c.column] is None or g[c.column] < at:
-                g[c.column] = at
+            g = out[m["group_id"]] = dict(_ZERO)
+        at = m["sent_at"]
+        for col, agg in _CHANGES[bool(m["is_ritual"])]:
+            if agg == "count":
+                g[col] += 1
+            elif agg == "last" or g[col] is None or g[col] < at:
+                g[col] = at
     return out
 
 
