@@ -87,17 +87,17 @@ def one_statement(db: Database, batch: Sequence[Item], *, store_text: bool) -> S
         firsts.append(None if dup else k)
         events.append({"pos": pos, "key": None if dup else k, "dup": dup, "at": at, "sender": e.sender_id,
                        "hint": it.hint})
-        rows = rows_of(e, store_text=store_text, at=at)
-        persons.append({"pos": pos, **rows.person})
+        rows = rows_of(e, store_text=store_text, at=at, pos=pos)
+        persons.append(rows.person)
         if rows.group is None:
             continue
-        groups.append({"pos": pos, **rows.group})
-        members.extend({"pos": pos, **m} for m in rows.members)
+        groups.append(rows.group)
+        members.extend(rows.members)
         if rows.message is not None:
             if rows.message["dedupe_key"] in seen_messages:  # only the first can be stored: a later one is a duplicate
                 continue
             seen_messages.add(rows.message["dedupe_key"])
-            messages.append({"pos": pos, **rows.message})
+            messages.append(rows.message)
     foreign: set[int] = set()
     conn = db.ingest_connection()
     try:

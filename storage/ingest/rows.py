@@ -18,7 +18,7 @@ PLAIN_KINDS = ("message", "member_joined", "group_created", "enter_chat")
 KEY_MAX = 200  # processed_events.key and messages.dedupe_key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventRows:
     person: dict
     group: dict | None
@@ -41,20 +41,23 @@ def member_ids(event: Event) -> tuple[str, ...]:
     return ()
 
 
-def rows_of(event: Event, *, store_text: bool, at=None) -> EventRows:
+def rows_of(event: Event, *, store_text: bool, at=None, pos: int | None = None) -> EventRows:
     """The rows of a plain event. ``at``: the value its time columns get (default ``event.at``;
-    PostgreSQL's one statement passes the time as its JSON parameters carry it)."""
+    PostgreSQL's one statement passes the time as its JSON parameters carry it); ``pos``: the
+    event's position in a batch, carried by every row (the one statement joins on it)."""
     at = event.at if at is None else at
-    person = {"id": event.sender_id, "name": None, "role": "cadre", "created_at": at}
+    tag = {} if pos is None else {"pos": pos}
+    person = {**tag, "id": event.sender_id, "name": None, "role": "cadre", "created_at": at}
     gid = event.group_id
     if not gid:
         return EventRows(person, None, (), None)
-    group = new_group_row(group_id=gid, platform=event.platform, at=at, name=event.group_name, source="activity")
-    members = tuple({"group_id": gid, "person_id": pid, "joined_at": at} for pid in member_ids(event))
+    group = {**tag, **new_group_row(group_id=gid, platform=event.platform, at=at, name=event.group_name,
+                                    source="activity")}
+    members = tuple({**tag, "group_id": gid, "person_id": pid, "joined_at": at} for pid in member_ids(event))
     message = None
     if event.kind == "message":
         text = event.text or ""
-        message = {"dedupe_key": message_key(event)[:KEY_MAX], "platform": event.platform, "group_id": gid,
+        message = {**tag, "dedupe_key": message_key(event)[:KEY_MAX], "platform": event.platform, "group_id": gid,
                    "sender_id": event.sender_id, "sent_at": at, "is_ritual": is_ritual(text),
                    "text": text if store_text else None}
     return EventRows(person, group, members, message)
