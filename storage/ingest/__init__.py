@@ -18,7 +18,6 @@ per-event path of the handlers, which has claimed the key itself).
 """
 from __future__ import annotations
 
-import logging
 from contextlib import contextmanager
 from typing import Iterator, Sequence, Union
 
@@ -28,20 +27,21 @@ from governance.events import Event
 from storage.db import Database
 from storage.ingest import pg, session as _session
 from storage.ingest.batch import FOREIGN, NEW, REPEAT, Item, Stored
-from storage.ingest.rows import KEY_MAX, PLAIN_KINDS, message_key, rows_of
+from storage.ingest.rows import KEY_MAX, PLAIN_KINDS, rows_of
 from storage.repo import pg_json_time
 
-__all__ = ["BATCH_MAX", "FOREIGN", "Item", "NEW", "PLAIN_KINDS", "REPEAT", "Stored", "message_key", "record",
+__all__ = ["BATCH_MAX", "FOREIGN", "Item", "NEW", "PLAIN_KINDS", "REPEAT", "Stored", "one_statement", "record",
            "store", "transaction"]
 
-log = logging.getLogger("qunzhi.ingest")
-
 BATCH_MAX = 512  # items per ``store`` call (the writer cuts longer runs)
+
 
 def store(target: Union[Session, Database], batch: Sequence[Item], *, store_text: bool) -> Stored:
     """Store a batch of plain events (see the module docstring). Raises on a database error: in
     a session, the caller rolls back (to a SAVEPOINT); on its own, nothing was written."""
-    # Identity: a linked account's sender becomes its person here, before any row is built.
+    # Identity: a linked account's sender becomes its person here, before any row is built and on
+    # every strategy (``storage.identity.resolve_senders(target, [it.event for it in batch])``, each
+    # item rebuilt with its resolved event: ``dataclasses.replace(it, event=e)``).
     if isinstance(target, Session):
         return _session.store(target, batch, store_text=store_text)
     if target.dialect == "postgresql" and len(batch) <= BATCH_MAX:

@@ -3,7 +3,6 @@ with PostgreSQL's shortcuts (a statement for the claims and the dialogue cut, on
 inserts, one for the counters) where the session is on PostgreSQL."""
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
 from sqlalchemy.orm import Session
@@ -13,8 +12,6 @@ from storage.ingest import counters, pg
 from storage.ingest.batch import FOREIGN, NEW, REPEAT, Stored
 from storage.ingest.rows import KEY_MAX, rows_of
 from storage.models import Group, Membership, Message, Person, ProcessedEvent
-
-log = logging.getLogger("qunzhi.ingest")
 
 
 def _postgresql(session: Session) -> bool:
