@@ -16,11 +16,11 @@ Bulk ingest: inside a batch, the pure work is done first (``handlers.dispatch.pl
 key, text normalisation, command match, anonymity). Runs of plain-activity events (group
 messages, member events, messages to the bot that match no command) are then stored with a few
 multi-row statements (``storage.ingest.store``: processed_events, persons, groups, memberships,
-messages, the groups' counters; on PostgreSQL one statement) instead of ~12 ORM statements each; commands keep the per-event
-path (``handle_event`` in a SAVEPOINT), in order. Anonymous events (anonymous commands, pulse and
-useless-card clicks) are taken out of the batch and each handled in its own transaction after
-it, so no row of theirs shares a transaction (on PostgreSQL: an ``xmin``) with their author's
-other events. If a bulk statement fails, that run is rolled back to its SAVEPOINT and handled
+messages, the groups' counters; on PostgreSQL one statement) instead of ~12 ORM statements each;
+commands keep the per-event path (``handle_event`` in a SAVEPOINT), in order. Anonymous events
+(anonymous commands, pulse and useless-card clicks) are taken out of the batch and each handled
+in its own transaction after it, so no row of theirs shares a transaction (on PostgreSQL: an
+``xmin``) with their author's other events. If a bulk statement fails, that run is rolled back to its SAVEPOINT and handled
 event by event. ``QUNZHI_BULK_INGEST=0`` turns the bulk path off. Why: a commit per request
 costs a WAL append + fsync (PostgreSQL) or a write-lock hand-over (SQLite) for every message; a
 batch pays it once.

@@ -13,8 +13,8 @@ Two transports run it:
   and what a runtime given its clock or database, or an in-memory database, needs; but the
   writer's Python (SQLAlchemy, the driver) and the event loop's (HTTP, crypto) then share one
   interpreter lock.
-* ``ProcessWriter`` (``QUNZHI_INGEST_WRITER=process``, the default): one child process (``multiprocessing`` spawn) with its own interpreter and
-  database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
+* ``ProcessWriter`` (``QUNZHI_INGEST_WRITER=process``, the default): one child process
+  (``multiprocessing`` spawn) with its own interpreter and database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
   process only pickles the events of a batch and unpickles the outcomes; the event loop reads
   the outcomes itself (no thread hand-off per request). A lane has at most ``QUNZHI_WRITER_PIPELINE`` batches
   in flight: what arrives meanwhile becomes the next batch, so the batch size follows the load.

@@ -45,7 +45,8 @@ ANY_MESSAGE = next(c.column for c in COUNTERS if c.agg == "count" and c.messages
 
 _ZERO = {c.column: 0 if c.agg == "count" else None for c in COUNTERS}
 # per kind of message (ritual or not), the (column, agg) of the counters it changes
-_CHANGES = {ritual: tuple((c.column, c.agg) for c in COUNTERS if c.messages == "all" or (c.messages == "ritual") == ritual)
+_CHANGES = {ritual: tuple((c.column, c.agg) for c in COUNTERS
+                          if c.messages == "all" or (c.messages == "ritual") == ritual)
             for ritual in (False, True)}
 
 

@@ -36,7 +36,8 @@ def member_ids(event: Event) -> tuple[str, ...]:
     creation names (else its sender); those an entered chat names."""
     if event.kind == "message":
         return (event.sender_id,)
-    if event.kind in ("member_joined", "group_created", "enter_chat") and (event.member_ids or event.kind != "enter_chat"):
+    if event.kind in ("member_joined", "group_created", "enter_chat") and (
+            event.member_ids or event.kind != "enter_chat"):
         return tuple(dict.fromkeys(event.member_ids or (event.sender_id,)))
     return ()
 
