@@ -164,7 +164,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         tmp = tempfile.TemporaryDirectory(prefix="qunzhi-demo-")
         url = f"sqlite:///{Path(tmp.name) / 'demo.db'}"
     settings = Settings(_env_file=None, environment="development", database_url=url, admin_token="demo-admin-token",
-                        run_scheduler=False)
+                        run_scheduler=False, ingest_writer="thread")  # the demo's clock is its own
     tz = settings.tz
     start = datetime(2026, 9, 7, 8, 0, tzinfo=tz).astimezone(timezone.utc)  # a Monday
     clock_now = [start]

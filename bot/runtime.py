@@ -16,12 +16,12 @@ deadline (``Platform.reply_deadline``: WeCom 4 s, as it gives up after 5) is ans
 Bulk ingest: inside a batch, the pure work is done first (``handlers.dispatch.plan``: dedupe
 key, text normalisation, command match, anonymity). Runs of plain-activity events (group
 messages, member events, messages to the bot that match no command) are then stored with a few
-multi-row statements (``handle_bulk``: processed_events, persons, groups, memberships, messages,
-one counter UPDATE per group) instead of ~12 ORM statements each; commands keep the per-event
-path (``handle_event`` in a SAVEPOINT), in order. Anonymous events (anonymous commands, pulse and
-useless-card clicks) are taken out of the batch and each handled in its own transaction after
-it, so no row of theirs shares a transaction (on PostgreSQL: an ``xmin``) with their author's
-other events. If a bulk statement fails, that run is rolled back to its SAVEPOINT and handled
+multi-row statements (``storage.ingest.store``: processed_events, persons, groups, memberships,
+messages, the groups' counters; on PostgreSQL one statement) instead of ~12 ORM statements each;
+commands keep the per-event path (``handle_event`` in a SAVEPOINT), in order. Anonymous events
+(anonymous commands, pulse and useless-card clicks) are taken out of the batch and each handled
+in its own transaction after it, so no row of theirs shares a transaction (on PostgreSQL: an
+``xmin``) with their author's other events. If a bulk statement fails, that run is rolled back to its SAVEPOINT and handled
 event by event. ``QUNZHI_BULK_INGEST=0`` turns the bulk path off. Why: a commit per request
 costs a WAL append + fsync (PostgreSQL) or a write-lock hand-over (SQLite) for every message; a
 batch pays it once.
@@ -50,10 +50,11 @@ from typing import Callable
 from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings
-from bot.writer import RESTART_WINDOW, ProcessWriter, ThreadWriter
+from bot.writer import RESTART_WINDOW, Handling, ProcessWriter, ThreadWriter
+from bot.writer import freeze_startup_objects  # noqa: F401  (the CLI starts the web app with it)
 from handlers.context import Services, utcnow
 from platforms.capabilities import table as capability_table
-from handlers.dispatch import handle_event, stored_key
+from handlers.dispatch import stored_key
 from governance.events import Event, Reply
 from platforms import registry
 from platforms.base import DeadlineMissed
@@ -91,35 +92,35 @@ def install_log_redaction() -> None:
 install_log_redaction()
 
 # Writer shards. SQLite has one write lock, so one. On PostgreSQL a batch of plain activity is one
-# autocommit statement (``handlers.dispatch.ingest_autocommit``): with four shards the batches
+# autocommit statement (``storage.ingest.one_statement``): with four shards the batches
 # were a quarter the size and the fixed cost per batch dominated (ingest benchmark, one run:
 # 4 shards 0.56 of bare, 1 shard 0.65-0.79; average batch 2.7 against 9).
 GROUP_COMMIT_WRITERS = {"sqlite": 1, "postgresql": 1}
 
 
-class Runtime:
+class Runtime(Handling):
     def __init__(self, settings: Settings, *, db: Database | None = None,
                  clock: Callable[[], datetime] = utcnow, migrate: bool = True,
                  group_commit: bool | None = None, group_commit_max: int | None = None):
-        self.settings = settings
-        self.db = db or Database(settings.database_url, migrate=migrate)
-        self.clock = clock
-        self.services = Services(settings=settings, capabilities=capability_table(settings), clock=clock)
-        self.scheduler = None  # set by scheduler.service when running in-process
         ingest = settings.ingest
+        super().__init__(settings, db or Database(settings.database_url, migrate=migrate),
+                         Services(settings=settings, capabilities=capability_table(settings), clock=clock),
+                         bulk=ingest.bulk,
+                         group_commit_max=max(1, group_commit_max or ingest.group_commit_max))
+        self.clock = clock
+        self.scheduler = None  # set by scheduler.service when running in-process
         self.group_commit = ingest.group_commit if group_commit is None else group_commit
-        self.group_commit_max = max(1, group_commit_max or ingest.group_commit_max)
         self.group_commit_writers = ingest.group_commit_writers or GROUP_COMMIT_WRITERS.get(self.db.dialect, 2)
-        # QUNZHI_BULK_INGEST=0: every event of a batch through handle_event (for comparison/diagnosis).
-        self.bulk = ingest.bulk
-        # The writer process needs what a child can open on its own: a database named by a URL
-        # (not an injected or in-memory one) and the real clock (an injected one stays here).
-        self.writer_kind = "thread"
-        if settings.ingest_writer == "process":
-            if db is None and clock is utcnow and not _in_memory(self.db.url):
-                self.writer_kind = "process"
-            else:
-                log.info("ingest writer: threads (an injected database or clock cannot cross to a process)")
+        # The writer is what QUNZHI_INGEST_WRITER says. A writer process opens the database by its
+        # URL and runs on the real clock, so it cannot serve a runtime given its database or its
+        # clock, nor an in-memory database: such a runtime refuses to start one (``writer_refusal``).
+        self.writer_kind = ingest.writer
+        self.writer_refusal = None
+        if self.writer_kind == "process":
+            if db is not None or clock is not utcnow:
+                self.writer_refusal = "注入的数据库或时钟无法交给写入进程"
+            elif _in_memory(self.db.url):
+                self.writer_refusal = "内存数据库无法与写入进程共享"
         self._writer: ThreadWriter | ProcessWriter | None = None
         self._writer_lock = threading.Lock()
         self._writer_deaths: list[float] = []
@@ -127,11 +128,6 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
-
-    def process(self, event: Event) -> list[Reply]:
-        """Handle one event in its own transaction (blocking)."""
-        with self.db.session() as s:
-            return handle_event(s, event, self.services)
 
     def writer(self) -> ThreadWriter | ProcessWriter:
         """The live group-commit writer, started on first use (and again after a writer process
@@ -154,6 +150,9 @@ class Runtime:
                     self.writer_kind = "thread"
                 else:
                     log.warning("the writer process ended; starting a new one")
+            if self.writer_kind == "process" and self.writer_refusal:
+                raise WriterUnavailable(f"QUNZHI_INGEST_WRITER=process 无法使用：{self.writer_refusal}；"
+                                        "请设置 QUNZHI_INGEST_WRITER=thread")
             shards = self.group_commit_writers
             self._writer = ProcessWriter(self, shards) if self.writer_kind == "process" else ThreadWriter(self, shards)
             return self._writer
@@ -161,7 +160,7 @@ class Runtime:
     async def start_writer(self) -> None:
         """Start the writer before the first request (the web app's startup): a writer process
         takes a second or two to import and connect. If it cannot start, fall back to threads."""
-        if not self._use_group_commit() or self.writer_kind != "process":
+        if not self.group_commit or self.writer_kind != "process":
             return
         w = self.writer()
         try:
@@ -174,10 +173,6 @@ class Runtime:
             w.stop(timeout=5)
             return
         log.info("ingest writer: a separate process (pid %s), %d lane(s)", w.proc.pid, len(w.lanes))
-
-    def _use_group_commit(self) -> bool:
-        # A test that replaces ``process`` on the instance (a spy) gets the per-event path it spies on.
-        return self.group_commit and "process" not in self.__dict__
 
     def reply_deadline(self, platform: str | None) -> float:
         """The reply deadline of the platform an event came from (``platforms.registry``)."""
@@ -198,7 +193,7 @@ class Runtime:
         nothing. The first attempt's replies, when it finishes, go out through the outbox."""
         if deadline is None:
             deadline = self.reply_deadline(event.platform)
-        if self._use_group_commit():
+        if self.group_commit:
             task = self.writer().submit_future(event)
         else:
             task = asyncio.ensure_future(run_in_threadpool(self.process, event))
@@ -273,16 +268,10 @@ def _retrieve(task: asyncio.Future) -> None:
         log.error("event failed after its request went away: %r", task.exception())
 
 
+class WriterUnavailable(RuntimeError):
+    """The configured writer cannot serve this runtime (``Runtime.writer_refusal`` says why)."""
+
+
 def _in_memory(url: str) -> bool:
     return url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url
                                          or url.rstrip("/") in ("sqlite:", "sqlite+pysqlite:"))
-
-
-def freeze_startup_objects() -> None:
-    """Move everything built at startup (modules, the app, SQLAlchemy's metadata) out of the
-    cyclic garbage collector's reach: full collections then scan only what requests allocate,
-    instead of pausing the event loop to walk the whole program again and again."""
-    import gc
-
-    gc.collect()
-    gc.freeze()

@@ -1,18 +1,20 @@
 """The group-commit writers behind ``Runtime.process_async`` (see ``bot.runtime`` for the why).
 
-``run_batch`` is the batch logic both writers share: plan every event (pure), store the batch in
-one transaction (bulk runs and per-event SAVEPOINTs), commit, and only then hand each event's
+``run_batch`` is the batch logic both writers share: plan every event (pure), store the batch
+(plain activity through ``storage.ingest.store``, which picks the strategy; anything else in
+one transaction with a SAVEPOINT per event), commit, and only then hand each event's
 outcome (its replies, or the exception it raised) to ``deliver``. Events that must be alone
 (anonymous ones, and those that failed inside the batch) are handled after the commit, each in
 its own transaction, and delivered as they finish.
 
 Two transports run it:
 
-* ``ThreadWriter``: writer threads in the web process. Simple, and what tests with an injected
-  clock or an in-memory database use; but the writer's Python (SQLAlchemy, the driver) and the
-  event loop's (HTTP, crypto) then share one interpreter lock.
-* ``ProcessWriter``: one child process (``multiprocessing`` spawn) with its own interpreter and
-  database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
+* ``ThreadWriter`` (``QUNZHI_INGEST_WRITER=thread``): writer threads in the web process. Simple,
+  and what a runtime given its clock or database, or an in-memory database, needs; but the
+  writer's Python (SQLAlchemy, the driver) and the event loop's (HTTP, crypto) then share one
+  interpreter lock.
+* ``ProcessWriter`` (``QUNZHI_INGEST_WRITER=process``, the default): one child process
+  (``multiprocessing`` spawn) with its own interpreter and database connections, fed over Unix socket pairs, one *lane* per writer shard. The web
   process only pickles the events of a batch and unpickles the outcomes; the event loop reads
   the outcomes itself (no thread hand-off per request). A lane has at most ``QUNZHI_WRITER_PIPELINE`` batches
   in flight: what arrives meanwhile becomes the next batch, so the batch size follows the load.
@@ -38,17 +40,20 @@ import struct
 import threading
 import time
 import zlib
-from typing import TYPE_CHECKING, Callable, Union
+from typing import Callable, Union
 
-from handlers.dispatch import Planned, bulk_claim, handle_bulk, handle_event, ingest_autocommit, plan
+from config.settings import Settings
 from governance.events import Event, Reply
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from handlers.context import Services, utcnow
+from handlers.dispatch import Planned, handle_event, plan
+from platforms.capabilities import table as capability_table
+from handlers.ingest import store_plain
+from storage import ingest
+from storage.db import Database
 
 log = logging.getLogger("qunzhi.writer")
 
-BULK_MAX = 512  # events per bulk run (handlers.dispatch.handle_bulk)
+BULK_MAX = ingest.BATCH_MAX  # events per bulk run (storage.ingest.store)
 READY_TIMEOUT = 60.0  # seconds for a new writer process to import, connect and say ready
 RESTART_WINDOW = 10.0  # two writer-process deaths within this many seconds: fall back to threads
 
@@ -71,7 +76,25 @@ def shard_of(event: Event, n: int) -> int:
 
 
 # --- the batch logic ------------------------------------------------------------------------
-def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
+class Handling:
+    """What a writer stores events with: the database, the handlers' services, the bulk switch
+    and the batch size. The web process's ``bot.runtime.Runtime`` is one; a writer process
+    builds its own (``_child_main``)."""
+
+    def __init__(self, settings: Settings, db: Database, services: Services, *, bulk: bool, group_commit_max: int):
+        self.settings = settings
+        self.db = db
+        self.services = services
+        self.bulk = bulk  # QUNZHI_BULK_INGEST=0: every event of a batch through handle_event
+        self.group_commit_max = group_commit_max
+
+    def process(self, event: Event) -> list[Reply]:
+        """Handle one event in its own transaction (blocking)."""
+        with self.db.session() as s:
+            return handle_event(s, event, self.services)
+
+
+def run_batch(rt: Handling, events: list[Event], deliver: Deliver) -> None:
     """Store ``events`` with group commit; ``deliver`` gets ``(index, outcome)`` pairs, the
     committed ones only after the commit. Every index is delivered exactly once."""
     plans: list[tuple[int, Planned]] = []
@@ -89,11 +112,10 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
     done: list[tuple[int, Outcome]] = []
     retry: list[int] = []
     failed: list[int] = []
-    if (rt.bulk and plans and rt.db.dialect == "postgresql" and len(plans) <= BULK_MAX
-            and all(p.bulk for _, p in plans)):
-        try:  # the usual case on PostgreSQL: the whole batch is one bulk run, one statement
-            taken = _ingest_autocommit(rt, plans)
-        except Exception as e:  # one statement: nothing of it was written
+    if rt.bulk and plans and len(plans) <= BULK_MAX and all(p.bulk for _, p in plans):
+        try:  # the usual case: the whole batch is plain activity, stored as storage sees fit
+            taken = store_plain(rt.db, [p for _, p in plans], rt.services)  # committed when it returns
+        except Exception as e:  # nothing of it was written
             log.warning("bulk ingest of %d events failed (%r); processing them one by one", len(plans), e)
             failed, plans = [i for i, _ in plans], []
         else:
@@ -102,26 +124,14 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
                 plans = plans[len(taken):]  # from a dialogue's next answer on: the path below
     if plans:
         try:
-            with rt.db.session() as s:
-                if rt.db.dialect == "sqlite":
-                    # pysqlite starts no transaction before the first DML: without an explicit
-                    # BEGIN the first SAVEPOINT would open it and its RELEASE would commit it.
-                    s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            with ingest.transaction(rt.db) as s:
                 a = 0
                 while a < len(plans):
                     b = a
                     while b < len(plans) and plans[b][1].bulk and b - a < BULK_MAX:
                         b += 1
                     if rt.bulk and b > a:
-                        if a == 0 and b == len(plans):
-                            # The whole batch is one bulk run (the usual case): no SAVEPOINT, two round
-                            # trips fewer. If it fails, the batch is rolled back and retried one by one.
-                            k, keys = bulk_claim(s, [p for _, p in plans])
-                            if k:
-                                done.extend(zip((i for i, _ in plans[:k]),
-                                                handle_bulk(s, [p for _, p in plans[:k]], rt.services, keys)))
-                        else:
-                            k = _bulk(rt, s, plans[a:b], done, retry)
+                        k = _bulk(rt, s, plans[a:b], done, retry)
                         if k:
                             a += k
                             continue
@@ -141,20 +151,7 @@ def run_batch(rt: "Runtime", events: list[Event], deliver: Deliver) -> None:
         deliver([(i, outcome)])
 
 
-def _ingest_autocommit(rt: "Runtime", plans: list[tuple[int, Planned]]) -> list[list[Reply]]:
-    """``ingest_autocommit`` on this thread's ingest connection: the replies of the leading plans
-    it stored (committed), [] if it could not be used. A connection that failed is dropped."""
-    conn = rt.db.ingest_connection()
-    try:
-        found = ingest_autocommit(conn, [p for _, p in plans], rt.services)
-    except Exception:
-        if conn.closed or conn.broken:
-            rt.db.drop_ingest_connection()
-        raise
-    return [] if found is None else found[1]
-
-
-def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
+def _one(rt: Handling, s, i: int, p: Planned, done: list, retry: list) -> None:
     """The per-event path: ``handle_event`` inside its own SAVEPOINT."""
     try:
         with s.begin_nested():
@@ -166,14 +163,13 @@ def _one(rt: "Runtime", s, i: int, p: Planned, done: list, retry: list) -> None:
     done.append((i, replies))
 
 
-def _bulk(rt: "Runtime", s, segment: list[tuple[int, Planned]], done: list, retry: list) -> int:
+def _bulk(rt: Handling, s, segment: list[tuple[int, Planned]], done: list, retry: list) -> int:
     """A run of plain-activity events in a few multi-row statements, inside a SAVEPOINT: as many
-    as ``bulk_claim`` lets through (returned). If any statement fails, the run is rolled back to
-    its SAVEPOINT and all its events go the per-event path one by one."""
+    as ``store_plain`` takes (returned). If any statement fails, the run is rolled back to its
+    SAVEPOINT and all its events go the per-event path one by one."""
     try:
         with s.begin_nested():
-            k, keys = bulk_claim(s, [p for _, p in segment])
-            results = handle_bulk(s, [p for _, p in segment[:k]], rt.services, keys) if k else []
+            results = store_plain(s, [p for _, p in segment], rt.services)
     except Exception as e:
         log.warning("bulk ingest of %d events failed (%r); handling them one by one", len(segment), e)
         s.expire_all()
@@ -181,7 +177,7 @@ def _bulk(rt: "Runtime", s, segment: list[tuple[int, Planned]], done: list, retr
             _one(rt, s, i, p, done, retry)
         return len(segment)
     done.extend((i, replies) for (i, _), replies in zip(segment, results))
-    return k
+    return len(results)
 
 
 # --- writer threads in this process --------------------------------------------------------
@@ -193,7 +189,7 @@ class ThreadWriter:
 
     kind = "thread"
 
-    def __init__(self, runtime: "Runtime", shards: int):
+    def __init__(self, runtime: Handling, shards: int):
         self.rt = runtime
         self.queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(max(1, shards))]
         self.threads = [threading.Thread(target=self._run, args=(q,), name=f"qunzhi-group-commit-{i}", daemon=True)
@@ -303,19 +299,11 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [writer] %(name)s: %(message)s")
-    from bot.runtime import Runtime
-
-    from storage.db import Database
-
     # No pre-ping: it costs a round trip per batch; a connection that went stale fails its batch,
     # SQLAlchemy invalidates it, and the batch's events are retried one by one on fresh ones.
     engine_kwargs = {} if settings.database_url.startswith("sqlite") else {"pool_pre_ping": False}
     db = Database(settings.database_url, migrate=False, **engine_kwargs)
-    rt = Runtime(settings.model_copy(update={"ingest_writer": "thread"}), db=db, group_commit=True,
-                 group_commit_max=group_commit_max)
-    rt.bulk = bulk
-    from bot.runtime import freeze_startup_objects
-
+    rt = Handling(settings, db, Services(settings=settings, capabilities=capability_table(settings), clock=utcnow), bulk=bulk, group_commit_max=group_commit_max)
     freeze_startup_objects()  # as in the web process: collections then skip what startup built
     threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
                for i, sock in enumerate(socks)]
@@ -326,7 +314,7 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     rt.db.dispose()
 
 
-def _serve_lane(rt: "Runtime", sock: socket.socket) -> None:
+def _serve_lane(rt: Handling, sock: socket.socket) -> None:
     try:
         _send_frame(sock, "ready")
         while True:
@@ -492,7 +480,7 @@ class ProcessWriter:
 
     kind = "process"
 
-    def __init__(self, runtime: "Runtime", shards: int):
+    def __init__(self, runtime: Handling, shards: int):
         self.group_commit_max = runtime.group_commit_max
         self.pipeline = runtime.settings.writer_pipeline  # batches in flight per lane
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(max(1, shards))]
@@ -584,3 +572,13 @@ class ProcessWriter:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(1)
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at startup (modules, the app, SQLAlchemy's metadata) out of the
+    cyclic garbage collector's reach: full collections then scan only what requests allocate,
+    instead of pausing the event loop to walk the whole program again and again."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -2,6 +2,7 @@
 run the command it invokes."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from handlers import registry
 from handlers.classify import Classified, classify, stored_key  # noqa: F401  (stored_key: the runtime's)
 from handlers.context import Context, Services
 from governance.events import Event, Reply
-from storage import repo
-from storage.models import Conversation, Group, Person, ProcessedEvent
+from storage import identity, ingest, repo
+from storage.models import Conversation, Group, Person
 
 log = logging.getLogger("qunzhi.handlers")
 
@@ -55,6 +56,16 @@ def reply_payload(r: Reply) -> dict:
     return {"text": r.text, "card": r.card, "markdown": r.markdown}
 
 
+def stored_reply(payloads: list[dict]) -> list[Reply]:
+    """The replies ``reply_payload`` stored."""
+    return [Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown"))) for r in payloads]
+
+
+def planned_replies(p: "Planned") -> list[Reply]:
+    """``deterministic_replies`` of a planned event."""
+    return [Reply(HINT)] if p.hint and wants_hint(p.text) else []
+
+
 def deterministic_replies(c: Classified) -> list[Reply]:
     """The replies that follow from the event alone (what the bulk paths answer): the hint for a
     message to the bot that matches no command, unless it is a ritual acknowledgement."""
@@ -65,20 +76,25 @@ def repeat_replies(session: Session, events: dict[str, Classified], services: Se
     """For repeats of stored events (by stored dedupe key): the replies the first attempt gave.
     One query for all of them; a key without a stored reply gets the deterministic one."""
     stored = repo.stored_replies(session, list(events))
-    return {k: ([Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown")))
-                 for r in stored[k]] if stored.get(k) is not None else deterministic_replies(c))
+    return {k: stored_reply(stored[k]) if stored.get(k) is not None else deterministic_replies(c)
             for k, c in events.items()}
 
 
 def _handle_new(session: Session, c: Classified, services: Services) -> list[Reply]:
+    # a linked account speaks as its person (storage.identity), on this path as on the bulk ones
+    resolved = identity.resolve_batch(session, [c.event])
+    if resolved.events[0] is not c.event:
+        c = dataclasses.replace(c, event=resolved.events[0])
     event = c.event
     if event.group_id and not _may_touch_group(session, event):
         return []  # claimed (a retry changes nothing), but never applied
     if c.anonymous:
-        # Creating the person here would write a row naming the voter in the answer's transaction.
+        # Creating the person here would write a row naming the voter in the answer's transaction
+        # (and so would recording the account).
         person = session.get(Person, event.sender_id) or Person(id=event.sender_id, role="cadre", created_at=event.at)
     else:
         person = repo.get_or_create_person(session, event.sender_id, event.at)
+        identity.record_accounts(session, resolved.unrecorded)
     if c.records_activity:
         _record_group_activity(session, event, services)
     if c.to_bot:
@@ -100,27 +116,37 @@ def _may_touch_group(session: Session, event: Event) -> bool:
 
 
 def _record_group_activity(session: Session, event: Event, services: Services) -> None:
+    if event.kind in ingest.PLAIN_KINDS:  # the rows every ingest path stores (storage.ingest.rows)
+        ingest.record(session, event, store_text=services.settings.store_message_text)
+        return
     g = repo.ensure_group(session, group_id=event.group_id, platform=event.platform, at=event.at,
                           name=event.group_name, source="activity")
     if event.kind == "group_renamed" and event.group_name:
         g.name = event.group_name
-    if event.kind in ("member_joined", "group_created", "enter_chat") and (event.member_ids or event.kind != "enter_chat"):
-        repo.add_members(session, g.id, event.member_ids or (event.sender_id,), event.at)
     elif event.kind == "member_left":
         repo.remove_members(session, g.id, event.member_ids or (event.sender_id,))
-    elif event.kind == "message":
-        repo.add_members(session, g.id, (event.sender_id,), event.at)
-        text = event.text or ""
-        repo.record_message(
-            session, dedupe_key=message_key(event),
-            platform=event.platform, group_id=g.id, sender_id=event.sender_id, sent_at=event.at,
-            is_ritual=is_ritual(text), text=text if services.settings.store_message_text else None)
     elif event.kind == "dissolve_confirmed":
         from storage.lifecycle import confirm_bridge_dissolution
 
         if not confirm_bridge_dissolution(session, g.id, event.at, services.settings,
                                           instruction_id=event.data.get("instruction_id")):
             log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
+
+
+ANONYMOUS_CARDS = ("pulse", "useless")
+
+
+def _is_anonymous(event: Event) -> bool:
+    """An anonymous command (这个群没用, 反映, a pulse answer) or a click on an anonymous card must
+    leave no trace of who said it."""
+    if event.kind == "card_click":
+        return str(event.data.get("card_kind", "")) in ANONYMOUS_CARDS
+    if not (event.kind == "message" and event.addressed_to_bot):
+        return False
+    from handlers.text import normalize
+
+    found = registry.match(normalize(event.text))
+    return found is not None and found[0].anonymous
 
 
 def _as_list(result) -> list[Reply]:
@@ -186,13 +212,13 @@ def group_label(g: Group) -> str:
     return f"“{g.name}”"
 
 
-# --- bulk ingest (the group-commit writer) -----------------------------------------------------
-# What ``handle_event`` does for plain activity, done for many events in a handful of multi-row
-# statements. Only events whose outcome needs no command handler qualify: activity kinds, and
-# messages to the bot that match no command (answered with the hint) from a sender who is not in
-# a dialogue. Everything else keeps the per-event path; anonymous events their own transaction.
+# --- the plan of an event for the group-commit writer -------------------------------------------
+# Plain activity is stored many events at a time (``handlers.ingest.store_plain``, through
+# ``storage.ingest.store``). Only events whose outcome needs no command handler qualify: activity
+# kinds, and messages to the bot that match no command (answered with the hint) from a sender who
+# is not in a dialogue. Everything else keeps the per-event path; anonymous events their own transaction.
 
-BULK_KINDS = ("message", "member_joined", "group_created", "enter_chat")
+BULK_KINDS = ingest.PLAIN_KINDS
 
 
 @dataclass(slots=True)
@@ -202,7 +228,7 @@ class Planned:
     event: Event
     key: str | None      # the dedupe key as stored in processed_events
     anonymous: bool      # must be handled alone, in its own transaction
-    bulk: bool           # may go through ``handle_bulk``
+    bulk: bool           # may go through ``handlers.ingest.store_plain``
     hint: bool           # a message to the bot matching no command: the hint (unless in a dialogue or
                          # a ritual ack, see wants_hint); its sender's dialogue state matters
     text: str            # normalised text of a message to the bot
@@ -213,190 +239,3 @@ def plan(event: Event, services: Services) -> Planned:
     c = classify(event, services)
     bulk = c.plain and event.kind in BULK_KINDS
     return Planned(event, c.key, c.anonymous, bulk, bulk and c.to_bot, c.text, c)
-
-
-def bulk_prefix(session: Session, plans: list[Planned]) -> int:
-    """How many of the leading ``plans`` (all ``bulk``) ``handle_bulk`` may take: up to the first
-    hint-message whose sender is in a dialogue (that text is the dialogue's next answer)."""
-    senders = {p.event.sender_id for p in plans if p.hint}
-    if senders:
-        talking = repo.in_dialogue(session, sorted(senders))
-        for i, p in enumerate(plans):
-            if p.hint and p.event.sender_id in talking:
-                return i
-    return len(plans)
-
-
-def bulk_claim(session: Session, plans: list[Planned]) -> tuple[int, set[str]]:
-    """``bulk_prefix`` and the dedupe claims of the events it lets through, in one step (on
-    PostgreSQL one statement): how many of the leading ``plans`` ``handle_bulk`` may take, and
-    which of their keys were new. Only an event's first occurrence in the batch claims its key."""
-    firsts: list[str | None] = []
-    seen: set[str] = set()
-    for p in plans:
-        k = p.key[:200] if p.key else None
-        firsts.append(k if k is not None and k not in seen else None)
-        if k is not None:
-            seen.add(k)
-    if session.get_bind().dialect.name == "postgresql":
-        return repo.claim_until_dialogue(session, [
-            {"pos": i, "key": k, "at": p.event.at, "sender": p.event.sender_id, "hint": p.hint}
-            for i, (p, k) in enumerate(zip(plans, firsts))])
-    n = bulk_prefix(session, plans)
-    claims = sorted({k: p.event.at for p, k in zip(plans[:n], firsts[:n]) if k is not None}.items())
-    return n, {k for (k,) in repo.insert_ignore_returning(
-        session, ProcessedEvent, [{"key": k, "at": at} for k, at in claims], ["key"])}
-
-
-def message_key(event: Event) -> str:
-    """The ``messages.dedupe_key`` of a group message (the event's own key, else sender and time)."""
-    return event.dedupe_key or f"{event.platform}:{event.sender_id}:{event.at.timestamp()}"
-
-
-def _message_row(e: Event, sent_at, store_text: bool) -> dict:
-    """A group message's ``messages`` row as the bulk paths insert it (``sent_at`` as they pass times)."""
-    text = e.text or ""
-    return {"dedupe_key": message_key(e)[:200], "platform": e.platform, "group_id": e.group_id,
-            "sender_id": e.sender_id, "sent_at": sent_at, "is_ritual": is_ritual(text),
-            "text": text if store_text else None}
-
-
-def _member_ids(event: Event) -> tuple[str, ...]:
-    """Who ``_record_group_activity`` adds to the group's members for this event."""
-    if event.kind == "message":
-        return (event.sender_id,)
-    if event.kind in ("member_joined", "group_created", "enter_chat") and (event.member_ids or event.kind != "enter_chat"):
-        return tuple(dict.fromkeys(event.member_ids or (event.sender_id,)))
-    return ()
-
-
-def handle_bulk(session: Session, plans: list[Planned], services: Services,
-                new_keys: set[str] | None = None) -> list[list[Reply]]:
-    """``handle_event`` for each of ``plans`` (all ``bulk``, in order), with the same end state:
-    each dedupe key claimed once (the first event carrying it wins, later ones are duplicates),
-    persons, groups, memberships and messages inserted if absent, and one counter update per
-    touched group. ``new_keys``: the keys ``bulk_claim`` already claimed for these plans (None:
-    claim them here). Raises on a database error (the caller rolls back, goes event by event)."""
-    if new_keys is None:
-        claim: dict[str, object] = {}
-        for p in plans:
-            if p.key:
-                claim.setdefault(p.key[:200], p.event.at)
-        new_keys = {k for (k,) in repo.insert_ignore_returning(
-            session, ProcessedEvent, [{"key": k, "at": at} for k, at in sorted(claim.items())], ["key"])}
-    else:
-        new_keys = set(new_keys)
-    fresh: list[Planned] = []
-    at_index: list[int] = []
-    out: list[list[Reply]] = []
-    repeats: dict[int, str] = {}
-    for i, p in enumerate(plans):
-        k = p.key[:200] if p.key else None
-        if k is not None and k not in new_keys:
-            log.info("duplicate event %s: nothing stored, answered as the first time", k)
-            repeats[i] = k
-            out.append([])
-            continue
-        if k is not None:
-            new_keys.discard(k)  # a second event with the same key in this batch is a duplicate
-        fresh.append(p)
-        at_index.append(i)
-        out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])
-    # The guard where a group row is used (``_may_touch_group``), for the batch in one query: the
-    # stored groups' platforms, else the platform of the batch's first event naming the group.
-    owner = repo.group_platforms(session, {p.event.group_id for p in fresh if p.event.group_id})
-    allowed: list[Planned] = []
-    for i, p in zip(at_index, fresh):
-        e = p.event
-        if e.group_id and not repo.may_touch(owner.setdefault(e.group_id, e.platform), e.platform):
-            log.warning("event %s from platform %r names group %s of platform %r: not applied", e.dedupe_key,
-                        e.platform, e.group_id, owner[e.group_id])
-            out[i] = []
-            continue
-        allowed.append(p)
-    fresh = allowed
-    persons: dict[str, dict] = {}
-    groups: dict[str, dict] = {}
-    members: dict[tuple[str, str], dict] = {}
-    messages: list[dict] = []
-    store_text = services.settings.store_message_text
-    for p in fresh:
-        e = p.event
-        persons.setdefault(e.sender_id, {"id": e.sender_id, "name": None, "role": "cadre", "created_at": e.at})
-        if not e.group_id:
-            continue
-        groups.setdefault(e.group_id, repo.new_group_row(group_id=e.group_id, platform=e.platform, at=e.at,
-                                                         name=e.group_name, source="activity"))
-        for pid in _member_ids(e):
-            members.setdefault((e.group_id, pid), {"group_id": e.group_id, "person_id": pid, "joined_at": e.at})
-        if e.kind == "message":
-            messages.append(_message_row(e, e.at, store_text))
-    repo.record_activity_bulk(session, persons=[persons[k] for k in sorted(persons)],
-                              groups=[groups[k] for k in sorted(groups)],
-                              members=[members[k] for k in sorted(members)], messages=messages)
-    if repeats:  # retries are rare: one query for the batch, only when there are some
-        again = repeat_replies(session, {k: plans[i].classified for i, k in repeats.items()}, services)
-        for i, k in repeats.items():
-            out[i] = again[k]
-    return out
-
-
-def ingest_autocommit(conn, plans: list[Planned], services: Services) -> tuple[int, list[list[Reply]]] | None:
-    """PostgreSQL: ``bulk_claim`` + ``handle_bulk`` for ``plans`` (all ``bulk``) as one statement on
-    the autocommit connection ``conn`` (``storage.repo.pg_ingest``), committed when it returns.
-    Returns how many leading plans it took (up to the first hint-message from a sender in a
-    dialogue) and their replies; None if the statement cannot be used (nothing was written).
-    Raises on a database error (nothing was written: it is one statement)."""
-    events, persons, members, messages, groups = [], [], [], [], []
-    seen_keys: set[str] = set()
-    seen_messages: set[str] = set()
-    store_text = services.settings.store_message_text
-    firsts: list[str | None] = []
-    for pos, p in enumerate(plans):
-        e = p.event
-        at = repo.pg_json_time(e.at)  # once per event: it is in most of the event's rows
-        k = p.key[:200] if p.key else None
-        dup = k is not None and k in seen_keys
-        if k is not None:
-            seen_keys.add(k)
-        firsts.append(None if dup else k)
-        events.append({"pos": pos, "key": None if dup else k, "dup": dup, "at": at, "sender": e.sender_id,
-                       "hint": p.hint})
-        persons.append({"pos": pos, "id": e.sender_id, "name": None, "role": "cadre", "created_at": at})
-        if not e.group_id:
-            continue
-        groups.append({"pos": pos, **repo.new_group_row(group_id=e.group_id, platform=e.platform, at=at,
-                                                        name=e.group_name, source="activity")})
-        members.extend({"pos": pos, "group_id": e.group_id, "person_id": pid, "joined_at": at}
-                       for pid in _member_ids(e))
-        if e.kind == "message":
-            row = _message_row(e, at, store_text)
-            if row["dedupe_key"] in seen_messages:  # only the first can be stored; a later one is a duplicate
-                continue
-            seen_messages.add(row["dedupe_key"])
-            messages.append({"pos": pos, **row})
-    foreign: set[int] = set()
-    found = repo.pg_ingest(conn, events, persons, members, messages, groups, foreign)
-    if found is None:
-        return None
-    cut, claimed = found
-    out: list[list[Reply]] = []
-    before: dict[int, str] = {}  # repeats of events stored by an earlier statement
-    for i, (p, k) in enumerate(zip(plans[:cut], firsts[:cut])):
-        if p.key and k not in claimed:  # claimed before, or a repeat within this batch
-            log.info("duplicate event %s: nothing stored, answered as the first time", p.key[:200])
-            if k is not None:
-                before[i] = k
-        if i in foreign:
-            log.warning("event %s from platform %r names group %s of another platform: not applied",
-                        p.event.dedupe_key, p.event.platform, p.event.group_id)
-            out.append([])
-            continue
-        out.append([Reply(HINT)] if p.hint and wants_hint(p.text) else [])  # what the event determines
-    if before:  # a repeat answers what its first attempt answered, if that was stored (rare: one query)
-        stored = repo.pg_stored_replies(conn, list(before.values()))
-        for i, k in before.items():
-            if stored.get(k) is not None:
-                out[i] = [Reply(text=r.get("text") or "", card=r.get("card"), markdown=bool(r.get("markdown")))
-                          for r in stored[k]]
-    return cut, out

@@ -87,7 +87,7 @@ class Database:
 
     def ingest_connection(self):
         """PostgreSQL: this thread's own psycopg connection for the one-statement bulk ingest
-        (``handlers.dispatch.ingest_autocommit``), taken out of the pool: in autocommit (the
+        (``storage.ingest.one_statement``), taken out of the pool: in autocommit (the
         statement is its own transaction, no BEGIN/COMMIT round trips) and with generic plans
         for its prepared statements (the statement's plan does not depend on its JSON
         parameters, and planning it anew for every batch cost more than running it). Kept for

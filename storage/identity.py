@@ -368,7 +368,7 @@ def record_accounts(conn_or_session, rows: list[dict]) -> None:
     if not rows:
         return
     if isinstance(conn_or_session, Session) and conn_or_session.get_bind().dialect.name != "postgresql":
-        sqlite_rows = [{**r, "linked_at": repo._utc_sqlite(r["linked_at"])} for r in rows]
+        sqlite_rows = [{**r, "linked_at": repo.utc_sqlite(r["linked_at"])} for r in rows]
         repo.driver_execute(conn_or_session, _SQLITE_RECORD, (repo.pg_json(sqlite_rows),))
         return
     if isinstance(conn_or_session, Session):

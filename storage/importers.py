@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import JSON, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from governance.dates import DateParseError, parse_date
@@ -25,6 +25,7 @@ from storage import audit
 from storage.models import Group, Membership, Message, Person
 from storage.ledger_format import (HEADER_SCAN_ROWS, Layout, LayoutError, check_overrides_used, find_header,
                                    ledger_id, parse_count, parse_ledger_date, report_date, temporary_word)
+from storage.ingest.counters import recount
 from storage.repo import insert_ignore
 from storage.sheets import DEFAULT_MAX_UNZIPPED_BYTES, ImportFormatError, read_workbook, stream_csv
 
@@ -832,19 +833,6 @@ def read_messages(path: Path, *, now: datetime | None = None, tolerance: int = 3
     return good, errors
 
 
-def refresh_activity(session: Session, group_ids: Iterable[str]) -> None:
-    """Recompute the maintained aggregates of some groups from their stored messages."""
-    for gid in set(group_ids):
-        agg = session.execute(select(
-            func.count(), func.coalesce(func.sum(case((Message.is_ritual, 1), else_=0)), 0),
-            func.max(Message.sent_at),
-        ).where(Message.group_id == gid)).one()
-        last_work = session.execute(select(func.max(Message.sent_at)).where(
-            and_(Message.group_id == gid, Message.is_ritual.is_(False)))).scalar()
-        session.execute(update(Group).where(Group.id == gid).values(
-            message_count=agg[0], ritual_count=agg[1], last_message_at=agg[2], last_work_at=last_work))
-
-
 def parse_covers(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """``--covers FROM..TO``: dates (``2026-09-01``, ``2026年9月1日``; FROM from 00:00, TO to the end of
     the day in ``tz``) or ISO 8601 times with a time zone."""
@@ -947,7 +935,7 @@ def import_messages(session: Session, path: Path, *, now: datetime, settings, sk
             insert_ignore(session, Membership, [{"group_id": r.group_id, "person_id": r.sender_id, "joined_at": None}
                                                 for r in chunk], ["group_id", "person_id"])
     if touched:
-        refresh_activity(session, touched)
+        recount(session, touched)  # the one counter definition (storage.ingest.counters)
         for gid in touched:
             cnt = session.execute(select(func.count()).where(Membership.group_id == gid)).scalar_one()
             session.execute(update(Group).where(Group.id == gid).values(member_count=cnt))

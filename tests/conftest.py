@@ -166,6 +166,7 @@ def make_settings(**overrides) -> Settings:
         wecom_api_base="http://127.0.0.1:9/cgi-bin/", aibot_token=AIBOT_TOKEN, aibot_aes_key=AIBOT_AES_KEY,
         bridge_secret=BRIDGE_SECRET, bridge_url="http://127.0.0.1:9/bridge", admin_token=ADMIN_TOKEN,
         run_scheduler=False,
+        ingest_writer="thread",  # runtimes here are given their database and clock (see bot/runtime.py)
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -69,6 +69,7 @@ def test_group_mention_text_has_the_mention_removed(client, clock, db, monkeypat
         return original(event)
 
     monkeypatch.setattr(runtime, "process", spy)
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     aibot_post(client, clock, _group_text("MSG2", "@群治助手 帮助"), nonce="a2")
     assert len(seen) == 1
     e = seen[0]
@@ -94,6 +95,7 @@ def test_enter_chat_answers_text_when_there_is_a_welcome(client, clock, db, monk
 
     runtime = client.app.state.runtime
     monkeypatch.setattr(runtime, "process", lambda event: [Reply("欢迎使用群治")] if event.kind == "enter_chat" else [])
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     data = {"msgid": "E1", "create_time": int(clock().timestamp()), "aibotid": "AIBOTID", "chattype": "single",
             "from": {"userid": "lisi"}, "msgtype": "event", "event": {"eventtype": "enter_chat"}}
     r = aibot_post(client, clock, data, nonce="c1")
@@ -104,6 +106,7 @@ def test_card_click_event_is_parsed(client, clock, db, monkeypatch):
     seen = []
     runtime = client.app.state.runtime
     monkeypatch.setattr(runtime, "process", lambda event: seen.append(event) or [])
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     data = {"msgid": "C1", "aibotid": "AIBOTID", "chatid": "wrkG", "chattype": "group", "from": {"userid": "lisi"},
             "msgtype": "event", "event": {"eventtype": "template_card_event", "template_card_event": {
                 "card_type": "vote_interaction", "event_key": "submit", "task_id": "keep:g1:42",
@@ -127,6 +130,7 @@ def test_card_replies_are_queued_with_the_response_url(client, clock, db, monkey
         return [Reply("请确认"), Reply("卡片", card={"kind": "keep"})]
 
     monkeypatch.setattr(runtime, "process", process)
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     r = aibot_post(client, clock, _group_text("MSG9", "@群治助手 我的群"), nonce="e1")
     assert _decrypt_reply(r.json(), clock)["stream"]["content"] == "请确认"
     with db.session() as s:

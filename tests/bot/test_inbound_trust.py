@@ -116,6 +116,7 @@ def test_a_group_name_in_an_aibot_markdown_reply_is_not_a_link(hclient, clock, d
 
     runtime = hclient.app.state.runtime
     monkeypatch.setattr(runtime, "process", lambda e: [Reply("“[点此登录](http://x)”已登记。*注意* `x` <b>")])
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     r = aibot_post(hclient, clock, _aibot(), nonce="md1")
     content = _decrypt_reply(r.json(), clock)["stream"]["content"]
     assert "[点此登录](" not in content

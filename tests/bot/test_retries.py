@@ -49,6 +49,7 @@ def _miss_the_deadline_without_storing(monkeypatch, runtime):
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(runtime, "process", slow_failure)
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     original = runtime.process_async
 
     async def short_deadline(event, **kw):

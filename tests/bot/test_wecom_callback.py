@@ -251,6 +251,7 @@ def test_several_replies_or_cards_go_to_the_outbox(client, clock, db, monkeypatc
         return [Reply("第一条"), Reply("卡片", card={"kind": "keep", "group_id": "g1"})]
 
     monkeypatch.setattr(client.app.state.runtime, "process", two_replies)
+    monkeypatch.setattr(client.app.state.runtime, "group_commit", False)  # the replaced handler, one event at a time
     sim = WeComSim(client, clock)
     r = sim.say("lisi", "我的群", "600001")
     assert (r.status_code, r.text) == (200, "")
@@ -276,6 +277,7 @@ def test_missed_deadline_answers_503_and_queues_later(client, clock, db, monkeyp
         return [Reply("慢慢来")]
 
     monkeypatch.setattr(runtime, "process", slow)
+    monkeypatch.setattr(runtime, "group_commit", False)  # the replaced handler, one event at a time
     original = runtime.process_async
 
     async def short_deadline(event, **kw):

@@ -1,4 +1,4 @@
-"""The bulk ingest path of the group-commit writer (``handlers.dispatch.handle_bulk``) leaves the
+"""The bulk ingest path of the group-commit writer (``storage.ingest.store``) leaves the
 database exactly as the per-event path (``handle_event`` per event) does, on SQLite and
 PostgreSQL; an anonymous command is not in its author's transaction; a statement failing in the
 bulk path falls back to the per-event path; a missed deadline answers 503 and WeCom's retry is
@@ -85,9 +85,9 @@ def test_bulk_path_leaves_the_same_state_as_the_per_event_path(runtime, db, cloc
     calls = []
     import bot.writer as rt_mod
 
-    real = rt_mod.handle_bulk
-    monkeypatch.setattr(rt_mod, "handle_bulk", lambda s, plans, services, *rest: calls.append(len(plans)) or real(
-        s, plans, services, *rest))
+    real = rt_mod.store_plain
+    monkeypatch.setattr(rt_mod, "store_plain", lambda target, plans, services: calls.append(len(plans)) or real(
+        target, plans, services))
 
     per_event = _run_batch(runtime, events, bulk=False)
     per_event_retry = _run_batch(runtime, events, bulk=False)  # WeCom retries everything
@@ -139,13 +139,14 @@ def test_anonymous_command_gets_its_own_transaction(runtime, db, clock):
 
 
 def test_a_failing_bulk_statement_falls_back_to_the_per_event_path(runtime, db, clock, monkeypatch):
-    import storage.repo as repo
+    import storage.ingest.pg
+    import storage.ingest.session
 
     def broken(*a, **kw):
         raise RuntimeError("simulated failure of a multi-row statement")
 
-    monkeypatch.setattr(repo, "record_activity_bulk", broken)
-    monkeypatch.setattr(repo, "pg_ingest", broken)  # PostgreSQL's one-statement path
+    monkeypatch.setattr(storage.ingest.session, "store", broken)  # the batch in a session
+    monkeypatch.setattr(storage.ingest.pg, "pg_ingest", broken)  # PostgreSQL's one-statement path
     events = _events(clock)[:5]
     replies = _run_batch(runtime, events, bulk=True)
     assert replies[0] and replies[2] == replies[0]  # the retry within the batch: the same answer
@@ -160,7 +161,7 @@ def test_missed_deadline_answers_503_and_the_retry_is_stored_once(client, clock,
     retries (new nonce, same MsgId) after it committed: the retry is a duplicate, the message is
     stored once, and the slow attempt's reply went to the outbox, stamped by the runtime's clock."""
     runtime = client.app.state.runtime
-    import handlers.dispatch as dispatch
+    import handlers.ingest
 
     slow_once = {"left": 1}
 
@@ -172,9 +173,8 @@ def test_missed_deadline_answers_503_and_the_retry_is_stored_once(client, clock,
             return real(*args)
         return slow
 
-    # the session path's bulk step, and PostgreSQL's one-statement path
-    monkeypatch.setattr("bot.writer.handle_bulk", slowed(dispatch.handle_bulk))
-    monkeypatch.setattr("bot.writer.ingest_autocommit", slowed(dispatch.ingest_autocommit))
+    # the bulk step, whichever strategy storage takes
+    monkeypatch.setattr("bot.writer.store_plain", slowed(handlers.ingest.store_plain))
     original = runtime.process_async
 
     async def short_deadline(event, **kw):

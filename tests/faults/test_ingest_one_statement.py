@@ -1,5 +1,5 @@
-"""PostgreSQL's one-statement bulk ingest (``handlers.dispatch.ingest_autocommit``,
-``storage.repo.pg_ingest``): the same end state as the per-event path, exact counters when two
+"""PostgreSQL's one-statement bulk ingest (``storage.ingest.one_statement``,
+``storage.ingest.pg.pg_ingest``): the same end state as the per-event path, exact counters when two
 writers insert the same new groups at once, a poisoned batch falling back event by event, and a
 lost connection replaced without losing a message."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-import storage.repo as repo
+import storage.ingest.pg as ingest_pg
 from governance.events import Event
 from storage.models import Group, Membership, Message, ProcessedEvent
 from tests.conftest import _truncate
@@ -35,14 +35,14 @@ def pg_runtime(pg, settings, clock):
 def statements(monkeypatch):
     """The (cut, claimed) results of every one-statement run."""
     runs = []
-    real = repo.pg_ingest
+    real = ingest_pg.pg_ingest
 
     def spy(*args):
         out = real(*args)
         runs.append(out)
         return out
 
-    monkeypatch.setattr(repo, "pg_ingest", spy)
+    monkeypatch.setattr(ingest_pg, "pg_ingest", spy)
     return runs
 
 

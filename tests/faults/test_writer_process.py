@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from bot.runtime import Runtime
+from bot.runtime import Runtime, WriterUnavailable
 from bot.writer import ProcessWriter, ThreadWriter, WriterDied
 from handlers.dispatch import HINT
 from governance.events import Event
@@ -108,18 +108,24 @@ def test_a_writer_that_keeps_dying_leaves_ingest_to_threads(proc_runtime, db):
         assert s.get(Group, "g7").message_count == 1
 
 
-def test_an_injected_clock_or_database_keeps_the_threads(db, runtime, clock):
-    assert runtime.writer_kind == "thread"  # the shared fixture injects both
-    rt = Runtime(make_settings(database_url=db.url, ingest_writer="process"), clock=clock, migrate=False)
+def test_the_writer_is_the_one_configured(db, runtime, clock):
+    """QUNZHI_INGEST_WRITER decides; a writer process cannot serve an injected clock or database
+    nor an in-memory database, and a runtime asked for one with them refuses to start it."""
+    assert runtime.writer_kind == "thread" and isinstance(runtime.writer(), ThreadWriter)  # configured so
+    runtime.close()
+    refused = [Runtime(make_settings(database_url=db.url, ingest_writer="process"), clock=clock, migrate=False),
+               Runtime(make_settings(database_url=db.url, ingest_writer="process"), db=db),
+               Runtime(make_settings(database_url="sqlite://", ingest_writer="process"))]
     try:
-        assert rt.writer_kind == "thread"
+        for rt in refused:
+            assert rt.writer_kind == "process" and rt.writer_refusal
+            with pytest.raises(WriterUnavailable, match="QUNZHI_INGEST_WRITER=thread"):
+                rt.writer()
+            with pytest.raises(WriterUnavailable):
+                asyncio.run(rt.start_writer())  # the web app's startup fails, saying why
     finally:
-        rt.db.dispose()
-    mem = Runtime(make_settings(database_url="sqlite://", ingest_writer="process"))
-    try:
-        assert mem.writer_kind == "thread"  # an in-memory database cannot be shared with a child
-    finally:
-        mem.db.dispose()
+        for rt in refused[::2]:
+            rt.db.dispose()
 
 
 def test_an_event_that_cannot_be_pickled_fails_alone(proc_runtime, db):
@@ -156,7 +162,7 @@ def test_a_process_that_never_closes_its_runtime_still_exits(db, tmp_path):
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from tests.faults.test_writer_process import _event
         from tests.conftest import make_settings
-        from bot.runtime import Runtime
+        from bot.runtime import Runtime, WriterUnavailable
 
         if __name__ == "__main__":
             rt = Runtime(make_settings(database_url={db.url!r}, ingest_writer="process"), migrate=False)
@@ -171,3 +177,4 @@ def test_a_process_that_never_closes_its_runtime_still_exits(db, tmp_path):
     assert p.stdout.strip() == "1"
     with db.session() as s:
         assert s.get(Group, "gx").message_count == 1
+

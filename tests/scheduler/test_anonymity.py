@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from governance.events import Event
 from storage import repo
-from storage.models import (Conversation, FindingRecord, Group, Notice, OutboxMessage, ProcessedEvent, PulseAsk, PulseResponse,
+from storage.models import (Conversation, FindingRecord, Group, Message, Notice, OutboxMessage, ProcessedEvent, PulseAsk, PulseResponse,
                             UselessVote)
 
 
@@ -82,8 +82,9 @@ def test_refused_text_vote_says_nothing_was_recorded(runtime, clock):
 def test_unknown_member_list_accepts_only_people_seen_in_the_group(runtime, clock):
     _group(runtime, clock, gid="g2", name="无名单群", members=())
     with runtime.db.session() as s:
-        repo.record_message(s, dedupe_key="old-1", platform="wecom", group_id="g2", sender_id="seen",
-                            sent_at=clock() - timedelta(days=3), is_ritual=False, text=None)
+        repo.insert_ignore(s, Message, [{"dedupe_key": "old-1", "platform": "wecom", "group_id": "g2",
+                                         "sender_id": "seen", "sent_at": clock() - timedelta(days=3),
+                                         "is_ritual": False, "text": None}], ["dedupe_key"])  # seen, not a member
         assert repo.member_ids(s, "g2") == set() or not repo.member_ids(s, "g2")
     reply = runtime.process(ev(clock, "stranger", "这个群没用 无名单群"))[0].text
     assert "未记录" in reply and _votes(runtime) == 0

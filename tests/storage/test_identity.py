@@ -336,3 +336,24 @@ def test_account_ids_give_each_person_its_id_on_a_platform(db):
         assert got == {"dingtalk:dd": "sunqi", "lisi": "lisi"}
         assert identity.account_ids(s, ["wechat:w", "lisi"], "wechat") == {"wechat:w": "w"}
         assert identity.account_ids(s, [], "wecom") == {}
+
+
+def test_every_ingest_path_stores_a_linked_account_as_its_person(db):
+    """The bulk store (on PostgreSQL the one statement, on SQLite the session path) and a store in
+    a caller's session attribute a linked WeChat account's message to its person."""
+    from storage import ingest
+    from storage.ingest.batch import Item
+    from storage.models import Message
+
+    with db.session() as s:
+        person(s, "zhangsan", name="张三")
+        identity.link(s, "zhangsan", "wechat", "zs", at=T, actor="import")
+    first = ev("wechat:zs", "wechat", group="wechat:g1")
+    ingest.store(db, [Item(first, key=first.dedupe_key)], store_text=False)
+    second = ev("wechat:zs", "wechat", group="wechat:g1")
+    with db.session() as s:
+        ingest.store(s, [Item(second, key=second.dedupe_key)], store_text=False)
+    with db.session() as s:
+        assert [m.sender_id for m in s.execute(select(Message).order_by(Message.id)).scalars()] == ["zhangsan"] * 2
+        assert s.get(Membership, ("wechat:g1", "zhangsan")) is not None
+        assert s.get(Person, "wechat:zs") is None  # no second person for the same cadre
