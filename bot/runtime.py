@@ -124,6 +124,7 @@ class Runtime(Handling):
         self._writer: ThreadWriter | ProcessWriter | None = None
         self._writer_lock = threading.Lock()
         self._writer_deaths: list[float] = []
+        self._callback_counts: dict[tuple[str, str], object] = {}
         self._deadlines: dict[str | None, float] = {}  # event platform -> its platform's reply deadline
 
     def now(self) -> datetime:
@@ -220,8 +221,22 @@ class Runtime(Handling):
         if not task.done():
             log.warning("handler for %s missed the %.1fs deadline; replying via outbox", event.dedupe_key, deadline)
             task.add_done_callback(lambda t: self._late_reply(t, event, reply_channel))
+            self._count(event.platform, "deadline")
             raise DeadlineMissed(event.dedupe_key)
+        if task.exception() is not None:
+            self._count(event.platform, "error")
+            return task.result()  # raises it
+        self._count(event.platform, "stored")
         return task.result()
+
+    def _count(self, platform: str, outcome: str) -> None:
+        """``qunzhi_callbacks_total`` (telemetry): one child per (platform, outcome), made once."""
+        child = self._callback_counts.get((platform, outcome))
+        if child is None:
+            from telemetry.metrics import CALLBACKS
+
+            child = self._callback_counts[(platform, outcome)] = CALLBACKS.labels(platform, outcome)
+        child.inc()
 
     def close(self) -> None:
         """Stop the writer after it has finished what it holds."""

@@ -97,6 +97,17 @@ class Handling:
 def run_batch(rt: Handling, events: list[Event], deliver: Deliver) -> None:
     """Store ``events`` with group commit; ``deliver`` gets ``(index, outcome)`` pairs, the
     committed ones only after the commit. Every index is delivered exactly once."""
+    started = time.perf_counter()
+    try:
+        _run_batch(rt, events, deliver)
+    finally:
+        from telemetry.metrics import WRITER_BATCH, WRITER_SECONDS
+
+        WRITER_BATCH.observe(len(events))
+        WRITER_SECONDS.observe(time.perf_counter() - started)
+
+
+def _run_batch(rt: Handling, events: list[Event], deliver: Deliver) -> None:
     plans: list[tuple[int, Planned]] = []
     alone: list[int] = []
     for i, event in enumerate(events):  # the pure work first: no database, no lock held

@@ -81,3 +81,21 @@ def test_deliveries_and_job_runs_are_counted(runtime, fake_wecom):
     count_job_run(SimpleNamespace(code=EVENT_JOB_EXECUTED, job_id="sweep", exception=None))
     count_job_run(SimpleNamespace(code=EVENT_JOB_ERROR, job_id="sweep", exception=RuntimeError("x")))
     assert (ok._value.get(), failed._value.get()) == (ok0 + 1, failed0 + 1)
+
+
+def test_callbacks_and_writer_batches_are_counted(runtime):
+    import asyncio
+
+    from governance.events import Event
+    from telemetry.metrics import CALLBACKS, WRITER_BATCH
+
+    stored = CALLBACKS.labels("wecom", "stored")
+    before, batches = stored._value.get(), WRITER_BATCH._sum.get()
+    runtime.group_commit = True
+    e = Event(platform="wecom", kind="message", sender_id="zhangsan", at=NOW, text="收到", group_id="wrM", msg_id="m-x")
+    try:
+        asyncio.run(runtime.process_async(e, deadline=30))
+    finally:
+        runtime.close()
+    assert stored._value.get() == before + 1
+    assert WRITER_BATCH._sum.get() >= batches + 1  # one batch of at least this event
