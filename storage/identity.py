@@ -305,7 +305,7 @@ def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
         return Resolved([])
     carried: dict[tuple[str, str], Event | None] = {}  # (event platform, id it carries) -> first event sending
     for e in events:
-        if (e.platform, e.sender_id) not in carried:
+        if carried.get((e.platform, e.sender_id)) is None:  # named as a member earlier: now a sender
             carried[(e.platform, e.sender_id)] = e
         for m in e.member_ids:
             carried.setdefault((e.platform, m), None)
@@ -364,7 +364,11 @@ def record_accounts(conn_or_session, rows: list[dict]) -> None:
     """Store ``Resolved.unrecorded`` once the batch's persons are stored (same transaction where
     there is one): each person that exists and has no account yet gets its natural account; one
     statement, none for an empty list. A person that already has accounts (from the roster) gets
-    none implicitly: a WeCom userid equal to someone's DingTalk id never joins that person."""
+    none implicitly: a WeCom userid equal to someone's DingTalk id never joins that person. A person
+    gets one natural account from a batch, its first, as event by event (the statement sees none
+    of its own inserts)."""
+    seen: set[str] = set()
+    rows = [r for r in rows if not (r["person_id"] in seen or seen.add(r["person_id"]))]
     if not rows:
         return
     if isinstance(conn_or_session, Session) and conn_or_session.get_bind().dialect.name != "postgresql":

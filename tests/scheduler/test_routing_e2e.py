@@ -102,6 +102,7 @@ def test_aibot_only_deployment_answers_through_the_response_url_and_reports_the_
                 Reply("再一张", card={"card_type": "button_interaction", "task_id": "keep:2"})]
 
     monkeypatch.setattr(rt, "process", process)
+    rt.group_commit = False  # the spy is the per-event path
     url = fake_aibot.issue()
     msg = {"msgid": "MSG1", "aibotid": "AIBOTID", "chatid": "wrkG1", "chattype": "group", "from": {"userid": "zhangsan"},
            "response_url": url, "msgtype": "text", "text": {"content": "@群治助手 我的群"}}

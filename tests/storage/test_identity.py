@@ -357,3 +357,11 @@ def test_every_ingest_path_stores_a_linked_account_as_its_person(db):
         assert [m.sender_id for m in s.execute(select(Message).order_by(Message.id)).scalars()] == ["zhangsan"] * 2
         assert s.get(Membership, ("wechat:g1", "zhangsan")) is not None
         assert s.get(Person, "wechat:zs") is None  # no second person for the same cadre
+
+
+def test_a_sender_first_named_as_a_member_still_gets_its_account(db):
+    joined = ev("wang", group="g9", kind="member_joined", members=("wang", "li"))
+    said = ev("li", group="g9")
+    with db.session() as s:
+        r = identity.resolve_batch(s, [joined, said])
+    assert [(u["platform"], u["account_id"]) for u in r.unrecorded] == [("wecom", "wang"), ("wecom", "li")]
