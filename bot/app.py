@@ -145,10 +145,3 @@ def install_chinese_errors(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 
-
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)

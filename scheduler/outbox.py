@@ -143,8 +143,7 @@ class Dispatcher:
                  batch: int = 200, workers: int = 16, max_attempts: int = 8,
                  base_delay: timedelta = timedelta(seconds=30), max_delay: timedelta = timedelta(hours=1),
                  rate_limit_pause: timedelta = timedelta(seconds=60), stuck_after: timedelta = timedelta(minutes=2),
-                 global_per_second: float | None = 1500.0, limiter: RateLimiter | None = None,
-                 after_send: Callable[[OutboxMessage], None] | None = None):
+                 global_per_second: float | None = 1500.0, limiter: RateLimiter | None = None):
         # ``senders``: channel → sender (``scheduler.routing.build_senders``); one sender alone
         # serves every channel (a recording sender in the demo and in unit tests).
         self.db = db
@@ -156,7 +155,6 @@ class Dispatcher:
         self.limiter = limiter or RateLimiter(global_per_second)
         self.paused_until: datetime | None = None
         self.stats = Stats()
-        self.after_send = after_send  # test hook: called after WeCom accepted, before the commit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outbox")
 
     def close(self) -> None:
@@ -354,8 +352,6 @@ class Dispatcher:
         except Exception as e:  # a bug or an unexpected library error: retry, bounded by attempts
             log.exception("outbox %s: unexpected error", row.id)
             return ("transient", e)
-        if self.after_send is not None:
-            self.after_send(row)  # tests simulate a crash here
         return ("sent", result)
 
     def _backoff(self, attempts: int) -> timedelta:

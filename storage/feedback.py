@@ -134,29 +134,6 @@ def recently_asked(session: Session, person_id: str, now: datetime, window: time
     return ask is not None and now - ask.asked_at <= window
 
 
-@dataclass(frozen=True)
-class PulseSummary:
-    responses: int
-    light: float
-    moderate: float
-    heavy: float
-
-
-def pulse_summary(session: Session, period: str) -> dict[str | None, PulseSummary | None]:
-    """Per unit for one period (e.g. ``2026-W48``); ``None`` for a unit with fewer than 5 answers."""
-    counts: dict[str | None, dict[int, int]] = {}
-    for unit, value, n in session.execute(select(PulseResponse.unit, PulseResponse.value, func.count())
-                                          .where(PulseResponse.period == period)
-                                          .group_by(PulseResponse.unit, PulseResponse.value)):
-        counts.setdefault(unit, {})[value] = n
-    out: dict[str | None, PulseSummary | None] = {}
-    for unit, c in counts.items():
-        total = sum(c.values())
-        out[unit] = None if total < MIN_RESPONSES else PulseSummary(
-            total, c.get(1, 0) / total, c.get(2, 0) / total, c.get(3, 0) / total)
-    return out
-
-
 # --- this group is useless -------------------------------------------------------------------
 FEW_VOTES = f"不足{MIN_RESPONSES}票"
 

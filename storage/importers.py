@@ -115,11 +115,6 @@ def _members(v: Any) -> tuple[list[str], bool]:
     return [m for m in _SPLIT.split(text) if m], text.isascii()
 
 
-def parse_members(v: Any) -> list[str]:
-    """Members separated by 、，,；; spaces or line breaks."""
-    return _members(v)[0]
-
-
 @dataclass(slots=True)
 class LedgerRow:
     row: int

@@ -51,22 +51,6 @@ def used_budget(session: Session, person_id: str, now: datetime, wt: WorkTime) -
                Notice.outbox_id.is_not(None), Notice.kind != premises.CORRECTION)).scalar_one()
 
 
-def budget_overview(session: Session, now: datetime, wt: WorkTime) -> dict[str, dict[str, int]]:
-    """Per person this week: messages used, notices held, notices merged (for the dashboard)."""
-    start = week_start(now, wt)
-    out: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "held": 0, "merged": 0})
-    for pid, n in session.execute(select(Notice.person_id, func.count(func.distinct(Notice.outbox_id)))
-                                  .where(Notice.status.in_(DELIVERED), Notice.decided_at >= start,
-                                         Notice.kind != premises.CORRECTION)
-                                  .group_by(Notice.person_id)):
-        out[pid]["messages"] = n
-    for pid, status, n in session.execute(select(Notice.person_id, Notice.status, func.count())
-                                          .where(Notice.status.in_(("held", "merged")), Notice.decided_at >= start)
-                                          .group_by(Notice.person_id, Notice.status)):
-        out[pid][status] = n
-    return dict(out)
-
-
 def render_digest(notices: list[Notice]) -> str:
     if len(notices) == 1:
         return notices[0].text

@@ -5,8 +5,36 @@ from sqlalchemy import inspect, select, text
 
 from governance.events import Event
 from storage import repo
-from storage.feedback import pulse_summary
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from storage.feedback import MIN_RESPONSES
+from storage.models import PulseResponse
 from storage.models import FindingRecord, Notice, OutboxMessage, Person, PulseAsk, PulseResponse, UselessVote
+
+
+@dataclass(frozen=True)
+class PulseSummary:
+    responses: int
+    light: float
+    moderate: float
+    heavy: float
+
+
+def pulse_summary(session, period: str) -> dict:
+    """Per unit for one period (e.g. ``2026-W48``); ``None`` for a unit with fewer than 5 answers."""
+    counts: dict[str | None, dict[int, int]] = {}
+    for unit, value, n in session.execute(select(PulseResponse.unit, PulseResponse.value, func.count())
+                                          .where(PulseResponse.period == period)
+                                          .group_by(PulseResponse.unit, PulseResponse.value)):
+        counts.setdefault(unit, {})[value] = n
+    out: dict[str | None, PulseSummary | None] = {}
+    for unit, c in counts.items():
+        total = sum(c.values())
+        out[unit] = None if total < MIN_RESPONSES else PulseSummary(
+            total, c.get(1, 0) / total, c.get(2, 0) / total, c.get(3, 0) / total)
+    return out
 
 
 def ev(clock, sender, text_="", group=None, kind="message", msg=None, **data):

@@ -6,11 +6,33 @@ from sqlalchemy import select
 
 from governance.worktime import WorkTime
 from storage.models import Notice, OutboxMessage
-from storage.notices import budget_overview, deliver_due_notices, used_budget
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from storage import premises
+from storage.models import Notice
+from storage.notices import DELIVERED, deliver_due_notices, used_budget, week_start
 from storage.outbox import notify
 
 SH = ZoneInfo("Asia/Shanghai")
 WT = WorkTime()
+
+
+def budget_overview(session, now, wt) -> dict[str, dict[str, int]]:
+    """Per person this week: messages used, notices held, notices merged (for the dashboard)."""
+    start = week_start(now, wt)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "held": 0, "merged": 0})
+    for pid, n in session.execute(select(Notice.person_id, func.count(func.distinct(Notice.outbox_id)))
+                                  .where(Notice.status.in_(DELIVERED), Notice.decided_at >= start,
+                                         Notice.kind != premises.CORRECTION)
+                                  .group_by(Notice.person_id)):
+        out[pid]["messages"] = n
+    for pid, status, n in session.execute(select(Notice.person_id, Notice.status, func.count())
+                                          .where(Notice.status.in_(("held", "merged")), Notice.decided_at >= start)
+                                          .group_by(Notice.person_id, Notice.status)):
+        out[pid][status] = n
+    return dict(out)
 
 
 def _notices(db, now, person, n, **kw):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
+from tests.fakes.crashing import CrashAfterSend
 from sqlalchemy import select
 
 from scheduler.outbox import Dispatcher
@@ -25,8 +27,11 @@ def _settings(fake_bridge, **kw):
     return make_settings(bridge_url=fake_bridge.url, **kw)
 
 
-def _dispatcher(db, settings, clock, **kw):
-    return Dispatcher(db, build_senders(settings), clock=clock, workers=2, global_per_second=None, **kw)
+def _dispatcher(db, settings, clock, *, crash=None, **kw):
+    senders = build_senders(settings)
+    if crash is not None:  # the process dies right after the bridge accepted
+        senders = {c: CrashAfterSend(x, crash) for c, x in senders.items()}
+    return Dispatcher(db, senders, clock=clock, workers=2, global_per_second=None, **kw)
 
 
 def _bridge_group(db, clock, gid="wechat:wxg-1"):
@@ -123,10 +128,8 @@ def test_a_crash_after_the_bridge_accepted_resends_and_the_bridge_drops_the_repe
                 payload={"type": "cancel_dissolve", "group_id": "wechat:wxg-1", "instruction_id": "dis-7",
                          "platform": "wechat"})
 
-    def crash(row):
-        raise Crash()
 
-    d = _dispatcher(db, settings, clock, after_send=crash)
+    d = _dispatcher(db, settings, clock, crash=Crash)
     with pytest.raises(Crash):
         d.run_once()
     d.close()

@@ -2,6 +2,8 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from tests.fakes.crashing import CrashAfterSend
 from sqlalchemy import select
 
 from platforms.base import PermanentSendError, TransientSendError, error_for
@@ -118,14 +120,12 @@ def test_timeout_is_not_resent_unless_duplicate_safe(db, clock):
 def test_crash_between_send_and_commit_never_sends_twice(db, clock):
     sender = RecordingSender()
 
-    def crash(row):
-        raise Crash()
 
     for queue in (lambda: _queue(db, clock),
                   lambda: _queue(db, clock, channel="card_update", recipient="code-1", response_code="code-1",
                                  card={"replace_name": "已收到"})):
         queue()
-        d = _dispatcher(db, sender, clock, after_send=crash)
+        d = _dispatcher(db, CrashAfterSend(sender, Crash), clock)
         with pytest.raises(Crash):
             d.run_once()  # WeCom accepted it, then the process died before the commit
         d.close()

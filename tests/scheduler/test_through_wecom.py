@@ -4,6 +4,8 @@ import time
 from datetime import timedelta
 
 import pytest
+
+from tests.fakes.crashing import CrashAfterSend
 from sqlalchemy import select
 
 from platforms.wecom.sender import WeComSender
@@ -129,10 +131,8 @@ def test_crash_after_wecom_accepted_is_resent_inside_the_window_and_delivered_on
     _queue(db, clock)
     sender = _sender(fake_wecom)
 
-    def crash(row):
-        raise Crash()
 
-    d = _dispatcher(db, sender, clock, after_send=crash)
+    d = _dispatcher(db, CrashAfterSend(sender, Crash), clock)
     with pytest.raises(Crash):
         d.run_once()
     d.close()
@@ -151,10 +151,8 @@ def test_crash_outside_the_window_is_parked_not_resent(db, clock, fake_wecom):
     _queue(db, clock)
     sender = _sender(fake_wecom, duplicate_check_interval=600)
 
-    def crash(row):
-        raise Crash()
 
-    d = _dispatcher(db, sender, clock, after_send=crash)
+    d = _dispatcher(db, CrashAfterSend(sender, Crash), clock)
     with pytest.raises(Crash):
         d.run_once()
     d.close()
