@@ -124,6 +124,7 @@ class Report:
     useless_votes: int | None  # None below MIN_FEEDBACK votes (shown as 不足5票, never as a number)
     dashboard_url: str
     xlsx_url: str
+    docx_url: str
     trend: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +202,7 @@ def build_report(session: Session, *, period: str = "week", now: datetime, setti
         useless_votes=shown_votes(session.execute(select(func.count()).select_from(UselessVote).where(
             UselessVote.day >= start, UselessVote.day <= end)).scalar_one()),
         dashboard_url=f"{base}/dashboard", xlsx_url=f"{base}/dashboard/download/report.xlsx?period={period}",
+        docx_url=f"{base}/dashboard/download/report.docx?period={period}",
         trend=list(reversed(trend)),
     )
 
@@ -239,9 +241,9 @@ def render_text(report: Report, *, markdown: bool = True) -> str:
         pulse = f"负担脉搏：重 {_pct(r.pulse_heavy_share)}{pp}"
     lines.append(f"{pulse}；匿名反映 {r.formalism_reports} 条，“这个群没用” {_votes(r.useless_votes)}。")
     if markdown:
-        lines.append(f"[查看看板]({r.dashboard_url}) [下载台账]({r.xlsx_url})")
+        lines.append(f"[查看看板]({r.dashboard_url}) [下载通报]({r.docx_url}) [下载台账]({r.xlsx_url})")
     else:
-        lines += [f"查看看板：{r.dashboard_url}", f"下载台账：{r.xlsx_url}"]
+        lines += [f"查看看板：{r.dashboard_url}", f"下载通报：{r.docx_url}", f"下载台账：{r.xlsx_url}"]
     return "\n".join(lines)
 
 

@@ -264,7 +264,7 @@ def downloads(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
 
 @router.get("/download/report.{fmt}")
 def download(request: Request, s: auth.DB, sess: auth.Viewer, fmt: str, period: str = "week") -> Response:
-    if fmt not in ("xlsx", "json") or period not in ("week", "month"):
+    if fmt not in ("xlsx", "json", "docx") or period not in ("week", "month"):
         raise HTTPException(404, "没有这种格式")
     rt = _rt(request)
     rep = reports.build_report(s, period=period, now=rt.now(), settings=rt.settings)
@@ -272,6 +272,12 @@ def download(request: Request, s: auth.DB, sess: auth.Viewer, fmt: str, period: 
     if fmt == "json":
         body = json.dumps(rep.to_dict(), ensure_ascii=False, indent=2, default=str).encode()
         media = "application/json"
+    elif fmt == "docx":
+        from storage.report_docx import write_docx
+
+        buf = io.BytesIO()
+        write_docx(s, rep, buf, rt.settings)
+        body, media = buf.getvalue(), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     else:
         buf = io.BytesIO()
         reports.write_xlsx(s, rep, buf, rt.settings)

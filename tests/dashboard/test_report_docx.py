@@ -93,3 +93,23 @@ def test_state_figures_of_the_previous_period_come_from_its_snapshot(known):
     assert rows["在册工作群（个）"] == ["4", "6", "减少 2"]
     assert rows["待处理僵尸群"] == ["2", "3", "减少 1"]
     assert "在册工作群 4 个（较上周减少 2）" in "\n".join(_text(doc))
+
+
+def test_the_digest_links_to_the_document_the_dashboard_serves(known):
+    from fastapi.testclient import TestClient
+
+    from bot.app import create_app
+    from bot.runtime import Runtime
+    from storage.reports import render_text
+    from tests.dashboard.conftest import NOW as now
+
+    with known.session() as s:
+        text = render_text(build_report(s, period="week", now=NOW, settings=SETTINGS))
+    assert "[下载通报](http://127.0.0.1:8000/dashboard/download/report.docx?period=week)" in text
+    rt = Runtime(SETTINGS.model_copy(update={"database_url": known.url}), db=known, clock=lambda: now)
+    from tests.dashboard.test_dashboard_auth import ORIGIN, login
+    with TestClient(create_app(runtime=rt, start_scheduler=False), base_url=ORIGIN) as c:
+        login(c)
+        r = c.get("/dashboard/download/report.docx?period=week")
+    assert r.status_code == 200 and r.headers["content-type"].endswith("wordprocessingml.document")
+    assert Document(io.BytesIO(r.content)).paragraphs[0].text == "鹤峰县工作群治理情况通报"
