@@ -99,3 +99,23 @@ class PooledHTTP:
 
     def close(self) -> None:
         self.pool.clear()
+
+
+def answered(what: str, call, *, detail: bool = False):
+    """Make one HTTP call (``call()``) and map what did not work to the outbox's errors: a
+    timeout or a connection error, 5xx and 429 are transient (retried); any other 4xx is
+    permanent. Returns the response otherwise (the caller reads its body)."""
+    from platforms.base import PermanentSendError, TransientSendError
+
+    try:
+        res = call()
+    except requests.Timeout as e:
+        raise TransientSendError(f"{what} timed out: {e}", timeout=True) from None
+    except requests.RequestException as e:
+        raise TransientSendError(f"{what} unreachable: {e}") from None
+    if res.status_code >= 500 or res.status_code == 429:
+        raise TransientSendError(f"{what} HTTP {res.status_code}", http_status=res.status_code)
+    if res.status_code >= 400:
+        more = f": {res.text[:200]}" if detail else ""
+        raise PermanentSendError(f"{what} HTTP {res.status_code}{more}", http_status=res.status_code)
+    return res

@@ -22,7 +22,8 @@ import json
 import requests
 
 from platforms.aibot.inbound import markdown_escape
-from platforms.base import PermanentSendError, SendResult, TransientSendError, error_for
+from platforms.http import answered
+from platforms.base import PermanentSendError, SendResult, error_for
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -34,17 +35,8 @@ class AibotSender:
 
     def respond(self, response_url: str, message: dict) -> SendResult:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            res = self.http.post(response_url, data=body, timeout=self.timeout,
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
-        except requests.Timeout as e:
-            raise TransientSendError(f"response_url timed out: {e}", timeout=True) from None
-        except requests.RequestException as e:
-            raise TransientSendError(f"response_url unreachable: {e}") from None
-        if res.status_code >= 500 or res.status_code == 429:
-            raise TransientSendError(f"response_url HTTP {res.status_code}", http_status=res.status_code)
-        if res.status_code >= 400:
-            raise PermanentSendError(f"response_url HTTP {res.status_code}", http_status=res.status_code)
+        res = answered("response_url", lambda: self.http.post(
+            response_url, data=body, timeout=self.timeout, headers={"Content-Type": "application/json; charset=utf-8"}))
         try:
             data = res.json()
         except ValueError:

@@ -17,7 +17,8 @@ from typing import Callable
 import requests
 
 from platforms.bridge.inbound import dissolve_instruction, signed_headers
-from platforms.base import PermanentSendError, SendResult, TransientSendError
+from platforms.http import answered
+from platforms.base import SendResult
 from storage.repo import bridge_platform, raw_id
 
 DEFAULT_PLATFORM = "wechat"
@@ -39,16 +40,8 @@ class BridgeSender:
         instruction = outgoing(instruction)
         body = json.dumps(instruction, ensure_ascii=False, separators=(",", ":")).encode()
         headers = signed_headers(self.secret, int(self.clock()), body)
-        try:
-            res = self.http.post(self.url, data=body, headers=headers, timeout=self.timeout)
-        except requests.Timeout as e:
-            raise TransientSendError(f"bridge timed out: {e}", timeout=True) from None
-        except requests.RequestException as e:
-            raise TransientSendError(f"bridge unreachable: {e}") from None
-        if res.status_code >= 500 or res.status_code == 429:
-            raise TransientSendError(f"bridge HTTP {res.status_code}", http_status=res.status_code)
-        if res.status_code >= 400:
-            raise PermanentSendError(f"bridge HTTP {res.status_code}: {res.text[:200]}", http_status=res.status_code)
+        res = answered("bridge", lambda: self.http.post(self.url, data=body, headers=headers, timeout=self.timeout),
+                       detail=True)
         return SendResult(ok=True, errcode=0, errmsg="ok", msgid=instruction.get("instruction_id"))
 
     def dissolve(self, *, group_id: str, instruction_id: str, platform: str | None = None, reason: str = "",

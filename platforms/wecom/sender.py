@@ -33,7 +33,7 @@ from requests.adapters import HTTPAdapter
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from platforms.http import PooledHTTP
+from platforms.http import PooledHTTP, answered
 from platforms.base import TOKEN_ERRCODES, PermanentSendError, SendError, SendResult, TransientSendError, error_for
 
 log = logging.getLogger("qunzhi.senders.wecom")
@@ -99,18 +99,9 @@ class WeComSender:
             current = self.client.session.get(self.client.access_token_key)
             if stale is not None and current and current != stale:
                 return current
-            try:
-                res = self.client._http.get(self.api_base + "gettoken",
-                                            params={"corpid": self.corp_id, "corpsecret": self.secret},
-                                            timeout=self.timeout)
-            except requests.Timeout as e:
-                raise TransientSendError(f"gettoken timed out: {e}", timeout=True) from None
-            except requests.RequestException as e:
-                raise TransientSendError(f"gettoken failed: {e}") from None
-            if res.status_code >= 500 or res.status_code == 429:
-                raise TransientSendError(f"gettoken HTTP {res.status_code}", http_status=res.status_code)
-            if res.status_code >= 400:
-                raise PermanentSendError(f"gettoken HTTP {res.status_code}", http_status=res.status_code)
+            res = answered("gettoken", lambda: self.client._http.get(
+                self.api_base + "gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret},
+                timeout=self.timeout))
             try:
                 data = res.json()
             except ValueError:
