@@ -15,6 +15,7 @@ were written (audit records are never rewritten).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -178,6 +179,7 @@ def link(session: Session, person_id: str, platform: str, account_id: str, *, at
     another person's; an account linked to the person earlier on that platform is replaced (the
     roster corrected it), never the account the person's id is. ``directory``: one already loaded
     for these accounts (the roster import's)."""
+    forget_natural()  # this process sees the link at once
     d = directory or Directory(session, [(platform, account_id)], [person_id])
     if person_id not in d.persons:
         raise IdentityConflict(f"没有这个人：{person_id}")
@@ -298,9 +300,22 @@ _SQLITE_SELECT = ("SELECT platform, account_id, person_id FROM person_accounts "
                   "WHERE account_id IN (SELECT value FROM json_each(?))")
 
 
+# Accounts this process found recorded and linked to their own natural person, with when: a batch
+# whose every id is here needs no SELECT. A link made by another process (a roster import) is seen
+# once the entry is older than NATURAL_TTL; one made in this process clears the cache (``link``).
+NATURAL_TTL = 60.0
+_natural: dict[tuple[str, str], float] = {}
+_NATURAL_MAX = 200_000
+
+
+def forget_natural() -> None:
+    _natural.clear()
+
+
 def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
     """One SELECT for the whole batch: each event's sender (and the members it names) as the person
-    their account is linked to; plus the natural accounts of senders that have no account row."""
+    their account is linked to; plus the natural accounts of senders that have no account row. No
+    SELECT when every id of the batch was found natural within ``NATURAL_TTL``."""
     if not events:
         return Resolved([])
     carried: dict[tuple[str, str], Event | None] = {}  # (event platform, id it carries) -> first event sending
@@ -309,11 +324,16 @@ def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
             carried[(e.platform, e.sender_id)] = e
         for m in e.member_ids:
             carried.setdefault((e.platform, m), None)
+    now = time.monotonic()
+    if all(now - _natural.get(k, -NATURAL_TTL) < NATURAL_TTL for k in carried):
+        return Resolved(events)
+    by_key: dict[tuple[str, str], tuple[str, str]] = {}  # account key -> carried key
     keys: dict[tuple[str, str], str] = {}  # (account platform, account id) -> the id the event carries
     senders: dict[tuple[str, str], Event] = {}  # the first event of each sending account
     for (platform, pid), first in carried.items():
         key = (account_platform(platform), repo.raw_id(platform, pid))
         keys[key] = pid
+        by_key[key] = (platform, pid)
         if first is not None and key not in senders:
             senders[key] = first
     rows = _select_accounts(conn_or_session, sorted({a for _, a in keys}))
@@ -325,6 +345,8 @@ def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
         senders.pop((platform, account_id), None)
         if person_id != carried:
             to[carried] = person_id
+        elif len(_natural) < _NATURAL_MAX:
+            _natural[by_key[(platform, account_id)]] = now
     unrecorded = [{"platform": p, "account_id": a, "person_id": e.sender_id, "linked_at": e.at}
                   for (p, a), e in senders.items()]
     if not to:

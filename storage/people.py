@@ -198,6 +198,7 @@ def import_people(session: Session, path: Path, *, now: datetime, settings, acto
     if dry_run:
         return result
     store()
+    identity.forget_natural()  # the bulk links: this process sees them at once (others within NATURAL_TTL)
     result.imported = True
     if result.created or result.updated:
         session.flush()

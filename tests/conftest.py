@@ -51,6 +51,14 @@ def _network_guard():
 
 
 @pytest.fixture(autouse=True)
+def _no_cached_identities():
+    """storage.identity remembers natural accounts per process; each test starts without."""
+    from storage import identity
+
+    identity.forget_natural()
+
+
+@pytest.fixture(autouse=True)
 def _metrics_directory_stays_put():
     """``qunzhi serve`` points prometheus-client at a directory through the environment
     (telemetry.configure); a test that runs serve in-process must not leave it to the next."""
@@ -118,6 +126,9 @@ def _pg_db():
 
 
 def _truncate(db: Database) -> None:
+    from storage import identity
+
+    identity.forget_natural()  # its cache of natural accounts assumes rows never vanish
     names = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with db.engine.begin() as c:
         extra = [n for n in ("apscheduler_jobs",) if db.engine.dialect.has_table(c, n)]

@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+
 from sqlalchemy import func, select, text
 
 import storage.ingest.pg as ingest_pg

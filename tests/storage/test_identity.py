@@ -365,3 +365,22 @@ def test_a_sender_first_named_as_a_member_still_gets_its_account(db):
     with db.session() as s:
         r = identity.resolve_batch(s, [joined, said])
     assert [(u["platform"], u["account_id"]) for u in r.unrecorded] == [("wecom", "wang"), ("wecom", "li")]
+
+
+def test_a_batch_of_known_natural_senders_needs_no_select_and_a_link_is_seen(db, monkeypatch):
+    with db.session() as s:
+        person(s, "wang")
+        person(s, "zhangsan")
+        identity.record_accounts(s, identity.resolve_batch(s, [ev("wang")]).unrecorded)
+    with db.session() as s:
+        assert identity.resolve_batch(s, [ev("wang")]).events[0].sender_id == "wang"  # found natural: cached
+    calls = []
+    real = identity._select_accounts
+    monkeypatch.setattr(identity, "_select_accounts", lambda *a: calls.append(a) or real(*a))
+    with db.session() as s:
+        assert identity.resolve_batch(s, [ev("wang"), ev("wang")]).events[0].sender_id == "wang"
+    assert calls == []  # no statement for a batch of known senders
+    with db.session() as s:  # a link made in this process is seen at once
+        identity.link(s, "zhangsan", "wechat", "zs", at=T, actor="cli")
+        assert identity.resolve_batch(s, [ev("wechat:zs", "wechat")]).events[0].sender_id == "zhangsan"
+    assert calls
