@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event as sa_event, func, select
 from sqlalchemy.orm import Session
 
 from governance.events import Event
@@ -300,53 +300,58 @@ _SQLITE_SELECT = ("SELECT platform, account_id, person_id FROM person_accounts "
                   "WHERE account_id IN (SELECT value FROM json_each(?))")
 
 
-# Accounts this process found recorded and linked to their own natural person, with when: a batch
-# whose every id is here needs no SELECT. A link made by another process (a roster import) is seen
-# once the entry is older than NATURAL_TTL; one made in this process clears the cache (``link``).
-NATURAL_TTL = 60.0
-_natural: dict[tuple[str, str], float] = {}
-_NATURAL_MAX = 200_000
+# What this process knows, so that an ingest batch needs no statement of its own: the links (every
+# account whose person is not its natural one: usually few, read again every LINKS_TTL seconds, and
+# at once after a link made here) and the accounts it has recorded. A link made by another process
+# (a roster import) is seen within LINKS_TTL.
+LINKS_TTL = 60.0
+_cache: dict = {"links": {}, "at": None, "recorded": set()}
+_RECORDED_MAX = 500_000
+_SELECT_LINKS = ("SELECT platform, account_id, person_id FROM person_accounts WHERE person_id <> "
+                 "CASE WHEN platform = 'wecom' THEN account_id ELSE platform || ':' || account_id END")
 
 
 def forget_natural() -> None:
-    _natural.clear()
+    """Drop what this process knows (after a link made here, a roster import, a wiped database)."""
+    _cache.update(links={}, at=None, recorded=set())
+
+
+def _links(conn_or_session) -> dict[tuple[str, str], str]:
+    now = time.monotonic()
+    if _cache["at"] is None or now - _cache["at"] >= LINKS_TTL:
+        if isinstance(conn_or_session, Session):
+            rows = repo.driver_execute(conn_or_session, _SELECT_LINKS)
+        else:
+            with conn_or_session.cursor() as cur:
+                cur.execute(_SELECT_LINKS)
+                rows = cur.fetchall()
+        _cache.update(links={(p, a): person for p, a, person in rows}, at=now)
+    return _cache["links"]
 
 
 def resolve_batch(conn_or_session, events: list[Event]) -> Resolved:
-    """One SELECT for the whole batch: each event's sender (and the members it names) as the person
-    their account is linked to; plus the natural accounts of senders that have no account row. No
-    SELECT when every id of the batch was found natural within ``NATURAL_TTL``."""
+    """Each event's sender (and the members it names) as the person their account is linked to,
+    from the links this process knows (``_links``: no statement per batch); plus the natural
+    accounts of senders this process has not recorded yet (``record_accounts`` stores them)."""
     if not events:
         return Resolved([])
+    links = _links(conn_or_session)
+    recorded = _cache["recorded"]
     carried: dict[tuple[str, str], Event | None] = {}  # (event platform, id it carries) -> first event sending
     for e in events:
         if carried.get((e.platform, e.sender_id)) is None:  # named as a member earlier: now a sender
             carried[(e.platform, e.sender_id)] = e
         for m in e.member_ids:
             carried.setdefault((e.platform, m), None)
-    now = time.monotonic()
-    if all(now - _natural.get(k, -NATURAL_TTL) < NATURAL_TTL for k in carried):
-        return Resolved(events)
-    by_key: dict[tuple[str, str], tuple[str, str]] = {}  # account key -> carried key
-    keys: dict[tuple[str, str], str] = {}  # (account platform, account id) -> the id the event carries
-    senders: dict[tuple[str, str], Event] = {}  # the first event of each sending account
+    to: dict[str, str] = {}  # carried id -> linked person
+    senders: dict[tuple[str, str], Event] = {}  # the first event of each sending account not recorded
     for (platform, pid), first in carried.items():
         key = (account_platform(platform), repo.raw_id(platform, pid))
-        keys[key] = pid
-        by_key[key] = (platform, pid)
-        if first is not None and key not in senders:
+        person = links.get(key)
+        if person is not None and person != pid:
+            to[pid] = person
+        elif first is not None and key not in recorded and key not in senders:
             senders[key] = first
-    rows = _select_accounts(conn_or_session, sorted({a for _, a in keys}))
-    to: dict[str, str] = {}  # carried id -> linked person
-    for platform, account_id, person_id in rows:
-        carried = keys.get((platform, account_id))
-        if carried is None:
-            continue
-        senders.pop((platform, account_id), None)
-        if person_id != carried:
-            to[carried] = person_id
-        elif len(_natural) < _NATURAL_MAX:
-            _natural[by_key[(platform, account_id)]] = now
     unrecorded = [{"platform": p, "account_id": a, "person_id": e.sender_id, "linked_at": e.at}
                   for (p, a), e in senders.items()]
     if not to:
@@ -393,12 +398,20 @@ def record_accounts(conn_or_session, rows: list[dict]) -> None:
     rows = [r for r in rows if not (r["person_id"] in seen or seen.add(r["person_id"]))]
     if not rows:
         return
-    if isinstance(conn_or_session, Session) and conn_or_session.get_bind().dialect.name != "postgresql":
-        sqlite_rows = [{**r, "linked_at": repo.utc_sqlite(r["linked_at"])} for r in rows]
-        repo.driver_execute(conn_or_session, _SQLITE_RECORD, (repo.pg_json(sqlite_rows),))
-        return
+    keys = [(r["platform"], r["account_id"]) for r in rows]
+
+    def remember(*_) -> None:  # stored (or already there) once committed: this process asks no more
+        if len(_cache["recorded"]) < _RECORDED_MAX:
+            _cache["recorded"].update(keys)
+
     if isinstance(conn_or_session, Session):
-        repo.driver_execute(conn_or_session, _PG_RECORD, (repo.pg_json(rows),))
+        if conn_or_session.get_bind().dialect.name != "postgresql":
+            sqlite_rows = [{**r, "linked_at": repo.utc_sqlite(r["linked_at"])} for r in rows]
+            repo.driver_execute(conn_or_session, _SQLITE_RECORD, (repo.pg_json(sqlite_rows),))
+        else:
+            repo.driver_execute(conn_or_session, _PG_RECORD, (repo.pg_json(rows),))
+        sa_event.listen(conn_or_session, "after_commit", remember, once=True)
         return
-    with conn_or_session.cursor() as cur:
+    with conn_or_session.cursor() as cur:  # the autocommit connection: committed when it returns
         cur.execute(_PG_RECORD, (repo.pg_json(rows),))
+    remember()

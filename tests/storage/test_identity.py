@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from governance.events import Event
 from handlers.dispatch import handle_event
 from storage import audit, identity
+from storage import repo as repo_module
 from storage.db import Database, alembic_config
 from storage.models import AuditRecord, Group, Membership, Person, PersonAccount
 from tests.conftest import PG_SKIP, PG_URL
@@ -367,20 +368,32 @@ def test_a_sender_first_named_as_a_member_still_gets_its_account(db):
     assert [(u["platform"], u["account_id"]) for u in r.unrecorded] == [("wecom", "wang"), ("wecom", "li")]
 
 
-def test_a_batch_of_known_natural_senders_needs_no_select_and_a_link_is_seen(db, monkeypatch):
+def test_a_batch_needs_no_statement_and_a_link_is_seen(db, monkeypatch):
     with db.session() as s:
         person(s, "wang")
         person(s, "zhangsan")
         identity.record_accounts(s, identity.resolve_batch(s, [ev("wang")]).unrecorded)
+    statements = []
+    real = repo_module.driver_execute
+    monkeypatch.setattr(repo_module, "driver_execute", lambda *a, **k: statements.append(a[1]) or real(*a, **k))
     with db.session() as s:
-        assert identity.resolve_batch(s, [ev("wang")]).events[0].sender_id == "wang"  # found natural: cached
-    calls = []
-    real = identity._select_accounts
-    monkeypatch.setattr(identity, "_select_accounts", lambda *a: calls.append(a) or real(*a))
-    with db.session() as s:
-        assert identity.resolve_batch(s, [ev("wang"), ev("wang")]).events[0].sender_id == "wang"
-    assert calls == []  # no statement for a batch of known senders
+        r = identity.resolve_batch(s, [ev("wang"), ev("wang")])
+    assert r.events[0].sender_id == "wang" and r.unrecorded == [] and statements == []  # nothing asked
     with db.session() as s:  # a link made in this process is seen at once
         identity.link(s, "zhangsan", "wechat", "zs", at=T, actor="cli")
+    with db.session() as s:
         assert identity.resolve_batch(s, [ev("wechat:zs", "wechat")]).events[0].sender_id == "zhangsan"
-    assert calls
+    assert len(statements) >= 1  # the links were read again
+
+
+def test_a_link_made_by_another_process_is_seen_within_the_ttl(db, monkeypatch):
+    with db.session() as s:
+        person(s, "zhangsan")
+        identity.resolve_batch(s, [ev("wechat:zs", "wechat")])  # this process reads the links now
+        s.add(PersonAccount(platform="wechat", account_id="zs", person_id="zhangsan", linked_at=T))  # "elsewhere"
+    with db.session() as s:
+        assert identity.resolve_batch(s, [ev("wechat:zs", "wechat")]).events[0].sender_id == "wechat:zs"
+    clock = [identity.time.monotonic() + identity.LINKS_TTL + 1]
+    monkeypatch.setattr(identity.time, "monotonic", lambda: clock[0])
+    with db.session() as s:
+        assert identity.resolve_batch(s, [ev("wechat:zs", "wechat")]).events[0].sender_id == "zhangsan"
