@@ -36,7 +36,7 @@ OPERATORS = tuple(labels.OPERATORS)
 MESSAGE_KINDS = tuple(labels.MESSAGE_KINDS)
 OUTBOX_STATUSES = tuple(labels.OUTBOX_STATUSES)
 # Not identifiers but names of formats and products, written the same way in Chinese text.
-PROPER_NAMES = {"Excel", "JSON", "CSV", "QQ"}
+PROPER_NAMES = {"Excel", "Word", "JSON", "CSV", "QQ"}
 
 
 def _person(s, pid, name, role, unit="城关镇"):

@@ -102,10 +102,11 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) ->
         if proc.poll() is not None:
             raise AssertionError(f"{url} exited: {log.read_text(errors='replace')[-2000:]}")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+            up = httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:  # not listening yet
+            up = False
+        if up:
+            return
         time.sleep(0.2)
     raise AssertionError(f"{url} not up: {log.read_text(errors='replace')[-2000:]}")
 

@@ -33,6 +33,8 @@ class Delivery:
 
 
 class FakeAibot:
+    abandoned = 0  # answers the client no longer waited for
+
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self.calls: list[tuple[str, Any]] = []
@@ -56,8 +58,8 @@ class FakeAibot:
             def do_POST(self):  # noqa: N802
                 fake._handle(self)
 
-            def log_message(self, *args):
-                pass
+            def log_message(self, *args):  # quiet: the tests read what the fake recorded
+                return None
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -122,4 +124,4 @@ class FakeAibot:
         try:
             h.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-            pass
+            self.abandoned += 1

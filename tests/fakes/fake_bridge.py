@@ -61,8 +61,8 @@ class FakeBridge:
             def do_POST(self):  # noqa: N802
                 fake._handle(self)
 
-            def log_message(self, *args):
-                pass
+            def log_message(self, *args):  # quiet: the tests read what the fake recorded
+                return None
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
