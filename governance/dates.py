@@ -16,18 +16,19 @@ class DateParseError(ValueError):
     """The text is not a date we understand; ``str(err)`` is a Chinese message for users."""
 
 
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
               "九": 9}
 _EXAMPLES = "请写成例如“2026-12-31”“12月31日”“30天”“3个月”“月底”或“年底”。"
 MAX_YEARS_AHEAD = 10
 
 
-def cn_number(s: str) -> int:
-    """'30' / '三十' / '十五' / '两' → int."""
+def cn_int(s: str) -> int:
+    """'30' / '三十' / '二十一' / '两' / '一百' / '二零二七' → int (ValueError otherwise). The one
+    reader of Chinese numerals (the date parser here and ``nlu.periods``)."""
     if s.isdigit():
         return int(s)
-    if not s or any(ch not in _CN_DIGITS and ch not in "十百" for ch in s):
-        raise DateParseError(f"看不懂数字“{s}”。")
+    if not s:
+        raise ValueError(s)
     total, cur = 0, 0
     for ch in s:
         if ch == "百":
@@ -36,9 +37,19 @@ def cn_number(s: str) -> int:
         elif ch == "十":
             total += (cur or 1) * 10
             cur = 0
+        elif ch in _CN_DIGITS:
+            cur = cur * 10 + _CN_DIGITS[ch] if cur else _CN_DIGITS[ch]  # 二零二七 style digits too
         else:
-            cur = _CN_DIGITS[ch]
+            raise ValueError(s)
     return total + cur
+
+
+def cn_number(s: str) -> int:
+    """``cn_int`` with the user's error: '30' / '三十' / '十五' / '两' → int."""
+    try:
+        return cn_int(s)
+    except ValueError:
+        raise DateParseError(f"看不懂数字“{s}”。") from None
 
 
 def _clean(text: str) -> str:

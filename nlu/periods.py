@@ -17,33 +17,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from governance.dates import MAX_YEARS_AHEAD, DateParseError, add_months, fmt_date, parse_expiry
+from governance.dates import MAX_YEARS_AHEAD, DateParseError, add_months, cn_int, fmt_date, parse_expiry
 
 __all__ = ["Period", "find_period", "parse_period", "renewal_base", "say_date", "DateParseError"]
 
-_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-           "八": 8, "九": 9}
 NUM = r"(?:\d+|[零〇一二两俩三四五六七八九十百]+)"
 _EXAMPLES = "请写成例如“12月31日”“30天”“两个月”“月底”“下周五”或“春节前”。"
-
-
-def cn_int(s: str) -> int:
-    """'30' / '三十' / '二十一' / '两' / '一百' → int (ValueError otherwise)."""
-    if s.isdigit():
-        return int(s)
-    total, cur = 0, 0
-    for ch in s:
-        if ch == "百":
-            total += (cur or 1) * 100
-            cur = 0
-        elif ch == "十":
-            total += (cur or 1) * 10
-            cur = 0
-        elif ch in _DIGITS:
-            cur = cur * 10 + _DIGITS[ch] if cur else _DIGITS[ch]  # 二零二七 style digits too
-        else:
-            raise ValueError(s)
-    return total + cur
 
 
 @dataclass(frozen=True)
