@@ -38,6 +38,10 @@ class Capabilities:
     confirms: bool = False        # the platform confirms a dissolution asynchronously (bridge)
     list_members: bool = False    # the bot can ask the platform who is in the group
     cards: bool = False           # the platform shows one-tap cards (template cards)
+    purge: bool = False           # the purge really disbands the group (platforms.base.GroupOps.group_disband)
+    create: bool = False          # the bot can create a group it will later dissolve (建群)
+    list_groups: bool = False     # the bot can list the groups it is in (the sync job)
+    activity: str = "mentions"    # what the bot sees of a group's traffic (governance.labels.ACTIVITY_SOURCES)
 
     @property
     def disband(self) -> bool:

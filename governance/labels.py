@@ -161,6 +161,15 @@ PLATFORMS = {
     "qq": "QQ",
 }
 
+# What the bot sees of a group's traffic (groups.activity_source): "not seen" is not "silent".
+ACTIVITY_SOURCES = {
+    "full": "全部消息",
+    "mentions": "仅@机器人的消息",
+    "counts": "仅每日消息数",
+    "archive": "会话存档导入",
+    "none": "无活动数据",
+}
+
 FINDING_STATUSES = {"open": "待处理", "resolved": "已解决"}
 
 # The weekly pulse's answers (本周工作群给您带来的负担？), stored as 1..3.
@@ -180,6 +189,7 @@ TABLES: dict[str, dict[str, str]] = {
     "operator": OPERATORS,
     "platform": PLATFORMS,
     "finding_status": FINDING_STATUSES,
+    "activity_source": ACTIVITY_SOURCES,
 }
 
 UNKNOWN = {
@@ -196,6 +206,7 @@ UNKNOWN = {
     "operator": "系统",
     "platform": "其他平台",
     "finding_status": "未知状态",
+    "activity_source": "来源不明",
 }
 
 

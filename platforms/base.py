@@ -98,6 +98,48 @@ class Sender(Protocol):
 # --- what a platform can do to a group ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    """One group as a platform lists it (the sync job)."""
+    chat_id: str
+    name: str
+    owner: str | None = None
+    member_ids: tuple[str, ...] | None = None  # None: not listed with the group (ask group_members)
+
+
+@runtime_checkable
+class GroupOps(Protocol):
+    """What a platform's sender does to a group: the lifecycle's platform steps (soft dissolve:
+    notice, remove, rename; restore: add, rename back; purge: disband), the sync job and 建群.
+    Errors as the send methods: ``TransientSendError`` (try later), ``PermanentSendError``.
+    A platform implements the methods its ``Capabilities`` declare; the others raise
+    ``PermanentSendError``."""
+
+    def group_notice(self, chat_id: str, text: str) -> SendResult: ...
+
+    def group_members(self, chat_id: str) -> set[str] | None:
+        """The members as the platform lists them now (None: it cannot say)."""
+        ...
+
+    def group_remove(self, chat_id: str, user_ids: list[str]) -> SendResult: ...
+
+    def group_add(self, chat_id: str, user_ids: list[str]) -> SendResult: ...
+
+    def group_rename(self, chat_id: str, name: str) -> SendResult: ...
+
+    def group_disband(self, chat_id: str) -> SendResult:
+        """The real disband (the purge), where the platform has one."""
+        ...
+
+    def group_create(self, name: str, owner: str, user_ids: list[str]) -> str:
+        """Create a group with ``owner`` as its owner; the new chat id."""
+        ...
+
+    def list_groups(self) -> list[GroupInfo]:
+        """The groups the bot is in (paginated and rate-limited inside)."""
+        ...
+
+
 # Capabilities (what the bot can do to a group on a platform) are plain data, shared with storage:
 # ``governance.capabilities``; each platform declares its instance in its folder.
 

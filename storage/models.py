@@ -137,6 +137,8 @@ class Group(Base):
     # people): counted in member_count, never persons, so in no per-person figure
     note: Mapped[str | None] = mapped_column(Text)
     ledger_names: Mapped[list[Any] | None] = mapped_column(JSON)
+    # what the bot sees of its traffic: full | mentions | counts | archive | none (migration 0009)
+    activity_source: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_groups_status_last_work", "status", "last_work_at"),)
 
