@@ -40,6 +40,8 @@ class _Acting(Mapping):
         owner = owner_of((platform or "").lower())
         if owner is None or not (self.settings is None or owner.acts(self.settings)):
             raise KeyError(platform)
+        if self.settings is not None and hasattr(owner, "capabilities_for"):
+            return owner.capabilities_for(self.settings)
         return owner.capabilities
 
     def __iter__(self) -> Iterator[str]:
