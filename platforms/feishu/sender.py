@@ -314,7 +314,8 @@ class FeishuSender:
         members = [self._wire(u) for u in dict.fromkeys([owner, *user_ids])]
         wire_owner = self._wire(owner)
         uuid = hashlib.sha256("|".join([name, wire_owner, *sorted(members)]).encode()).hexdigest()[:50]
-        req = (CreateChatRequest.builder().user_id_type(self.id_type).set_bot_manager(False).uuid(uuid)
+        # set_bot_manager is left at its default (false): the SDK would send a Python "False"
+        req = (CreateChatRequest.builder().user_id_type(self.id_type).uuid(uuid)
                .request_body(CreateChatRequestBody.builder().name(name).owner_id(wire_owner)
                              .user_id_list(members[:MEMBERS_PER_CALL]).chat_mode("group").chat_type("private").build())
                .build())
