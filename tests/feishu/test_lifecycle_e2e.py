@@ -123,3 +123,23 @@ def test_the_scheduled_jobs_dissolve_and_purge_a_feishu_group_through_its_own_se
     with db.session() as s:
         assert s.get(Group, GID).status == "purged"
         assert audit.verify(s).ok
+
+
+def test_a_group_the_bot_does_not_own_falls_back_to_an_order(client, runtime, clock, fake_feishu):
+    """Feishu documents no way to hand a group to a bot: a person's group (the bot only a member)
+    is refused with 232017, and its owner gets a dissolution order instead."""
+    db, settings = runtime.db, runtime.settings
+    sender = FeishuSender(settings)
+    _seen_from_events(client, clock, db, fake_feishu)
+    chat = fake_feishu.chats[CHAT]
+    chat.created_by_bot = False  # a person created it and added the bot
+    sweep(db, NOW, settings, apply=True, sender=sender)
+    with db.session() as s:
+        assert mark_warning_sent(s, GID, NOW)
+    sweep(db, NOW + timedelta(days=settings.grace_days), settings, apply=True, sender=sender)
+    assert sorted(chat.members) == sorted([OWNER, A, B]) and chat.name == NAME and not chat.dissolved
+    assert [c for c in fake_feishu.calls_to("DELETE", f"/im/v1/chats/{CHAT}/members")]  # tried, refused
+    with db.session() as s:
+        g = s.get(Group, GID)
+        assert (g.status, g.dissolve_method) == ("dissolving", "order") and g.order_deadline is not None
+        assert audit.verify(s).ok
