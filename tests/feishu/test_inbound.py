@@ -210,3 +210,16 @@ def test_not_configured_is_404(clock):
     app = create_app(make_settings(), start_scheduler=False)
     with TestClient(app) as c:
         assert c.post(PATH, content=b"{}").status_code == 404
+
+
+def test_a_bridge_cannot_speak_for_feishu(client, clock, db):
+    """Feishu has its own signed adapter: events naming platform ``feishu`` through the bridge are
+    refused (they would touch Feishu's groups), with nothing stored."""
+    from tests.bot.helpers import bridge_post
+
+    e = {"id": "e1", "type": "message", "platform": "feishu", "group_id": CHAT, "group_name": "秋粮群",
+         "sender_id": ZHANG, "text": "大家好", "at": clock().isoformat()}
+    r = bridge_post(client, clock, e)
+    assert r.status_code == 400 and "feishu" in r.text, r.text
+    assert (_count(db, Group), _count(db, Message)) == (0, 0)
+    assert bridge_post(client, clock, {**e, "platform": "wechat"}).status_code == 200  # the bridge still works
