@@ -190,6 +190,24 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("feishu_domain")
+    @classmethod
+    def _feishu_domain(cls, v: str) -> str:
+        # What lark-oapi accepts (its Client refuses anything else): an https origin, or http on
+        # loopback (the fake in tests). Checked here so a bad value stops the start, not the sender.
+        from urllib.parse import urlsplit
+
+        v = v.strip().rstrip("/")
+        u = urlsplit(v)
+        loopback = u.scheme == "http" and (u.hostname or "") in ("127.0.0.1", "localhost", "::1")
+        if not ((u.scheme == "https" or loopback) and u.netloc and "@" not in u.netloc
+                and not (u.path or u.query or u.fragment)):
+            raise ValueError(
+                "拒绝启动：QUNZHI_FEISHU_DOMAIN 须为开放平台地址，如 https://open.feishu.cn 或 https://open.larksuite.com"
+                f"（只写协议和主机，不带路径），当前为 {v!r} "
+                f"(refusing to start: QUNZHI_FEISHU_DOMAIN must be an https origin, got {v!r})")
+        return v
+
     @model_validator(mode="after")
     def _pseudonym_key_apart(self):
         """Whoever holds the admin token must not be able to recompute who voted (every environment)."""
@@ -223,8 +241,10 @@ class Settings(BaseSettings):
             required += ["aibot_token", "aibot_aes_key"]
         if self.bridge_secret:
             required.append("bridge_secret")
+        if self.feishu_app_id or self.feishu_encrypt_key or self.feishu_verification_token:
+            required += ["feishu_encrypt_key", "feishu_verification_token"]
         if self.feishu_app_id:
-            required += ["feishu_app_secret", "feishu_encrypt_key", "feishu_verification_token"]
+            required.append("feishu_app_secret")
         bad = [n for n in required if getattr(self, n).strip().lower() in PLACEHOLDERS or len(getattr(self, n)) < 8]
         if bad:
             names = ", ".join("QUNZHI_" + b.upper() for b in bad)

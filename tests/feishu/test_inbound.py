@@ -223,3 +223,20 @@ def test_a_bridge_cannot_speak_for_feishu(client, clock, db):
     assert r.status_code == 400 and "feishu" in r.text, r.text
     assert (_count(db, Group), _count(db, Message)) == (0, 0)
     assert bridge_post(client, clock, {**e, "platform": "wechat"}).status_code == 200  # the bridge still works
+
+
+def test_settings_refuse_a_bad_domain_and_missing_keys_outside_development():
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    assert feishu_settings(feishu_domain="https://open.larksuite.com/").feishu.domain == "https://open.larksuite.com"
+    for bad in ("http://open.feishu.cn", "https://open.feishu.cn/open-apis", "open.feishu.cn"):
+        with pytest.raises(ValidationError, match="QUNZHI_FEISHU_DOMAIN"):
+            feishu_settings(feishu_domain=bad)
+    with pytest.raises(ValidationError, match="QUNZHI_FEISHU_APP_SECRET"):
+        make_settings(environment="production", pseudonym_key="a-separate-pseudonym-key", feishu_app_id="cli_x",
+                      feishu_encrypt_key="k" * 16, feishu_verification_token="t" * 16)
+    with pytest.raises(ValidationError, match="QUNZHI_FEISHU_VERIFICATION_TOKEN"):
+        make_settings(environment="production", pseudonym_key="a-separate-pseudonym-key",
+                      feishu_encrypt_key="k" * 16)
