@@ -285,7 +285,7 @@ def to_event(data: dict[str, Any] | FeishuEvent, now: datetime, fs) -> Event | N
         sender = _person(b.sender.sender_id, fs.id_type)
         if sender is None:
             raise Malformed(f"message sender has no {fs.id_type} (QUNZHI_FEISHU_ID_TYPE; user_id needs its scope)")
-        in_group = m.chat_type == "group"
+        in_group = m.chat_type != "p2p"  # group, topic_group…
         text = message_text(m)
         mentioned = False
         if in_group:
