@@ -240,3 +240,13 @@ def test_settings_refuse_a_bad_domain_and_missing_keys_outside_development():
     with pytest.raises(ValidationError, match="QUNZHI_FEISHU_VERIFICATION_TOKEN"):
         make_settings(environment="production", pseudonym_key="a-separate-pseudonym-key",
                       feishu_encrypt_key="k" * 16)
+
+
+def test_feishu_text_goes_through_the_ritual_classifier(client, clock, db):
+    at = clock().timestamp()
+    assert _post(client, clock, message(CHAT, ZHANG, "@_user_1 收到", at=at, mentions=[BOT])).status_code == 200
+    assert _post(client, clock, message(CHAT, LI, "@_user_1 明天上午九点在三楼开调度会", at=at,
+                                        mentions=[BOT])).status_code == 200
+    with db.session() as s:
+        rows = {m.sender_id: m.is_ritual for m in s.execute(select(Message)).scalars()}
+    assert rows == {"feishu:" + ZHANG: True, "feishu:" + LI: False}
