@@ -124,6 +124,11 @@ class FakeFeishu:
         with self._lock:
             self._script += [("code", (code, msg))] * n
 
+    def recover(self) -> None:
+        """The outage is over: scripted failures still queued are dropped."""
+        with self._lock:
+            self._script.clear()
+
     def expire_token(self) -> None:
         with self._lock:
             self.valid_tokens.clear()

@@ -143,3 +143,35 @@ def test_a_group_the_bot_does_not_own_falls_back_to_an_order(client, runtime, cl
         g = s.get(Group, GID)
         assert (g.status, g.dissolve_method) == ("dissolving", "order") and g.order_deadline is not None
         assert audit.verify(s).ok
+
+
+def test_an_outage_of_feishus_api_mid_dissolution_is_finished_on_the_next_run(client, runtime, clock, fake_feishu):
+    """The notice went out, then Feishu answered 502s: the steps left wait (transient), nothing is
+    turned into an order, and the next run takes only what is left."""
+    db, settings = runtime.db, runtime.settings
+    sender = FeishuSender(settings)
+    _seen_from_events(client, clock, db, fake_feishu)
+    chat = fake_feishu.chats[CHAT]
+    sweep(db, NOW, settings, apply=True, sender=sender)
+    with db.session() as s:
+        assert mark_warning_sent(s, GID, NOW)
+    due = NOW + timedelta(days=settings.grace_days)
+    real_remove = sender.group_remove
+
+    def notice_then_outage(chat_id, user_ids):
+        fake_feishu.http_status_next(50, 502)  # every call from here on fails
+        return real_remove(chat_id, user_ids)
+
+    sender.group_remove = notice_then_outage
+    r = sweep(db, due, settings, apply=True, sender=sender)
+    assert ("resume", "pending") in [(x.action, x.result) for x in r.steps]
+    with db.session() as s:
+        g = s.get(Group, GID)
+        assert (g.status, g.dissolve_method, g.dissolve_state["done"]) == ("dissolving", "appchat", ["notice"])
+    sender.group_remove = real_remove
+    fake_feishu.recover()  # the API is back
+    sweep(db, due + timedelta(hours=1), settings, apply=True, sender=sender)
+    assert chat.members == [OWNER] and chat.name == f"[已解散]{NAME}"
+    assert len([m for m in fake_feishu.messages if m["receive_id_type"] == "chat_id"]) == 1  # the notice once
+    with db.session() as s:
+        assert s.get(Group, GID).status == "dissolved"
