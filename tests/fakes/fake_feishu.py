@@ -12,7 +12,7 @@ Serves what ``platforms.feishu.sender`` calls, with Feishu's shapes and codes:
   chat, 232017 not owner nor creator-with-scope), ``GET/POST/DELETE …/members`` (paginated; at
   most 50 ids a call, 232011/232009 as above).
 
-Scripting: ``rate_limit_next(n)`` (HTTP 429, code 99991400, ``x-ogw-ratelimit-reset``),
+Scripting: ``recover()`` drops what is still queued; ``rate_limit_next(n)`` (HTTP 429, code 99991400, ``x-ogw-ratelimit-reset``),
 ``http_status_next(n, status)`` (an HTML error page), ``fail_next(n, code)``; ``page_size`` caps
 pages whatever the client asks. ``calls`` records method, path, query, JSON body and token; the
 groups are ``chats`` (``members``, ``owner``, ``name``, ``bot_in``, ``created_by_bot``,
