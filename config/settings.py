@@ -37,6 +37,17 @@ class Settings(BaseSettings):
 
     aibot_token: str = ""
     aibot_aes_key: str = ""
+    # Feishu / Lark (platforms/feishu): the self-built app's credentials, its event-callback keys,
+    # the API host (open.feishu.cn, open.larksuite.com or a private deployment's), the user id type
+    # its events and calls use, and whether the app holds im:message.group_msg (every group message)
+    feishu_app_id: str = ""
+    feishu_app_secret: str = ""
+    feishu_encrypt_key: str = ""
+    feishu_verification_token: str = ""
+    feishu_domain: str = "https://open.feishu.cn"
+    feishu_id_type: Literal["open_id", "union_id", "user_id"] = "open_id"
+    feishu_group_msg_scope: bool = False
+    feishu_bot_open_id: str = ""  # the bot's open_id: tells @-mentions of it apart when every message arrives
     bridge_secret: str = ""
     bridge_url: str = ""  # where signed instructions to the bridge are POSTed (dissolve, restore)
     admin_token: str = ""
@@ -179,6 +190,24 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("feishu_domain")
+    @classmethod
+    def _feishu_domain(cls, v: str) -> str:
+        # What lark-oapi accepts (its Client refuses anything else): an https origin, or http on
+        # loopback (the fake in tests). Checked here so a bad value stops the start, not the sender.
+        from urllib.parse import urlsplit
+
+        v = v.strip().rstrip("/")
+        u = urlsplit(v)
+        loopback = u.scheme == "http" and (u.hostname or "") in ("127.0.0.1", "localhost", "::1")
+        if not ((u.scheme == "https" or loopback) and u.netloc and "@" not in u.netloc
+                and not (u.path or u.query or u.fragment)):
+            raise ValueError(
+                "拒绝启动：QUNZHI_FEISHU_DOMAIN 须为开放平台地址，如 https://open.feishu.cn 或 https://open.larksuite.com"
+                f"（只写协议和主机，不带路径），当前为 {v!r} "
+                f"(refusing to start: QUNZHI_FEISHU_DOMAIN must be an https origin, got {v!r})")
+        return v
+
     @model_validator(mode="after")
     def _pseudonym_key_apart(self):
         """Whoever holds the admin token must not be able to recompute who voted (every environment)."""
@@ -212,6 +241,10 @@ class Settings(BaseSettings):
             required += ["aibot_token", "aibot_aes_key"]
         if self.bridge_secret:
             required.append("bridge_secret")
+        if self.feishu_app_id or self.feishu_encrypt_key or self.feishu_verification_token:
+            required += ["feishu_encrypt_key", "feishu_verification_token"]
+        if self.feishu_app_id:
+            required.append("feishu_app_secret")
         bad = [n for n in required if getattr(self, n).strip().lower() in PLACEHOLDERS or len(getattr(self, n)) < 8]
         if bad:
             names = ", ".join("QUNZHI_" + b.upper() for b in bad)
@@ -239,6 +272,14 @@ class Settings(BaseSettings):
     @property
     def bridge(self) -> "BridgeSettings":
         return BridgeSettings(secret=self.bridge_secret, url=self.bridge_url,
+                              timestamp_tolerance=self.wecom_timestamp_tolerance)
+
+    @property
+    def feishu(self) -> "FeishuSettings":
+        return FeishuSettings(app_id=self.feishu_app_id, app_secret=self.feishu_app_secret,
+                              encrypt_key=self.feishu_encrypt_key, verification_token=self.feishu_verification_token,
+                              domain=self.feishu_domain.rstrip("/"), id_type=self.feishu_id_type,
+                              group_msg_scope=self.feishu_group_msg_scope, bot_open_id=self.feishu_bot_open_id,
                               timestamp_tolerance=self.wecom_timestamp_tolerance)
 
     @property
@@ -351,6 +392,37 @@ class BridgeSettings:
 
 
 @lru_cache(maxsize=8)
+@dataclass(frozen=True)
+class FeishuSettings:
+    """The Feishu / Lark self-built app (``QUNZHI_FEISHU_*``; the callback window is
+    ``QUNZHI_WECOM_TIMESTAMP_TOLERANCE``, the same for every platform)."""
+    app_id: str
+    app_secret: str
+    encrypt_key: str
+    verification_token: str
+    domain: str             # https://open.feishu.cn | https://open.larksuite.com | a private host
+    id_type: str            # open_id | union_id | user_id: how persons are named in events and calls
+    group_msg_scope: bool   # the app holds im:message.group_msg: every group message arrives
+    bot_open_id: str        # the bot's open_id (GET /open-apis/bot/v3/info), for @-mentions with that scope
+    timestamp_tolerance: int
+
+    @property
+    def configured(self) -> bool:
+        """Callbacks can be verified and decrypted (Encrypt Key and Verification Token): unsigned,
+        unencrypted callbacks are never accepted."""
+        return bool(self.encrypt_key and self.verification_token)
+
+    @property
+    def sends(self) -> bool:
+        """Messages and group operations can go out (app id and secret fetch tenant_access_token)."""
+        return self.configured and bool(self.app_id and self.app_secret)
+
+    @property
+    def activity(self) -> str:
+        """What the bot sees of a group's traffic (``governance.labels.ACTIVITY_SOURCES``)."""
+        return "full" if self.group_msg_scope else "mentions"
+
+
 def load_holiday_schedule(path: str) -> dict:
     """Read and parse an operator's holiday schedule file (see ``governance.worktime.parse_schedule``)."""
     from governance.worktime import ScheduleError, parse_schedule

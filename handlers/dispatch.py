@@ -125,6 +125,9 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
         g.name = event.group_name
     elif event.kind == "member_left":
         repo.remove_members(session, g.id, event.member_ids or (event.sender_id,))
+    elif event.kind == "dissolve_confirmed" and event.data.get("platform_disbanded"):
+        # the platform reports the group gone (Feishu im.chat.disbanded_v1: our purge, or a person)
+        log.info("group %s (%s) was disbanded on the platform (status %s)", g.id, event.platform, g.status)
     elif event.kind == "dissolve_confirmed":
         from storage.lifecycle import confirm_bridge_dissolution
 

@@ -221,6 +221,10 @@ class PlatformBase:
     def configured(self, settings: "Settings") -> bool:
         raise NotImplementedError
 
+    def capabilities_for(self, settings: "Settings") -> Capabilities:
+        """Its capabilities with these settings (Feishu: the activity its scopes let it see)."""
+        return self.capabilities
+
     def acts(self, settings: "Settings") -> bool:
         """It can carry out its own dissolution method here (configured, and able to send where the
         method sends); otherwise a group of it gets an order to its owner."""

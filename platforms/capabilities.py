@@ -13,6 +13,9 @@ with the app's secret                          renamed ``[已解散]…``; resto
 a bridged platform (``wechat``…)   bridge      a ``dissolve`` instruction event to the bridge
 with QUNZHI_BRIDGE_SECRET and URL              (outbox channel ``bridge``); done when the bridge
                                                confirms (``dissolve_confirmed``)
+``feishu`` (a group the bot        appchat     the same soft steps through the Feishu app; the
+created or owns)                               purge really disbands (``DELETE …/chats/:id``);
+                                               another group: 232017, an order to its owner
 ``ledger``, ``aibot``, ``local``,  order       a dissolution order to the owner with a deadline;
 a platform that cannot act here,               escalated to the commission when it passes
 any group only known from the ledger
@@ -40,6 +43,8 @@ class _Acting(Mapping):
         owner = owner_of((platform or "").lower())
         if owner is None or not (self.settings is None or owner.acts(self.settings)):
             raise KeyError(platform)
+        if self.settings is not None and hasattr(owner, "capabilities_for"):
+            return owner.capabilities_for(self.settings)
         return owner.capabilities
 
     def __iter__(self) -> Iterator[str]:

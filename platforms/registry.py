@@ -17,6 +17,7 @@ PLATFORMS = [
     "platforms.aibot",   # 企业微信智能机器人: /wecom/aibot/callback
     "platforms.bridge",  # 桥接（个人微信等）: /bridge/events
     "platforms.local",   # 本地对话页: /local (development, loopback only)
+    "platforms.feishu",  # 飞书自建应用: /feishu/callback
 ]
 
 

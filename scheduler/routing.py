@@ -8,6 +8,9 @@ Channels (``OutboxMessage.channel``), each belonging to one platform:
 ``card_update``  a WeCom card, through its response code (``message/update_template_card``)
 ``aibot``        an answer to an AI bot callback, through its ``response_url``
 ``bridge``       an instruction or a message to a bridge (personal WeChat) group or person
+``feishu``       a Feishu person (``feishu:ou_…``), through the Feishu app (``im/v1/messages``)
+``feishu_chat``  a Feishu group, through the Feishu app
+``feishu_card``  a tapped Feishu card, through its callback token (``interactive/v1/card/update``)
 ===============  ==========================================================================
 
 :func:`build_senders` builds the senders the settings allow (the one place that does);
@@ -26,7 +29,7 @@ from platforms.base import Sender
 RESPONSE_URL_TTL = timedelta(hours=1)
 RESPONSE_URL_MARGIN = timedelta(minutes=5)
 BRIDGE_INSTRUCTIONS = ("dissolve", "cancel_dissolve")
-CHANNELS = ("user", "appchat", "card_update", "aibot", "bridge")
+CHANNELS = ("user", "appchat", "card_update", "aibot", "bridge", "feishu", "feishu_chat", "feishu_card")
 
 
 def build_senders(settings) -> dict[str, Sender]:
@@ -78,7 +81,9 @@ def route(row, senders: dict[str, Sender], now: datetime, *, response_url_free: 
 
 
 _NEEDS = {"user": "企业微信自建应用 QUNZHI_WECOM_*", "appchat": "企业微信自建应用 QUNZHI_WECOM_*",
-          "card_update": "企业微信自建应用 QUNZHI_WECOM_*", "bridge": "QUNZHI_BRIDGE_URL 与 QUNZHI_BRIDGE_SECRET"}
+          "card_update": "企业微信自建应用 QUNZHI_WECOM_*", "bridge": "QUNZHI_BRIDGE_URL 与 QUNZHI_BRIDGE_SECRET",
+          "feishu": "飞书自建应用 QUNZHI_FEISHU_*", "feishu_chat": "飞书自建应用 QUNZHI_FEISHU_*",
+          "feishu_card": "飞书自建应用 QUNZHI_FEISHU_*"}
 
 
 def deliver(r: Route, row):
@@ -86,8 +91,10 @@ def deliver(r: Route, row):
     p = row.payload or {}
     s = r.sender
     text = p.get("text", "")
-    if r.how == "card_update":
+    if r.how in ("card_update", "feishu_card"):
         return s.update_card(p["response_code"], p["card"])
+    if r.how == "feishu_chat":
+        return s.send_group_card(row.recipient, p["card"]) if p.get("card") else s.send_group_text(row.recipient, text)
     if r.how == "appchat":
         return s.appchat_send_text(row.recipient, text)
     if r.how == "aibot":

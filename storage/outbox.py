@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Notice, OutboxMessage
-from storage.repo import bridge_platform, insert_ignore
+from storage.repo import NATIVE_CHANNELS, bridge_platform, insert_ignore
 
 # Statuses of an outbox row that never reached anyone (its notices can be treated as not sent).
 NOT_DELIVERED = ("withdrawn", "cancelled", "dead", "unreachable")
@@ -22,7 +22,10 @@ def person_channel(person_id: str) -> str:
     The channel follows the stored id; where that channel has no sender in a deployment, the
     dispatcher reaches the person through another account of theirs (``storage.identity``,
     ``scheduler.outbox.Dispatcher._routes``)."""
-    return "bridge" if bridge_platform(person_id) else "user"
+    platform = bridge_platform(person_id)
+    if platform in NATIVE_CHANNELS:  # a Feishu person (feishu:ou_…): the Feishu app's channel
+        return NATIVE_CHANNELS[platform]
+    return "bridge" if platform else "user"
 
 
 def enqueue(session: Session, *, channel: str, recipient: str, kind: str, payload: dict[str, Any],

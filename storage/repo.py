@@ -24,6 +24,10 @@ LIVE_STATUSES = ("active", "warned")
 # groups of unknown platform from the ledger).
 WECOM_PLATFORMS = ("wecom", "aibot")
 UNSCOPED_PLATFORMS = WECOM_PLATFORMS + ("ledger", "local", "archive")
+# Platforms with their own adapter whose ids are scoped like a bridge's (``feishu:ou_…``): a bridge
+# may not speak for them, and their persons are reached on their own outbox channel.
+NATIVE_CHANNELS = {"feishu": "feishu"}
+NOT_BRIDGED = UNSCOPED_PLATFORMS + tuple(NATIVE_CHANNELS)
 
 
 def scoped_id(platform: str, raw_id: str) -> str:

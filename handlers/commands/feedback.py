@@ -43,7 +43,8 @@ def _acknowledge_card(ctx: Context, card: dict = RECEIVED_BUTTON) -> None:
     No user id and no answer in the update: the outbox must not link a person to a value."""
     code = ctx.event.data.get("response_code")
     if code:
-        enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+        channel = ctx.event.data.get("card_update_channel") or "card_update"  # the platform's (Feishu: feishu_card)
+        enqueue(ctx.session, channel=channel, recipient=str(code)[:128], kind="card_update",
                 payload={"response_code": code, "card": card}, at=feedback.day_start(ctx.now),  # no finer time
                 dedupe_key=f"card_update:{code}"[:200])
 

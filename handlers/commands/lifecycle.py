@@ -226,7 +226,8 @@ def protect_clicked(ctx: Context, _conv) -> Reply | None:
     if g.protected:
         code = ctx.event.data.get("response_code")
         if code:
-            enqueue(ctx.session, channel="card_update", recipient=str(code)[:128], kind="card_update",
+            channel = ctx.event.data.get("card_update_channel") or "card_update"  # the platform's (Feishu: feishu_card)
+            enqueue(ctx.session, channel=channel, recipient=str(code)[:128], kind="card_update",
                     payload={"response_code": code, "card": {"replace_name": "已确认保护"}}, at=ctx.now,
                     dedupe_key=f"card_update:{code}"[:200])
     return reply

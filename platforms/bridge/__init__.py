@@ -4,7 +4,7 @@ can do."""
 from __future__ import annotations
 
 from platforms.base import BRIDGE, Capabilities, PlatformBase, startup_line
-from storage.repo import UNSCOPED_PLATFORMS
+from storage.repo import NOT_BRIDGED
 
 # A ``dissolve`` instruction to the bridge (outbox channel ``bridge``); done when the bridge confirms
 # (``dissolve_confirmed``). The bridge cannot rename, remove members, undo it or show cards.
@@ -21,7 +21,7 @@ class BridgePlatform(PlatformBase):
 
     def owns(self, platform: str | None) -> bool:
         """Every platform the bridge carries (``wechat`` …): ids scoped by their platform."""
-        return bool(platform) and platform not in UNSCOPED_PLATFORMS
+        return bool(platform) and platform not in NOT_BRIDGED
 
     def configured(self, settings) -> bool:
         return settings.bridge.configured

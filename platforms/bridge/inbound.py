@@ -36,7 +36,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from platforms.base import DeadlineMissed
 from platforms.common import MAX_EVENT_AGE, PlatformId, PlatformText, enqueue_replies, event_time_problem, inbox
 from governance.events import Event
-from storage.repo import UNSCOPED_PLATFORMS, scoped_id
+from storage.repo import NOT_BRIDGED, scoped_id
 
 log = logging.getLogger("qunzhi.bridge")
 
@@ -101,7 +101,7 @@ class BridgeEvent(BaseModel):
     def _group_needed(self):
         # Ids are stored scoped by platform (``wechat:zhangsan``): the scoped id must fit its
         # column (persons.id 64, groups.id 128) on every database.
-        if self.platform in UNSCOPED_PLATFORMS:
+        if self.platform in NOT_BRIDGED:
             raise ValueError(f"platform {self.platform!r} is not a bridge platform")
         room = len(self.platform) + 1
         if len(self.sender_id) + room > PERSON_ID_MAX:
@@ -163,7 +163,7 @@ def _chinese_errors(e: ValidationError) -> str:
             msg = str(err.get("msg", ""))
             limit = re.search(r"at most (\d+)", msg)
             if "not a bridge platform" in msg:
-                parts.append("平台 platform 不能是 " + "、".join(UNSCOPED_PLATFORMS) + "（这些平台不经桥接）")
+                parts.append("平台 platform 不能是 " + "、".join(NOT_BRIDGED) + "（这些平台不经桥接）")
             elif limit and "sender_id" in msg:
                 parts.append(f"发送人 sender_id 过长（最多 {limit.group(1)} 个字符）")
             elif limit and "member_ids" in msg:

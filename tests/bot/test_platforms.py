@@ -118,7 +118,8 @@ def test_serve_prints_one_line_per_platform_the_new_one_included(throwaway, monk
                         "QUNZHI_BRIDGE_URL": "http://127.0.0.1:9/inbox"}.items():
         monkeypatch.setenv(name, value)
     for name in ("QUNZHI_WECOM_CORP_ID", "QUNZHI_WECOM_TOKEN", "QUNZHI_WECOM_AES_KEY", "QUNZHI_AIBOT_TOKEN",
-                 "QUNZHI_AIBOT_AES_KEY"):
+                 "QUNZHI_AIBOT_AES_KEY", "QUNZHI_FEISHU_APP_ID", "QUNZHI_FEISHU_ENCRYPT_KEY",
+                 "QUNZHI_FEISHU_VERIFICATION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     try:
@@ -136,7 +137,8 @@ def test_serve_prints_one_line_per_platform_the_new_one_included(throwaway, monk
     assert "已配置" in bridge and "/bridge/events" in bridge and "QUNZHI_BRIDGE_URL" in bridge
     assert by_title["试验平台"] == ["试验平台：已配置；接收试验消息（/throwaway/events）；发送无。"]
     assert any("/local" in ln and "未开启" in ln for ln in lines)  # the local page's line, off in production
-    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页")) for ln in lines) == len(registry.PLATFORMS)
+    assert "未配置" in by_title["飞书自建应用"][0] and "QUNZHI_FEISHU_ENCRYPT_KEY" in by_title["飞书自建应用"][0]
+    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页", "飞书")) for ln in lines) == len(registry.PLATFORMS)
 
 
 def test_the_503_deadline_comes_from_the_platform(throwaway, runtime, clock, monkeypatch):

@@ -33,3 +33,13 @@ def fake_aibot():
     server = FakeAibot().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_feishu():
+    """A running fake Feishu open platform; point ``QUNZHI_FEISHU_DOMAIN`` at ``fake_feishu.domain``."""
+    from tests.fakes.fake_feishu import FakeFeishu
+
+    server = FakeFeishu().start()
+    yield server
+    server.stop()
