@@ -41,6 +41,7 @@ ACTIONS = {
     "order_escalate": "解散逾期上报",
     "escalate": "逾期上报",
     "purge": "清除",
+    "purge_intent": "待平台解散",
     "resume": "继续执行",
     "merge": "合并",
     "review": "核查",
@@ -82,6 +83,7 @@ PLATFORM_STEPS = {
     "remove": "移出成员",
     "rename": "改名",
     "add": "拉回成员",
+    "disband": "在平台上解散",
 }
 
 SWEEP_RESULTS = {

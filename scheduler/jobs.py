@@ -56,8 +56,21 @@ def senders_for(rt) -> dict:
 
 
 def sender_for(rt):
-    """The sender of the lifecycle's appchat steps (WeCom app groups), or None without the app."""
+    """The WeCom app's sender (appchat groups), or None without the app (kept for callers of old)."""
     return senders_for(rt).get("appchat")
+
+
+def group_senders_for(rt) -> dict:
+    """Platform name → the ``GroupOps`` of its sender, for the lifecycle's platform steps (the
+    same sender instances as the outbox: ``scheduler.lifecycle.group_senders``); a sender set as
+    ``rt.sender`` serves every platform."""
+    from platforms.registry import all_platforms
+    from scheduler.lifecycle import group_senders
+
+    one = getattr(rt, "sender", None)
+    if one is not None:
+        return {p.name: one for p in all_platforms()}
+    return group_senders(channel_senders=senders_for(rt))
 
 
 # --- lifecycle (scheduler.lifecycle takes the platform steps, storage.lifecycle records) -----
@@ -65,14 +78,14 @@ def sweep(rt):
     from scheduler.lifecycle import sweep as lifecycle_sweep
 
     with _lifecycle_lock:  # not alongside advance_pending (see there)
-        report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
+        report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, senders=group_senders_for(rt))
     log.info("sweep: %s", getattr(report, "counts", lambda: report)())
     return report
 
 
 def advance_pending(rt) -> list:
-    """Every minute: carry out the appchat steps of dissolutions and restores still waiting
-    (``dissolving``/``restoring``), so a 恢复 takes effect within a minute instead of at the
+    """Every minute: carry out the platform steps of dissolutions, restores and purges still
+    waiting (``dissolving``/``restoring``, a purge's disband), so a 恢复 takes effect within a minute instead of at the
     next daily sweep. Without a sender (local mode) there is nothing to carry out.
 
     Never runs alongside a sweep (which advances the same groups): in this process the two
@@ -80,13 +93,13 @@ def advance_pending(rt) -> list:
     too (``scheduler.lifecycle.advance_pending``), and a minute when it is busy is simply skipped."""
     from scheduler.lifecycle import advance_pending as lifecycle_advance
 
-    sender = sender_for(rt)
-    if sender is None:
+    senders = group_senders_for(rt)
+    if not senders:
         return []
     if not _lifecycle_lock.acquire(blocking=False):
         return []  # a sweep is running in this process; it advances these groups itself
     try:
-        steps = lifecycle_advance(rt.db, rt.now(), rt.settings, sender)
+        steps = lifecycle_advance(rt.db, rt.now(), rt.settings, senders=senders)
     finally:
         _lifecycle_lock.release()
     if steps:
