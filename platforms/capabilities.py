@@ -60,6 +60,13 @@ def for_platform(platform: str | None, *, source: str | None = None, configured:
     return resolve(table(None), platform, source=source) if configured else ORDER_CAPS
 
 
+def default_activity(platform: str | None) -> str | None:
+    """What the bot sees of a group on ``platform`` by default (its ``Capabilities.activity``), or
+    None for a value no registered platform owns (``storage.activity`` handles ledger/archive)."""
+    owner = owner_of((platform or "").lower())
+    return owner.capabilities.activity if owner is not None else None
+
+
 def for_group(group: Any, settings: Any = None) -> Capabilities:
     """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``): the
     group's platform counts when ``settings`` say it can act (a bridge without

@@ -158,12 +158,15 @@ def refresh_findings(rt) -> int:
     refresh only their groups' per-group rules; this catches the member-set rules and activity.
     Skipped while this process sweeps (the sweep refreshes them itself); it does not take the
     lifecycle lock, so the every-minute ``advance_pending`` is not held up by it."""
+    from platforms.capabilities import default_activity
+    from storage.activity import fill_activity_sources
     from storage.lifecycle import refresh_findings as lifecycle_refresh
 
     if _lifecycle_lock.locked() or not _findings_lock.acquire(blocking=False):
         return 0
     try:
         with rt.db.session() as s:
+            fill_activity_sources(s, default_activity)  # groups the ingest path created since
             found = lifecycle_refresh(s, rt.now(), rt.settings)
     finally:
         _findings_lock.release()

@@ -34,10 +34,11 @@ from datetime import datetime
 
 from governance import labels
 from platforms.base import GroupOps, PermanentSendError, TransientSendError, group_gone
-from platforms.capabilities import table
+from platforms.capabilities import default_activity, table
 from platforms.registry import all_platforms, owner_of
 from platforms.wecom.groupops import group_ops
 from storage import lifecycle
+from storage.activity import fill_activity_sources
 from storage.lifecycle import PlatformWork, Step, SweepReport
 
 log = logging.getLogger("qunzhi.lifecycle")
@@ -74,6 +75,8 @@ def sweep(db, now: datetime, settings, *, apply: bool = False, sender=None,
     with lifecycle.sweep_lock(db) as held:
         if not held:
             return SweepReport(now=now, applied=True, locked_out=True)
+        with db.session() as s:  # before the findings: every idle finding names its activity source
+            fill_activity_sources(s, default_activity)
         run = lifecycle.apply_sweep(db, now, settings, capabilities)
         run.report.steps.extend(_advance(db, now, settings, sender, senders))  # what really ran of "resume"
         lifecycle.finish_sweep(db, run, now, settings)

@@ -6,7 +6,10 @@ from platforms.base import APPCHAT, Capabilities, PlatformBase, startup_line
 
 # An app-created group chat (appchat): the bot posts the final notice, removes the members and
 # renames it ``[已解散]…``; a restore re-adds the members and renames it back.
-CAPABILITIES = Capabilities(APPCHAT, remove_members=True, rename=True, restore=True, list_members=True, cards=True)
+# No disband API and no list of the app's groups (purge leaves the group emptied and renamed); an app
+# group can be created (建群: appchat/create). The app is not told of group traffic: mentions at best.
+CAPABILITIES = Capabilities(APPCHAT, remove_members=True, rename=True, restore=True, list_members=True, cards=True,
+                            purge=False, create=True, list_groups=False, activity="mentions")
 
 
 class WeComPlatform(PlatformBase):
