@@ -107,6 +107,15 @@ def advance_pending(rt) -> list:
     return steps
 
 
+def platform_requests(rt) -> dict:
+    """Every minute: the platform work chat commands asked for (建群), outside their transactions
+    (``scheduler.platform_work``)."""
+    from scheduler.platform_work import run_requests
+
+    senders = group_senders_for(rt)
+    return run_requests(rt.db, rt.now(), rt.settings, senders)
+
+
 def deadlines(rt):
     """Grace and restore deadlines between daily sweeps: dissolve/purge what is due now.
 
@@ -325,6 +334,7 @@ def dispatch_outbox(rt) -> int:
 JOBS = {
     "sweep": sweep,
     "advance_pending": advance_pending,
+    "platform_requests": platform_requests,
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,
