@@ -116,6 +116,55 @@ def platform_requests(rt) -> dict:
     return run_requests(rt.db, rt.now(), rt.settings, senders)
 
 
+def sync_groups(rt) -> dict:
+    """Every few hours: the groups each platform that can list them (``Capabilities.list_groups``)
+    says the bot is in, recorded as seen with their members (``storage.sync``). A platform that
+    answers "rate limited" stops this run for it (what was read so far is kept); any other error
+    skips it until the next run."""
+    from platforms.base import SendError, TransientSendError
+    from platforms.registry import all_platforms
+    from storage.sync import Listed, record_listed
+
+    senders = group_senders_for(rt)
+    out: dict[str, dict] = {}
+    for platform in all_platforms():
+        ops = senders.get(platform.name)
+        if not platform.capabilities.list_groups or ops is None:
+            continue
+        counts = out[platform.name] = {"listed": 0, "new": 0, "renamed": 0, "members_added": 0,
+                                       "members_removed": 0, "stopped": ""}
+        try:
+            infos = ops.list_groups()
+        except SendError as e:
+            counts["stopped"] = "rate_limited" if getattr(e, "rate_limited", False) else "error"
+            log.warning("sync_groups: %s list_groups failed: %s", platform.name, e)
+            continue
+        counts["listed"] = len(infos)
+        for info in infos:
+            members = info.member_ids
+            if members is None:
+                try:
+                    found = ops.group_members(info.chat_id)
+                except TransientSendError as e:
+                    if e.rate_limited:
+                        counts["stopped"] = "rate_limited"
+                        log.info("sync_groups: %s rate limited, stopping this run", platform.name)
+                        break
+                    found = None
+                except SendError as e:
+                    log.warning("sync_groups: %s group_members(%s) failed: %s", platform.name, info.chat_id, e)
+                    found = None
+                members = tuple(sorted(found)) if found is not None else None
+            with rt.db.session() as s:
+                got = record_listed(s, platform.name, [Listed(info.chat_id, info.name, members)], rt.now(),
+                                    activity=platform.capabilities.activity)
+            for k, v in got.items():
+                counts[k] += v
+    if out:
+        log.info("sync_groups: %s", out)
+    return out
+
+
 def deadlines(rt):
     """Grace and restore deadlines between daily sweeps: dissolve/purge what is due now.
 
@@ -335,6 +384,7 @@ JOBS = {
     "sweep": sweep,
     "advance_pending": advance_pending,
     "platform_requests": platform_requests,
+    "sync_groups": sync_groups,
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,

@@ -82,8 +82,10 @@ def get(session: Session, request_id: int) -> PlatformRequest | None:
 
 def group_id_for(platform: str, chat_id: str) -> str:
     """The stored id of a group the platform calls ``chat_id`` (as its adapter stores it: WeCom's
-    own ids, a scoped ``<platform>:<id>`` elsewhere; ``identity.natural_id``)."""
-    return identity.natural_id(identity.account_platform(platform), chat_id)
+    own ids, a scoped ``<platform>:<id>`` elsewhere; ``storage.sync.group_id_for``)."""
+    from storage.sync import group_id_for as stored_id
+
+    return stored_id(platform, chat_id)
 
 
 def created(session: Session, request_id: int, chat_id: str, now: datetime, settings, *,
