@@ -21,6 +21,8 @@ def _rows(db) -> dict[str, tuple]:
 
 def test_sync_records_the_listed_groups_and_their_members(runtime, group_platform, fake_wecom):
     fake = group_platform
+    runtime.settings = runtime.settings.model_copy(update={"wecom_api_base": fake_wecom.base_url})
+    assert "wecom" in jobs.group_senders_for(runtime)  # WeCom's sender is there, pointed at the fake
     fake.add_group("c1", "防汛群", "u1", ["u1", "u2"])
     fake.add_group("c2", "招商群", "u3", ["u3"])
     fake.add_group("c3", "秋粮群", "u1", ["u1", "u4"])
