@@ -8,8 +8,10 @@ by the scheduler through the platform's sender (``scheduler.lifecycle``).
 ==========  ===============================================
 method      how a dissolution happens
 ==========  ===============================================
-appchat     final notice in the group, members removed, renamed ``[已解散]…``; restore re-adds
-            members and renames back
+appchat     the soft dissolve (any platform whose bot removes members and renames, through its
+            sender's ``GroupOps``; the code is historical): final notice in the group, members
+            removed, renamed ``[已解散]…``; restore re-adds members and renames back; after
+            ``restore_days`` the purge disbands it where ``purge`` (else it stays emptied)
 bridge      a ``dissolve`` instruction event to the bridge (outbox channel ``bridge``); done when
             the bridge confirms (``dissolve_confirmed``)
 order       a dissolution order to the owner with a deadline; escalated to the commission when it
@@ -42,6 +44,22 @@ class Capabilities:
     create: bool = False          # the bot can create a group it will later dissolve (建群)
     list_groups: bool = False     # the bot can list the groups it is in (the sync job)
     activity: str = "mentions"    # what the bot sees of a group's traffic (governance.labels.ACTIVITY_SOURCES)
+
+    @property
+    def soft(self) -> bool:
+        """A dissolution is the bot's own soft dissolve (final notice, members snapshotted and
+        removed, renamed ``[已解散]…``; restorable): the appchat method, or any platform whose bot
+        can remove members and rename (``scheduler.lifecycle`` takes the steps through the
+        platform sender's ``platforms.base.GroupOps``)."""
+        return self.method == APPCHAT or (self.method != BRIDGE and self.remove_members and self.rename)
+
+    @property
+    def dissolve_method(self) -> str:
+        """The method recorded on a group dissolved here (``groups.dissolve_method``): ``appchat``
+        (the stored code of the soft dissolve, whatever the platform), ``bridge`` or ``order``."""
+        if self.soft:
+            return APPCHAT
+        return BRIDGE if self.method == BRIDGE else ORDER
 
     @property
     def disband(self) -> bool:

@@ -41,6 +41,11 @@ ACTIONS = {
     "order_escalate": "解散逾期上报",
     "escalate": "逾期上报",
     "purge": "清除",
+    "purge_intent": "待平台解散",
+    "create_request": "申请建群",
+    "create_group": "建群",
+    "create_failed": "建群失败",
+    "create_uncertain": "建群结果不明",
     "resume": "继续执行",
     "merge": "合并",
     "review": "核查",
@@ -82,6 +87,7 @@ PLATFORM_STEPS = {
     "remove": "移出成员",
     "rename": "改名",
     "add": "拉回成员",
+    "disband": "在平台上解散",
 }
 
 SWEEP_RESULTS = {
@@ -114,6 +120,9 @@ MESSAGE_KINDS = {
     "card_update": "卡片更新",
     "bridge_dissolve": "桥接解散指令",
     "bridge_cancel": "桥接撤销指令",
+    "group_created": "建群完成",
+    "group_create_failed": "建群失败",
+    "group_create_uncertain": "建群结果不明",
 }
 
 OUTBOX_STATUSES = {
@@ -145,6 +154,8 @@ OPERATORS = {
     "system:lookback": "系统（回头看）",
     "system:outbox": "系统（消息发送）",
     "system:bridge": "系统（桥接确认）",
+    "system:platform": "系统（平台操作）",
+    "system:sync": "系统（群同步）",
     "admin:dashboard": "管理员（看板）",
 }
 

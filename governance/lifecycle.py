@@ -71,6 +71,9 @@ ORDER_DAYS = 3  # days the owner has to carry out a dissolution order by hand
 #: the platform steps of an appchat dissolution and of its undoing, in order
 DISSOLVE_STEPS = ("notice", "remove", "rename")
 RESTORE_STEPS = ("add", "rename", "notice")
+#: the platform step of a purge where the platform can really disband (Capabilities.purge)
+PURGE_STEPS = ("disband",)
+SOFT = APPCHAT  # the soft dissolve, on any platform that removes members and renames (code kept)
 
 _ALL = frozenset(STATES)
 #: (from, action) -> the states it may lead to (the guards below pick one)

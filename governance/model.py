@@ -47,6 +47,9 @@ class GroupFacts:
     #: False for a group without any membership source (registered in a private chat, no ledger
     #: member list, never seen by an adapter): it is judged only once observed (``observed_since``)
     members_known: bool = True
+    #: what the bot sees of the group's traffic (``groups.activity_source``: full, mentions, counts,
+    #: archive, none; None: not recorded yet); shown in every idle finding so "not seen" is not "silent"
+    activity_source: str | None = None
 
     @property
     def live(self) -> bool:

@@ -10,7 +10,8 @@
   ``zombie_days`` (to the microsecond) is a zombie; one microsecond less is not.
   The group must also be at least ``zombie_days`` old.  Protected (受保护) groups are
   reported with action ``none`` (dormant only); kept groups (``kept_until > now``) and
-  groups not ``active``/``warned`` are skipped.
+  groups not ``active``/``warned`` are skipped. Its last reason says what the bot sees of the
+  group (:func:`activity_reason`, ``活动来源：仅@机器人的消息``): idle as far as the bot can see.
 * :func:`zombie_ids` - the same test vectorised over numpy arrays (1M groups < 0.1 s).
 * :func:`expired` - temporary group whose last valid day ``expires_at`` is before
   ``today`` (the caller's local date; default ``now.date()`` in ``now``'s time zone),
@@ -30,6 +31,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
+from governance import labels
 from governance.model import Finding, GroupFacts, Params
 
 DAY = 86400.0
@@ -54,6 +56,14 @@ def idle_since(group: GroupFacts) -> datetime | None:
     if watched is None:
         return None
     return max(watched, group.created_at)
+
+
+def activity_reason(group: GroupFacts) -> str:
+    """What the bot sees of the group, as a reason line (``活动来源：仅@机器人的消息``): a group the
+    bot sees only partly is "not seen", not necessarily "silent"."""
+    if group.activity_source is None:
+        return "活动来源：未记录（机器人可能只看到部分消息）"
+    return f"活动来源：{labels.label('activity_source', group.activity_source)}"
 
 
 def _days(delta: timedelta) -> int:
@@ -82,6 +92,7 @@ def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Findi
             f"占全部{group.message_count}条的{group.ritual_count / max(group.message_count, 1):.0%}；"
             f"最近一条在{quiet}天前）"
         )
+    reasons.append(activity_reason(group))
     if group.protected:
         reasons.append("受保护群，仅报告休眠，不建议解散")
         action = "none"

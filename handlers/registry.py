@@ -50,6 +50,7 @@ class Command:
     usage: str = ""  # how it is said, for 帮助 (default: its first keyword)
     private_reply: str | None = None  # said in a group when not ``in_group`` (None: the default wording)
     refusal: str | None = None  # what a person without the permission is told (None: the permission's wording)
+    name: str = ""  # a stable code for the command (the parser's intent maps to it: ``by_name``)
 
     def run(self, ctx: "Context", args: str) -> HandlerResult:
         """The callback, once the command's declared requirements hold (each refusal changes nothing)."""
@@ -76,10 +77,10 @@ _CONVERSATIONS: dict[str, Callback] = {}
 
 def command(*keywords: str, summary: str = "", in_group: bool = True, anonymous: bool = False,
             permission: Permission | None = None, target: TargetRule | None = None, usage: str = "",
-            private_reply: str | None = None, refusal: str | None = None):
+            private_reply: str | None = None, refusal: str | None = None, name: str = ""):
     def deco(fn: Callback) -> Callback:
         cmd = Command(tuple(keywords), fn, summary, in_group, anonymous, permission, target, usage,
-                      private_reply, refusal)
+                      private_reply, refusal, name)
         _COMMANDS.append(cmd)
         # longest keyword first so 这个群没用 wins over shorter prefixes
         _BY_KEYWORD[:] = sorted(_COMMANDS, key=lambda c: -max(len(k) for k in c.keywords))
@@ -109,6 +110,11 @@ def match(text: str) -> tuple[Command, str] | None:
                 if rest[:1] in (" ", ":") or len(kw) >= 2:
                     return cmd, rest.lstrip(" :")
     return None
+
+
+def by_name(name: str) -> Command | None:
+    """The command registered with ``name=`` (``"create"`` → 建群), or None."""
+    return next((c for c in _COMMANDS if c.name and c.name == name), None)
 
 
 def commands() -> list[Command]:

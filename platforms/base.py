@@ -62,6 +62,22 @@ class PermanentSendError(SendError):
     """WeCom refused for good (bad recipient, bad content): retrying will not help."""
 
 
+class GroupGone(PermanentSendError):
+    """The group does not exist on the platform any more (already dissolved, e.g. Feishu 232009):
+    for the purge's ``group_disband`` that is the wanted outcome. A sender may raise it, or declare
+    the platform's codes in ``gone_errcodes`` (see :func:`group_gone`)."""
+
+
+def group_gone(ops: Any, error: SendError) -> bool:
+    """Whether ``error`` from ``ops`` says the group is already gone on the platform: a
+    :class:`GroupGone`, or a ``PermanentSendError`` whose ``errcode`` is in the sender's
+    ``gone_errcodes`` (a set of the platform's "already dissolved" codes)."""
+    if isinstance(error, GroupGone):
+        return True
+    codes = getattr(ops, "gone_errcodes", None) or ()
+    return isinstance(error, PermanentSendError) and error.errcode is not None and error.errcode in codes
+
+
 def error_for(errcode: int, errmsg: str, *, http_status: int | None = None) -> SendError:
     """Map a WeCom errcode to the exception the dispatcher understands."""
     text = f"errcode {errcode}: {errmsg}"
@@ -128,7 +144,8 @@ class GroupOps(Protocol):
     def group_rename(self, chat_id: str, name: str) -> SendResult: ...
 
     def group_disband(self, chat_id: str) -> SendResult:
-        """The real disband (the purge), where the platform has one."""
+        """The real disband (the purge), where the platform has one. "Already dissolved" is
+        ``GroupGone`` (or an errcode in the sender's ``gone_errcodes``): the purge counts it done."""
         ...
 
     def group_create(self, name: str, owner: str, user_ids: list[str]) -> str:

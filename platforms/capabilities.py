@@ -65,9 +65,53 @@ def for_platform(platform: str | None, *, source: str | None = None, configured:
     return resolve(table(None), platform, source=source) if configured else ORDER_CAPS
 
 
+def default_activity(platform: str | None) -> str | None:
+    """What the bot sees of a group on ``platform`` by default (its ``Capabilities.activity``), or
+    None for a value no registered platform owns (``storage.activity`` handles ledger/archive)."""
+    owner = owner_of((platform or "").lower())
+    return owner.capabilities.activity if owner is not None else None
+
+
 def for_group(group: Any, settings: Any = None) -> Capabilities:
     """Capabilities for a ``storage.models.Group`` (or anything with ``platform``/``source``): the
     group's platform counts when ``settings`` say it can act (a bridge without
     ``QUNZHI_BRIDGE_URL``, or WeCom without its app secret, cannot carry out a dissolution, so the
     owner gets an order instead), or when no settings are given."""
     return resolve(table(settings), getattr(group, "platform", None), source=getattr(group, "source", None))
+
+
+# --- the README's capability table, generated from the declarations ---------------------------------
+CAPABILITY_TABLE_START = "<!-- capability-table:start (generated: platforms.capabilities.markdown_table) -->"
+CAPABILITY_TABLE_END = "<!-- capability-table:end -->"
+_HEADERS = ("平台", "检测能看到", "解散（软）", "恢复", "清除（满恢复期）", "建群", "群同步")
+
+
+def capability_row(title: str, caps: Capabilities) -> tuple[str, ...]:
+    """What each step does on a platform with ``caps``, in Chinese (the README's table)."""
+    from governance import labels
+    from governance.lifecycle import BRIDGE
+
+    seen = labels.label("activity_source", caps.activity)
+    if caps.soft:
+        dissolve = "发最后通知，记下成员名单，移出成员，改名“[已解散]…”"
+        restore = "拉回名单中的成员，改回原名，发通知" if caps.restore else "恢复登记，成员由群主拉回"
+        purge = ("在平台上真正解散（平台答“已解散”也算完成），记入审计" if caps.purge
+                 else "平台没有解散接口：群保持清空、改名，台账注明")
+    elif caps.method == BRIDGE:
+        dissolve = "向桥接端发解散指令，桥接端确认后完成"
+        restore = "恢复登记；平台上的群已解散，需重新建群"
+        purge = "只清除记录（群已由桥接端解散）"
+    else:
+        dissolve = "通知群主手动解散（限期3天，逾期上报）"
+        restore = "恢复登记（群由群主处理）"
+        purge = "只清除记录（群由群主解散）"
+    create = "可以：机器人建的临时群到期自动解散" if caps.create else "不可以"
+    sync = "定时列出机器人所在的群和成员" if caps.list_groups else "不支持"
+    return (title, seen, dissolve, restore, purge, create, sync)
+
+
+def markdown_table() -> str:
+    """The capability table of every registered platform, as the README shows it."""
+    rows = [_HEADERS, tuple("---" for _ in _HEADERS)]
+    rows += [capability_row(p.title, p.capabilities) for p in all_platforms()]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)

@@ -56,8 +56,21 @@ def senders_for(rt) -> dict:
 
 
 def sender_for(rt):
-    """The sender of the lifecycle's appchat steps (WeCom app groups), or None without the app."""
+    """The WeCom app's sender (appchat groups), or None without the app (kept for callers of old)."""
     return senders_for(rt).get("appchat")
+
+
+def group_senders_for(rt) -> dict:
+    """Platform name → the ``GroupOps`` of its sender, for the lifecycle's platform steps (the
+    same sender instances as the outbox: ``scheduler.lifecycle.group_senders``); a sender set as
+    ``rt.sender`` serves every platform."""
+    from platforms.registry import all_platforms
+    from scheduler.lifecycle import group_senders
+
+    one = getattr(rt, "sender", None)
+    if one is not None:
+        return {p.name: one for p in all_platforms()}
+    return group_senders(channel_senders=senders_for(rt))
 
 
 # --- lifecycle (scheduler.lifecycle takes the platform steps, storage.lifecycle records) -----
@@ -65,14 +78,14 @@ def sweep(rt):
     from scheduler.lifecycle import sweep as lifecycle_sweep
 
     with _lifecycle_lock:  # not alongside advance_pending (see there)
-        report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, sender=sender_for(rt))
+        report = lifecycle_sweep(rt.db, rt.now(), rt.settings, apply=True, senders=group_senders_for(rt))
     log.info("sweep: %s", getattr(report, "counts", lambda: report)())
     return report
 
 
 def advance_pending(rt) -> list:
-    """Every minute: carry out the appchat steps of dissolutions and restores still waiting
-    (``dissolving``/``restoring``), so a 恢复 takes effect within a minute instead of at the
+    """Every minute: carry out the platform steps of dissolutions, restores and purges still
+    waiting (``dissolving``/``restoring``, a purge's disband), so a 恢复 takes effect within a minute instead of at the
     next daily sweep. Without a sender (local mode) there is nothing to carry out.
 
     Never runs alongside a sweep (which advances the same groups): in this process the two
@@ -80,18 +93,76 @@ def advance_pending(rt) -> list:
     too (``scheduler.lifecycle.advance_pending``), and a minute when it is busy is simply skipped."""
     from scheduler.lifecycle import advance_pending as lifecycle_advance
 
-    sender = sender_for(rt)
-    if sender is None:
+    senders = group_senders_for(rt)
+    if not senders:
         return []
     if not _lifecycle_lock.acquire(blocking=False):
         return []  # a sweep is running in this process; it advances these groups itself
     try:
-        steps = lifecycle_advance(rt.db, rt.now(), rt.settings, sender)
+        steps = lifecycle_advance(rt.db, rt.now(), rt.settings, senders=senders)
     finally:
         _lifecycle_lock.release()
     if steps:
         log.info("advance_pending: %s", [(st.group_id, st.result) for st in steps])
     return steps
+
+
+def platform_requests(rt) -> dict:
+    """Every minute: the platform work chat commands asked for (建群), outside their transactions
+    (``scheduler.platform_work``)."""
+    from scheduler.platform_work import run_requests
+
+    senders = group_senders_for(rt)
+    return run_requests(rt.db, rt.now(), rt.settings, senders)
+
+
+def sync_groups(rt) -> dict:
+    """Every few hours: the groups each platform that can list them (``Capabilities.list_groups``)
+    says the bot is in, recorded as seen with their members (``storage.sync``). A platform that
+    answers "rate limited" stops this run for it (what was read so far is kept); any other error
+    skips it until the next run."""
+    from platforms.base import SendError, TransientSendError
+    from platforms.registry import all_platforms
+    from storage.sync import Listed, record_listed
+
+    senders = group_senders_for(rt)
+    out: dict[str, dict] = {}
+    for platform in all_platforms():
+        ops = senders.get(platform.name)
+        if not platform.capabilities.list_groups or ops is None:
+            continue
+        counts = out[platform.name] = {"listed": 0, "new": 0, "renamed": 0, "members_added": 0,
+                                       "members_removed": 0, "stopped": ""}
+        try:
+            infos = ops.list_groups()
+        except SendError as e:
+            counts["stopped"] = "rate_limited" if getattr(e, "rate_limited", False) else "error"
+            log.warning("sync_groups: %s list_groups failed: %s", platform.name, e)
+            continue
+        counts["listed"] = len(infos)
+        for info in infos:
+            members = info.member_ids
+            if members is None:
+                try:
+                    found = ops.group_members(info.chat_id)
+                except TransientSendError as e:
+                    if e.rate_limited:
+                        counts["stopped"] = "rate_limited"
+                        log.info("sync_groups: %s rate limited, stopping this run", platform.name)
+                        break
+                    found = None
+                except SendError as e:
+                    log.warning("sync_groups: %s group_members(%s) failed: %s", platform.name, info.chat_id, e)
+                    found = None
+                members = tuple(sorted(found)) if found is not None else None
+            with rt.db.session() as s:
+                got = record_listed(s, platform.name, [Listed(info.chat_id, info.name, members)], rt.now(),
+                                    activity=platform.capabilities.activity)
+            for k, v in got.items():
+                counts[k] += v
+    if out:
+        log.info("sync_groups: %s", out)
+    return out
 
 
 def deadlines(rt):
@@ -145,12 +216,15 @@ def refresh_findings(rt) -> int:
     refresh only their groups' per-group rules; this catches the member-set rules and activity.
     Skipped while this process sweeps (the sweep refreshes them itself); it does not take the
     lifecycle lock, so the every-minute ``advance_pending`` is not held up by it."""
+    from platforms.capabilities import default_activity
+    from storage.activity import fill_activity_sources
     from storage.lifecycle import refresh_findings as lifecycle_refresh
 
     if _lifecycle_lock.locked() or not _findings_lock.acquire(blocking=False):
         return 0
     try:
         with rt.db.session() as s:
+            fill_activity_sources(s, default_activity)  # groups the ingest path created since
             found = lifecycle_refresh(s, rt.now(), rt.settings)
     finally:
         _findings_lock.release()
@@ -309,6 +383,8 @@ def dispatch_outbox(rt) -> int:
 JOBS = {
     "sweep": sweep,
     "advance_pending": advance_pending,
+    "platform_requests": platform_requests,
+    "sync_groups": sync_groups,
     "deadlines": deadlines,
     "expiry_reminders": expiry_reminders,
     "deliver_notices": deliver_notices,

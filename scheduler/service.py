@@ -41,6 +41,8 @@ def job_specs(settings) -> list[tuple[str, object]]:
         ("sweep", CronTrigger(hour=8, minute=30, timezone=tz)),
         ("expiry_reminders", CronTrigger(hour=8, minute=40, timezone=tz)),
         ("advance_pending", IntervalTrigger(minutes=1, timezone=tz)),
+        ("platform_requests", IntervalTrigger(minutes=1, timezone=tz)),
+        ("sync_groups", IntervalTrigger(hours=6, timezone=tz)),
         ("deadlines", IntervalTrigger(hours=1, timezone=tz)),
         ("refresh_findings", IntervalTrigger(hours=1, timezone=tz)),
         ("lookback", CronTrigger(hour=8, minute=50, timezone=tz)),

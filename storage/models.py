@@ -243,6 +243,32 @@ class OutboxMessage(Base):
     provider_id: Mapped[str | None] = mapped_column(String(128))
 
 
+class PlatformRequest(Base):
+    """Work a platform must do that a chat command asked for (建群: ``kind`` ``create_group``),
+    written in the command's transaction and carried out by the scheduler outside any
+    transaction (``storage.creation``, ``scheduler.platform_work``); the group is registered only
+    when the platform returned its chat id.
+
+    ``status``: pending → running → done | failed (the platform refused, or too many attempts) |
+    uncertain (the process died while the platform was asked: it may or may not exist; never
+    retried, the person and the administrators are told)."""
+
+    __tablename__ = "platform_requests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    platform: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(String(128))  # the group id registered
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class Notice(Base):
     """An item due for one person; notices are merged into one digest within the attention budget."""
 

@@ -31,17 +31,17 @@ def parse_as_of(value: str | None, settings) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-def make_sender(settings):
-    """The WeCom sender for appchat steps, or None when WeCom is not configured / not built."""
-    if not settings.wecom_configured:
-        return None
+def make_senders(settings) -> dict:
+    """Platform name → the group operations of its sender (``scheduler.lifecycle.group_senders``)
+    for the platform steps; empty when none is configured or they cannot be built (the groups
+    then wait in ``dissolving``)."""
     try:
-        from platforms.wecom.sender import WeComSender
+        from scheduler.lifecycle import group_senders
 
-        return WeComSender(settings)
-    except Exception as e:  # not built or bad configuration: appchat steps wait in 'dissolving'
-        typer.secho(f"企业微信发送通道不可用：{e}", fg=typer.colors.YELLOW, err=True)
-        return None
+        return group_senders(settings)
+    except Exception as e:  # bad configuration: the platform steps wait
+        typer.secho(f"平台发送通道不可用：{e}", fg=typer.colors.YELLOW, err=True)
+        return {}
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
 
         rt = runtime()
         now = parse_as_of(as_of, rt.settings)
-        sender = make_sender(rt.settings) if apply else None
-        report = sweep(rt.db, now, rt.settings, apply=apply, sender=sender)
+        senders = make_senders(rt.settings) if apply else {}
+        report = sweep(rt.db, now, rt.settings, apply=apply, senders=senders)
         if report.locked_out:
             typer.secho("另一个清理任务正在运行，本次未执行。", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(1)

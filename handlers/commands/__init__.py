@@ -2,6 +2,7 @@
 
 The order of the imports is the order 帮助 lists the commands in (``handlers.commands.help``)."""
 from handlers.commands import register  # noqa: F401  (报备)
+from handlers.commands import create  # noqa: F401  (建群)
 from handlers.commands import mine  # noqa: F401  (我的群)
 from handlers.commands import renew_done  # noqa: F401  (续期、完成)
 from handlers.commands import lifecycle  # noqa: F401  (保留、恢复、已解散、合并、保护 …)

@@ -161,6 +161,20 @@ def _end_date_refusal(ctx: Context, g: Group | None, data: dict) -> Reply | None
     return None
 
 
+def _uncontrolled_hint(ctx: Context, g: Group) -> str:
+    """A temporary group the bot cannot dissolve on its platform (an order to the owner instead):
+    say so, and offer 建群 where the person has a platform on which the bot can create one."""
+    from governance.capabilities import resolve
+    from handlers.commands.create import USAGE, creating_platform
+
+    if resolve(ctx.services.capabilities, g.platform, source=g.source).soft:
+        return ""
+    text = "机器人不能在平台上解散这个群，到期后会提醒您手动解散。"
+    if creating_platform(ctx) is not None:
+        text += f"以后的临时群可以让我来建，到期自动解散，例如：{USAGE}"
+    return text
+
+
 def _finish(ctx: Context, data: dict) -> Reply:
     from handlers.commands.lifecycle import PROTECTED_MEANS, request_protection
 
@@ -210,7 +224,7 @@ def _finish(ctx: Context, data: dict) -> Reply:
         hint = UNKNOWN_MEMBERS_HINT
     if g.temporary:
         return Reply(f"已登记：{g.name}{where}，{fmt_date(g.expires_at, ctx.today)}到期。到期前3天提醒您；"
-                     f"任务提前完成可回复“完成 {g.name}”。" + hint)
+                     f"任务提前完成可回复“完成 {g.name}”。" + hint + _uncontrolled_hint(ctx, g))
     if g.protected:
         return Reply(f"已登记：{g.name}{where}，受保护群，{PROTECTED_MEANS}。" + hint)
     if requested:

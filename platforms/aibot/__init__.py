@@ -5,7 +5,7 @@ from platforms.base import ORDER, Capabilities, PlatformBase, startup_line
 
 # The AI bot sits in groups but cannot rename them, remove members or dissolve them: a dissolution
 # is an order to the owner. It answers with markdown streams and template cards.
-CAPABILITIES = Capabilities(ORDER, cards=True)
+CAPABILITIES = Capabilities(ORDER, cards=True, activity="mentions")  # it hears @-mentions only
 
 
 class AibotPlatform(PlatformBase):

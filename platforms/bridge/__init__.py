@@ -8,7 +8,7 @@ from storage.repo import NOT_BRIDGED
 
 # A ``dissolve`` instruction to the bridge (outbox channel ``bridge``); done when the bridge confirms
 # (``dissolve_confirmed``). The bridge cannot rename, remove members, undo it or show cards.
-CAPABILITIES = Capabilities(BRIDGE, confirms=True)
+CAPABILITIES = Capabilities(BRIDGE, confirms=True, activity="full")  # the bridge forwards every group message
 
 
 class BridgePlatform(PlatformBase):

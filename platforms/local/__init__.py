@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from platforms.base import ORDER, Capabilities, PlatformBase
 
-CAPABILITIES = Capabilities(ORDER)  # demo groups: nobody on a platform acts for the bot
+CAPABILITIES = Capabilities(ORDER, activity="full")  # demo groups: nobody acts for the bot; the page shows all
 
 
 class LocalPlatform(PlatformBase):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from platforms.base import SendError, SendResult
+from platforms.wecom.groupops import AppchatGroupOps
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Call:
 
 
 @dataclass
-class RecordingSender:
+class RecordingSender(AppchatGroupOps):
     calls: list[Call] = field(default_factory=list)
     chats: dict[str, dict[str, Any]] = field(default_factory=dict)
     _failures: list[SendError] = field(default_factory=list)

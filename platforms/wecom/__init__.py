@@ -6,7 +6,10 @@ from platforms.base import APPCHAT, Capabilities, PlatformBase, startup_line
 
 # An app-created group chat (appchat): the bot posts the final notice, removes the members and
 # renames it ``[已解散]…``; a restore re-adds the members and renames it back.
-CAPABILITIES = Capabilities(APPCHAT, remove_members=True, rename=True, restore=True, list_members=True, cards=True)
+# No disband API and no list of the app's groups (purge leaves the group emptied and renamed); an app
+# group can be created (建群: appchat/create). The app is not told of group traffic: mentions at best.
+CAPABILITIES = Capabilities(APPCHAT, remove_members=True, rename=True, restore=True, list_members=True, cards=True,
+                            purge=False, create=True, list_groups=False, activity="mentions")
 
 
 class WeComPlatform(PlatformBase):
@@ -31,7 +34,8 @@ class WeComPlatform(PlatformBase):
         return WeComSender(settings)
 
     def describe(self, settings, *, host: str, port: int) -> str:
-        sends = ("应用消息和模板卡片；应用群聊可发通知、移出成员、改名（解散与恢复）" if settings.wecom.sends
+        sends = ("应用消息和模板卡片；应用群聊可建群、发通知、移出成员、改名"
+                 "（解散与恢复；企业微信无解散接口，清除后群保持清空）" if settings.wecom.sends
                  else "无（未配置 QUNZHI_WECOM_SECRET，取不到 access_token）")
         return startup_line(self.title, self.configured(settings), "单聊消息、菜单和卡片点击（/wecom/callback）", sends,
                             missing="QUNZHI_WECOM_CORP_ID、QUNZHI_WECOM_TOKEN、QUNZHI_WECOM_AES_KEY")

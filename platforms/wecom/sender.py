@@ -35,6 +35,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from platforms.http import PooledHTTP, answered
 from platforms.base import TOKEN_ERRCODES, PermanentSendError, SendError, SendResult, TransientSendError, error_for
+from platforms.wecom.groupops import AppchatGroupOps
 
 log = logging.getLogger("qunzhi.senders.wecom")
 
@@ -54,7 +55,9 @@ class _Client(WeChatClient):
         return self._token_fetcher()
 
 
-class WeComSender:
+class WeComSender(AppchatGroupOps):
+    """Messages, cards and appchat groups; the lifecycle's ``GroupOps`` over appchat_* (``groupops``)."""
+
     def __init__(self, settings, *, timeout: float = DEFAULT_TIMEOUT, session: requests.Session | None = None,
                  pool_size: int = DEFAULT_POOL_SIZE, duplicate_check_interval: int = DUPLICATE_CHECK_INTERVAL):
         self.duplicate_check_interval = max(0, min(14400, int(duplicate_check_interval)))

@@ -52,6 +52,7 @@ def group_facts(g, members: frozenset[str]) -> GroupFacts:
         message_count=g.message_count or 0, ritual_count=g.ritual_count or 0, member_ids=members,
         kept_until=g.kept_until, dissolved_at=g.dissolved_at, first_seen_at=g.first_seen_at,
         observed_since=g.observed_since, members_known=_members_known(g, members),
+        activity_source=getattr(g, "activity_source", None),
     )
 
 
@@ -68,7 +69,7 @@ def _members_known(g, members: frozenset[str]) -> bool:
 _FACT_COLUMNS = ("id", "name", "platform", "owner_id", "unit", "category", "purpose", "protected", "registered_at",
                  "temporary", "created_at", "expires_at", "done_at", "status", "last_work_at", "last_message_at",
                  "message_count", "ritual_count", "kept_until", "dissolved_at", "first_seen_at", "dissolve_state",
-                 "observed_since", "source", "warning_sent_at")
+                 "observed_since", "source", "warning_sent_at", "activity_source")
 
 
 @dataclass

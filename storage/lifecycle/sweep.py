@@ -87,10 +87,15 @@ def plan(session: Session, now: datetime, settings, findings: list[Finding], fac
         detail = labels.kinds(sorted(g_kinds)) if step != "purge" else f"解散已满{params.restore_days}天"
         method = None
         if step == "dissolve":
-            method = resolve(capabilities, gf.platform, source=facts.sources.get(gf.id)).method
+            method = resolve(capabilities, gf.platform, source=facts.sources.get(gf.id)).dissolve_method
         steps.append(Step(gf.id, gf.name, step, method, detail))
-    for g in session.execute(select(Group).where(Group.status.in_((DISSOLVING, RESTORING))).order_by(Group.id)).scalars():
+    for g in session.execute(select(Group).where(Group.status.in_((DISSOLVING, RESTORING, "dissolved")))
+                             .order_by(Group.id)).scalars():
         st = g.dissolve_state or {}
+        if g.status == "dissolved":
+            if transitions._purge_pending(g.status, st):
+                steps.append(Step(g.id, g.name, "resume", "appchat", "清除：" + labels.label("step", "disband")))
+            continue
         if g.status == RESTORING or g.dissolve_method == "appchat":
             todo = RESTORE_STEPS if g.status == RESTORING else DISSOLVE_STEPS
             done = (st.get("restore") or {}).get("done", []) if g.status == RESTORING else st.get("done", [])
@@ -205,8 +210,10 @@ def apply_step(s: Session, step: Step, findings: list[Finding], facts: Facts, no
     if step.action == "purge":
         if not allowed(state, "purge"):
             return "skipped"
-        transitions.purge(s, g, now, settings)
-        return "done"
+        result = transitions.purge(s, g, now, settings, capabilities=capabilities)
+        if result == "pending":
+            step.detail += "：将在平台上解散"
+        return result
     if step.action == "escalate":
         return "done" if transitions.escalate(s, g, now) else "skipped"
     return "skipped"

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from governance.capabilities import Table, resolve
 from governance.dates import fmt_date
 from governance.lifecycle import (
-    APPCHAT, AUTO_DISSOLVE_KINDS, COLUMN_FIELDS, DISSOLVE_STEPS, LIVE, RESTORE_STEPS, GroupState, LifecycleError,
+    APPCHAT, AUTO_DISSOLVE_KINDS, COLUMN_FIELDS, DISSOLVE_STEPS, LIVE, PURGE_STEPS, RESTORE_STEPS, GroupState, LifecycleError,
     transition,
 )
 from governance.model import Finding, GroupFacts
@@ -175,7 +175,7 @@ def begin_dissolution(session: Session, g: Group, now: datetime, settings, *, ca
 
 
 def _method(capabilities: Table, g: Group) -> str:
-    return resolve(capabilities, g.platform, source=g.source).method
+    return resolve(capabilities, g.platform, source=g.source).dissolve_method
 
 
 def _begin(session: Session, g: Group, old: GroupState, new: GroupState, now: datetime, settings, *, actor: str,
@@ -249,19 +249,64 @@ def escalate(session: Session, g: Group, now: datetime) -> bool:
     return True
 
 
-def purge(session: Session, g: Group, now: datetime, settings) -> None:
-    """dissolved → purged: the restore window is over; the member list is forgotten."""
+def purge(session: Session, g: Group, now: datetime, settings, *, capabilities: Table | None = None) -> str:
+    """dissolved → purged once the restore window is over; the member list is forgotten.
+
+    A group the bot soft-dissolved on a platform that can really disband it
+    (``Capabilities.purge``, from ``capabilities``) is not purged here: the intent is recorded
+    (``dissolve_state["purge"]``, audited ``purge_intent``) and ``"pending"`` returned; the
+    scheduler calls the platform's ``group_disband`` and reports back (:func:`record_platform_step`,
+    :func:`finish_platform_work`, or :func:`record_platform_error`). Where there is no disband the
+    group stays emptied and renamed on its platform, and the status reason and the audit say so.
+    Returns ``"done"`` (purged now) or ``"pending"``."""
+    params = params_from(settings)
+    transition(state_of(g), "purge", now, params)  # refuses first (window not over, wrong state)
+    caps = resolve(capabilities, g.platform, source=g.source) if capabilities is not None else None
+    soft = g.dissolve_method == APPCHAT
+    state = dict(g.dissolve_state or {})
+    if soft and caps is not None and caps.purge:
+        if not (state.get("purge") or {}).get("requested_at"):
+            state["purge"] = {"requested_at": now.isoformat(), "done": []}
+            g.dissolve_state = state
+            audit.record(session, actor=SYSTEM, action="purge_intent", at=now, group_id=g.id,
+                         reason=f"解散满{params.restore_days}天，将在平台上解散")
+        return "pending"
+    _purged(session, g, now, settings, how="kept" if soft else None)
+    return "done"
+
+
+#: how a purge ended on the platform → what the status reason and the audit add (Chinese)
+PURGE_OUTCOMES = {
+    "disbanded": "已在平台上解散",
+    "gone": "平台上该群已不存在",
+    "kept": "平台不能解散此群，群已清空成员并改名保留",
+    "refused": "平台拒绝解散，群已清空成员并改名保留",
+}
+
+
+def _purged(session: Session, g: Group, now: datetime, settings, *, how: str | None,
+            error: str | None = None) -> None:
     params = params_from(settings)
     old = state_of(g)
     new = transition(old, "purge", now, params)
     state = dict(g.dissolve_state or {})
     state.pop("members", None)
     state["purged_at"] = now.isoformat()
+    if how:
+        p = dict(state.get("purge") or {})
+        p["outcome"] = how
+        if error:
+            p["error"] = error[:300]
+        state["purge"] = p
     g.dissolve_state = state
     _put(g, old, new)
-    _set_status(g, new.status, now, f"解散满{params.restore_days}天")
+    extra = f"；{PURGE_OUTCOMES[how]}" if how else ""
+    _set_status(g, new.status, now, f"解散满{params.restore_days}天{extra}")
+    data = {"outcome": how} if how else None
+    if error:
+        data["error"] = error[:300]
     audit.record(session, actor=SYSTEM, action="purge", at=now, group_id=g.id,
-                 reason=f"解散满{params.restore_days}天，不再可恢复")
+                 reason=f"解散满{params.restore_days}天，不再可恢复{extra}", data=data)
 
 
 def _cancel_bridge_instruction(session: Session, g: Group, state: dict, now: datetime) -> None:
@@ -424,38 +469,76 @@ class PlatformWork:
     members: tuple[str, ...]  # the members recorded before the dissolution, the owner left out
     rename_to: str  # the name the ``rename`` step gives the group
     notice: str  # the text the ``notice`` step posts in the group
+    platform: str | None = None  # the group's platform value (the scheduler takes that platform's sender)
+    chat_id: str = ""  # the platform's own id of the group (``repo.raw_id``)
+    purging: bool = False  # the purge's ``disband`` (else a dissolution or a restore)
+
+
+def _purge_pending(g_status: str, st: dict | None) -> bool:
+    p = (st or {}).get("purge") or {}
+    return g_status == "dissolved" and bool(p.get("requested_at")) and "disband" not in (p.get("done") or ())
 
 
 def pending_platform_groups(session: Session) -> list[str]:
-    """The groups with appchat steps waiting: dissolutions and restores under way."""
-    return list(session.execute(select(Group.id).where(
-        or_(Group.status == RESTORING, and_(Group.status == DISSOLVING, Group.dissolve_method == APPCHAT)))
-        .order_by(Group.id)).scalars())
+    """The groups with platform steps waiting: soft dissolutions and restores under way, and
+    purges whose disband is still to be called."""
+    ids = set(session.execute(select(Group.id).where(
+        or_(Group.status == RESTORING, and_(Group.status == DISSOLVING, Group.dissolve_method == APPCHAT)))).scalars())
+    for gid, st in session.execute(select(Group.id, Group.dissolve_state).where(
+            Group.status == "dissolved", Group.dissolve_method == APPCHAT)):
+        if _purge_pending("dissolved", st):
+            ids.add(gid)
+    return sorted(ids)
+
+
+def _platform_members(session: Session, g: Group, person_ids) -> tuple[str, ...]:
+    """The people's own ids on the group's platform (``identity.account_ids``): a person with no
+    account there is left out (the platform cannot take them out or add them back); an id with no
+    person row goes as the platform's raw id."""
+    from storage import identity
+
+    ids = list(dict.fromkeys(person_ids))
+    accounts = identity.account_ids(session, ids, identity.account_platform(g.platform or ""))
+    known = set(session.execute(select(Person.id).where(Person.id.in_(ids))).scalars()) if ids else set()
+    return tuple(accounts[m] if m in accounts else repo.raw_id(g.platform, m)
+                 for m in ids if m in accounts or m not in known)
 
 
 def platform_work(session: Session, group_id: str, settings) -> PlatformWork | None:
     """What is left to do on the platform for ``group_id`` (None: nothing, or not any more)."""
     g = session.get(Group, group_id)
-    if g is None or not (g.status == RESTORING or (g.status == DISSOLVING and g.dissolve_method == APPCHAT)):
+    if g is None:
+        return None
+    st = g.dissolve_state or {}
+    chat_id = repo.raw_id(g.platform, g.id)
+    if _purge_pending(g.status, st):
+        return PlatformWork(group_id=g.id, name=g.name, restoring=False, todo=PURGE_STEPS, members=(),
+                            rename_to=g.name or "", notice="", platform=g.platform, chat_id=chat_id, purging=True)
+    if not (g.status == RESTORING or (g.status == DISSOLVING and g.dissolve_method == APPCHAT)):
         return None
     restoring = g.status == RESTORING
-    st = g.dissolve_state or {}
     name = st.get("name") or g.name
     done = (st.get("restore") or {}).get("done", []) if restoring else st.get("done", [])
-    members = tuple(m for m in st.get("members", []) if m != st.get("owner"))
+    members = _platform_members(session, g, [m for m in st.get("members", []) if m != st.get("owner")])
     return PlatformWork(
         group_id=g.id, name=g.name, restoring=restoring,
         todo=tuple(s for s in (RESTORE_STEPS if restoring else DISSOLVE_STEPS) if s not in done),
         members=members, rename_to=name if restoring else texts.dissolved_name(name),
         notice=(texts.restored_notice_in_group(len(members)) if restoring
-                else texts.dissolve_notice_in_group(settings.restore_days)))
+                else texts.dissolve_notice_in_group(settings.restore_days)),
+        platform=g.platform, chat_id=chat_id)
 
 
-def record_platform_step(session: Session, group_id: str, step: str, *, restoring: bool) -> None:
+def record_platform_step(session: Session, group_id: str, step: str, *, restoring: bool,
+                         purging: bool = False) -> None:
     """``step`` succeeded on the platform (called right after it did, in its own transaction)."""
     g = _locked(session, group_id)
     st = dict(g.dissolve_state or {})
-    if restoring:
+    if purging:
+        p = dict(st.get("purge") or {})
+        p["done"] = list(p.get("done", [])) + [step]
+        st["purge"] = p
+    elif restoring:
         r = dict(st.get("restore") or {})
         r["done"] = list(r.get("done", [])) + [step]
         st["restore"] = r
@@ -465,14 +548,20 @@ def record_platform_step(session: Session, group_id: str, step: str, *, restorin
 
 
 def record_platform_error(session: Session, group_id: str, step: str, error: str, now: datetime, settings, *,
-                          restoring: bool, permanent: bool) -> None:
+                          restoring: bool, permanent: bool, purging: bool = False) -> None:
     """``step`` failed. Transient: it is taken again next time. Permanent: a restore is finished
-    by hand (the owner re-adds the members), a dissolution becomes an order to the owner."""
+    by hand (the owner re-adds the members), a dissolution becomes an order to the owner, a purge
+    ends without the disband (the group stays emptied and renamed, and the ledger says so)."""
     g = _locked(session, group_id)
     st = dict(g.dissolve_state or {})
     st["last_error"] = error[:300]
     if not permanent:
         g.dissolve_state = st
+        return
+    if purging:
+        g.dissolve_state = st
+        if _purge_pending(g.status, st):
+            _purged(session, g, now, settings, how="refused", error=error)
         return
     old = state_of(g)
     if restoring:
@@ -497,9 +586,15 @@ def record_platform_error(session: Session, group_id: str, step: str, error: str
 
 
 def finish_platform_work(session: Session, group_id: str, now: datetime, settings, *, restoring: bool,
-                         members: int) -> None:
-    """Every step was taken: the restore is done (active) or the dissolution finished."""
+                         members: int, purging: bool = False, outcome: str = "disbanded") -> None:
+    """Every step was taken: the restore is done (active), the dissolution finished, or the purge's
+    disband done (``outcome``: ``disbanded``, or ``gone`` when the platform said the group no
+    longer exists)."""
     g = _locked(session, group_id)
+    if purging:
+        if g.status == "dissolved" and (g.dissolve_state or {}).get("purge"):
+            _purged(session, g, now, settings, how=outcome)
+        return
     if restoring and g.status == RESTORING:
         old = state_of(g)
         new = transition(old, "restore_done", now)

@@ -3,7 +3,8 @@ commits it): the real call is made, then ``exc`` (a BaseException) is raised."""
 from __future__ import annotations
 
 SENDING = {"send_text", "send_markdown", "send_card", "update_card", "appchat_send_text", "respond",
-           "respond_text", "respond_markdown", "respond_card", "post", "send_group_text", "send_user_text"}
+           "respond_text", "respond_markdown", "respond_card", "post", "send_group_text", "send_user_text",
+           "group_notice", "group_remove", "group_add", "group_rename", "group_disband", "group_create"}
 
 
 class CrashAfterSend:

@@ -125,3 +125,26 @@ class FakeAibot:
             h.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
             self.abandoned += 1
+
+
+# --- the host-guard hook (tests/fakes/host_guard.py) -------------------------------------------------
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def host_guard():
+    """The AI bot answers through each callback's ``response_url`` (its "configured" host): every
+    kind of answer to URLs this fake issued."""
+    from tests.fakes.host_guard import HostGuard
+
+    fake = FakeAibot().start()
+
+    def exercise(sender) -> None:
+        sender.respond_text(fake.issue(), "你好")
+        sender.respond_markdown(fake.issue(), "**你好**")
+        sender.respond_card(fake.issue(), {"card_type": "text_notice", "main_title": {"title": "t"}})
+
+    try:
+        yield HostGuard(settings={}, exercise=exercise, address=("127.0.0.1", fake._server.server_address[1]))
+    finally:
+        fake.stop()

@@ -146,3 +146,27 @@ class FakeBridge:
         h.send_header("Content-Length", str(len(answer)))
         h.end_headers()
         h.wfile.write(answer)
+
+
+# --- the host-guard hook (tests/fakes/host_guard.py) -------------------------------------------------
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def host_guard():
+    """Every instruction kind of ``BridgeSender`` to this fake inbox (``QUNZHI_BRIDGE_URL``)."""
+    from tests.conftest import BRIDGE_SECRET
+    from tests.fakes.host_guard import HostGuard
+
+    fake = FakeBridge(BRIDGE_SECRET).start()
+
+    def exercise(sender) -> None:
+        sender.dissolve(group_id="wechat:g1", instruction_id="i1")
+        sender.send_group_text("wechat:g1", "你好", instruction_id="i2")
+        sender.send_user_text("wechat:u1", "你好", instruction_id="i3")
+
+    try:
+        yield HostGuard(settings={"bridge_url": fake.url}, exercise=exercise,
+                        address=("127.0.0.1", fake._server.server_address[1]))
+    finally:
+        fake.stop()

@@ -310,3 +310,47 @@ def _child(corp_id: str, secret: str, q) -> None:
     fake = FakeWeCom(corp_id, secret).start()
     q.put(f"http://127.0.0.1:{fake.port}/")
     threading.Event().wait()
+
+
+# --- the host-guard hook (tests/fakes/host_guard.py) -------------------------------------------------
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def host_guard():
+    """Every call of ``WeComSender`` (messages, cards, appchat, GroupOps, a token refresh) against
+    this fake."""
+    from platforms.base import PermanentSendError
+    from tests.fakes.host_guard import HostGuard
+
+    fake = FakeWeCom().start()
+    fake.chats["g1"] = {"chatid": "g1", "name": "群", "owner": "a", "userlist": ["a", "b"]}
+
+    def exercise(sender) -> None:
+        sender.send_text(["a"], "你好")
+        sender.send_markdown(["a"], "**你好**")
+        sender.send_card(["a"], {"card_type": "text_notice", "main_title": {"title": "t"}})
+        sender.update_card("rc1", {"replace_name": "已投"})
+        fake.expire_token()  # a refresh through gettoken
+        sender.appchat_create("qzguard", "群2", "a", ["a", "b"])
+        sender.appchat_update("qzguard", name="群3")
+        sender.appchat_get("qzguard")
+        sender.appchat_send_text("qzguard", "通知")
+        sender.group_notice("g1", "通知")
+        sender.group_members("g1")
+        sender.group_remove("g1", ["b"])
+        sender.group_add("g1", ["b"])
+        sender.group_rename("g1", "新名")
+        sender.group_create("群4", "a", ["b"])
+        for no_api in (lambda: sender.group_disband("g1"), sender.list_groups):
+            try:
+                no_api()
+            except PermanentSendError:
+                continue
+            raise AssertionError("WeCom has no disband/list API for appchat: it must refuse")
+
+    try:
+        yield HostGuard(settings={"wecom_api_base": fake.base_url}, exercise=exercise,
+                        address=("127.0.0.1", fake.port))
+    finally:
+        fake.stop()

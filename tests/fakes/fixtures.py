@@ -43,3 +43,19 @@ def fake_feishu():
     server = FakeFeishu().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def group_platform(monkeypatch):
+    """A running fake group platform (tests/fakes/fake_groups.py), registered in
+    ``platforms.registry`` as ``testgroups`` for the test: its sender implements ``GroupOps`` over
+    HTTP to the fake; ``fake_groups.platform.capabilities`` may be replaced by the test."""
+    from platforms import registry
+    from tests.fakes import fake_groups
+
+    server = fake_groups.FakeGroupServer().start()
+    monkeypatch.setattr(registry, "PLATFORMS", [*registry.PLATFORMS, "tests.fakes.fake_groups"])
+    monkeypatch.setattr(fake_groups.platform, "base_url", server.base_url)
+    monkeypatch.setattr(fake_groups.platform, "capabilities", fake_groups.FULL)
+    yield server
+    server.stop()

@@ -84,7 +84,8 @@ def test_warn_dissolve_restore_warn_dissolve_purge(runtime):
     with db.session() as s:
         assert trail(s, "g1") == [
             ("warn", "system:sweep", "已45天没有工作消息（最后一条工作消息在2026-10-09）；"
-                                     "其间只有“收到”“签到”等留痕消息（累计留痕4条，占全部40条的10%；最近一条在2天前）"),
+                                     "其间只有“收到”“签到”等留痕消息（累计留痕4条，占全部40条的10%；最近一条在2天前）；"
+                                     "活动来源：全部消息"),
             ("warning_sent", "system:outbox", "解散提醒已送达"),
             ("dissolve_intent", "system:sweep", trail(s, "g1")[2][2]),
             ("dissolve", "system:bridge", trail(s, "g1")[2][2]),
