@@ -21,6 +21,7 @@ groups are ``chats`` (``members``, ``owner``, ``name``, ``bot_in``, ``created_by
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import json
 import threading
 from dataclasses import dataclass, field
@@ -299,3 +300,35 @@ class FakeFeishu:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
+
+
+@contextmanager
+def host_guard():
+    """Every call of ``FeishuSender`` (token, messages, cards, every GroupOps method) against this
+    fake (tests/security/test_platform_hosts.py)."""
+    from tests.fakes.host_guard import HostGuard
+
+    fake = FakeFeishu().start()
+    fake.add_chat("oc_g1", "群", "ou_a", ["ou_b"], created_by_bot=True)
+
+    def exercise(sender) -> None:
+        sender.send_text(["feishu:ou_a"], "你好")
+        sender.send_markdown(["feishu:ou_a"], "**你好**")
+        sender.send_card(["feishu:ou_a"], {"elements": []})
+        fake.expire_token()  # a refresh through tenant_access_token
+        sender.group_notice("oc_g1", "通知")
+        sender.group_members("oc_g1")
+        sender.group_remove("oc_g1", ["ou_b"])
+        sender.group_add("oc_g1", ["ou_b"])
+        sender.group_rename("oc_g1", "新名")
+        created = sender.group_create("群2", "ou_a", ["ou_b"])
+        sender.list_groups()
+        sender.group_disband(created)
+
+    try:
+        yield HostGuard(settings=dict(feishu_app_id=APP_ID, feishu_app_secret=APP_SECRET,
+                                      feishu_encrypt_key="k", feishu_verification_token="t",
+                                      feishu_domain=fake.domain),
+                        exercise=exercise, address=("127.0.0.1", fake._server.server_address[1]))
+    finally:
+        fake.stop()
