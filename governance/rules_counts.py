@@ -20,7 +20,7 @@ Every finding says that it rests on counts (the reasons are read by people).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta  # noqa: F401
 
 from governance.model import Finding, GroupFacts, Params
 
@@ -46,20 +46,22 @@ def counts_zombie(group: GroupFacts, now: datetime, params: Params = Params()) -
     if not covered and not (last_active is not None and last_active <= start and group.counts_since is not None):
         return None  # not watched long enough to say
     days_with = sorted(day for day, n in group.daily_counts if n > 0)
-    reasons = [f"近{params.zombie_days}天专属钉钉统计只有{counted}条消息"
+    reasons = [f"近{params.zombie_days}天平台按日统计只有{counted}条消息"
                f"（不超过{params.counts_idle_messages}条即视为不活跃）"]
     if days_with:
         reasons.append(f"最近一次有消息在{days_with[-1].isoformat()}")
     elif last_active is not None:
-        reasons.append(f"钉钉记录的最后活跃时间为{last_active.astimezone(now.tzinfo).date().isoformat()}")
+        reasons.append(f"平台记录的最后活跃时间为{last_active.astimezone(now.tzinfo).date().isoformat()}")
     reasons.append("依据每日消息条数判断：看不到消息内容，无法区分“收到”“签到”等留痕消息与工作消息")
     if group.protected:
         reasons.append("受保护群，仅报告休眠，不建议解散")
         action = "none"
     else:
         action = "warn"
-    since = last_active if last_active is not None and not days_with else None
     if days_with:
-        since = datetime.combine(days_with[-1], datetime.min.time(), tzinfo=now.tzinfo)
-    idle_days = (now - since).total_seconds() / DAY if since is not None else float(params.zombie_days)
+        idle_days = float((now.date() - days_with[-1]).days)
+    elif last_active is not None:
+        idle_days = (now - last_active).total_seconds() / DAY
+    else:
+        idle_days = float(params.zombie_days)
     return Finding("zombie", [group.id], [], round(max(idle_days, 0.0), 1), action, reasons)

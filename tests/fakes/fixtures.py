@@ -33,3 +33,13 @@ def fake_aibot():
     server = FakeAibot().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_dingtalk():
+    """A running fake DingTalk API (both hosts); point QUNZHI_DINGTALK_API_BASE/OAPI_BASE at ``.url``."""
+    from tests.fakes.fake_dingtalk import FakeDingTalk
+
+    server = FakeDingTalk().start()
+    yield server
+    server.stop()
