@@ -39,6 +39,16 @@ class DingTalkPlatform(PlatformBase):
 
         return DingTalkSender(settings)
 
+    def counts_enabled(self, settings) -> bool:
+        """专属钉钉's daily counts are imported here (``scheduler.jobs.import_activity_counts``)."""
+        return settings.dingtalk.configured and settings.dingtalk.exclusive
+
+    def activity_counts(self, sender, day):
+        """One day's per-group message counts and last-active times (``platforms.dingtalk.counts``)."""
+        from platforms.dingtalk.counts import fetch_day
+
+        return fetch_day(sender, day)
+
     def describe(self, settings, *, host: str, port: int) -> str:
         d = settings.dingtalk
         how = "Stream 长连接（无需公网地址）" if d.stream else "/dingtalk/robot、/dingtalk/card"
