@@ -39,6 +39,14 @@ class DingTalkPlatform(PlatformBase):
 
         return DingTalkSender(settings)
 
+    def start_stream(self, app, loop):
+        """Stream mode when configured (``qunzhi serve``): the running connection, else None."""
+        if not (settings := app.state.runtime.settings).dingtalk.stream or not settings.dingtalk.configured:
+            return None
+        from platforms.dingtalk.stream import start
+
+        return start(app, loop)
+
     def counts_enabled(self, settings) -> bool:
         """专属钉钉's daily counts are imported here (``scheduler.jobs.import_activity_counts``)."""
         return settings.dingtalk.configured and settings.dingtalk.exclusive

@@ -150,6 +150,11 @@ class FakeDingTalk:
             return self._token(h, body or {})
         if parts.path == "/v1.0/gateway/connections/open":
             return self._gateway(h, body or {})
+        if parts.path == "/robot/sendBySession":  # a message's sessionWebhook (its session is the credential)
+            if query.get("session") != "session-for-tests":
+                return self._send(h, 200, {"errcode": 300001, "errmsg": "session不存在"})
+            self.messages.append({"session": True, "body": body})
+            return self._send(h, 200, {"errcode": 0, "errmsg": "ok"})
         token = query.get("access_token") if classic else h.headers.get("x-acs-dingtalk-access-token")
         with self._lock:
             ok, expired = token in self.valid_tokens, token in self.expired_tokens
@@ -307,3 +312,60 @@ ROUTES = {
     ("GET", "/v1.0/exclusive/data/activeGroups"): FakeDingTalk._active_groups,
     ("GET", "/v1.0/exclusive/securities/orgGroupInfos"): FakeDingTalk._org_groups,
 }
+
+
+class StreamGateway:
+    """The websocket half of DingTalk's Stream gateway (``websockets``' threaded server): checks
+    the ticket the HTTP half gave out, pushes CALLBACK frames as DingTalk does and collects the
+    client's acks."""
+
+    def __init__(self, ticket: str = "ticket-for-tests"):
+        import queue
+
+        self.ticket = ticket
+        self.acks: "queue.Queue[dict]" = queue.Queue()
+        self.connected = threading.Event()
+        self.refused = 0
+        self._conn = None
+        self._server = None
+        self._ids = itertools.count(1)
+
+    def start(self) -> "StreamGateway":
+        from websockets.sync.server import serve
+
+        self._server = serve(self._handler, "127.0.0.1", 0)
+        threading.Thread(target=self._server.serve_forever, name="fake-dingtalk-stream", daemon=True).start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.socket.getsockname()[:2]
+        return f"ws://{host}:{port}/connect"
+
+    def _handler(self, ws) -> None:
+        q = parse_qs(urlsplit(ws.request.path).query)
+        if q.get("ticket") != [self.ticket]:
+            self.refused += 1
+            ws.close(1008, "bad ticket")
+            return
+        self._conn = ws
+        self.connected.set()
+        for raw in ws:
+            self.acks.put(json.loads(raw))
+
+    def push(self, topic: str, data: dict, timeout: float = 15.0) -> dict:
+        """Send one CALLBACK frame and wait for its ack."""
+        if not self.connected.wait(timeout):
+            raise AssertionError("the stream client never connected")
+        mid = f"msg-{next(self._ids)}"
+        self._conn.send(json.dumps({"specVersion": "1.0", "type": "CALLBACK",
+                                    "headers": {"topic": topic, "messageId": mid, "contentType": "application/json",
+                                                "time": "1"},
+                                    "data": json.dumps(data, ensure_ascii=False)}, ensure_ascii=False))
+        ack = self.acks.get(timeout=timeout)
+        assert ack["headers"]["messageId"] == mid
+        return ack
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
