@@ -136,7 +136,7 @@ def test_serve_prints_one_line_per_platform_the_new_one_included(throwaway, monk
     assert "已配置" in bridge and "/bridge/events" in bridge and "QUNZHI_BRIDGE_URL" in bridge
     assert by_title["试验平台"] == ["试验平台：已配置；接收试验消息（/throwaway/events）；发送无。"]
     assert any("/local" in ln and "未开启" in ln for ln in lines)  # the local page's line, off in production
-    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页")) for ln in lines) == len(registry.PLATFORMS)
+    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页", "钉钉")) for ln in lines) == len(registry.PLATFORMS)
 
 
 def test_the_503_deadline_comes_from_the_platform(throwaway, runtime, clock, monkeypatch):
