@@ -307,6 +307,27 @@ class DingTalkSender:
                 return out
 
 
+# --- what people read about a failure -----------------------------------------------------------------
+_REASONS = (
+    ("群主不在应用可见性内", "群主不在钉钉应用的可见范围内，请管理员在开发者后台把此人加入应用可见范围后再试"),
+    ("非场景群", "这是钉钉普通群，机器人不能操作，只能请群主手动处理"),
+    ("群会话不存在", "钉钉上找不到这个群（可能已被解散）"),
+    ("template_id", "未配置场景群模板（QUNZHI_DINGTALK_SCENE_TEMPLATE_ID），不能经机器人建群"),
+    ("SCENE_TEMPLATE_ID", "未配置场景群模板（QUNZHI_DINGTALK_SCENE_TEMPLATE_ID），不能经机器人建群"),
+)
+
+
+def explain(error: SendError) -> str:
+    """A failed DingTalk call in Chinese, for the person who asked (no codes)."""
+    text = str(error)
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    if isinstance(error, TransientSendError):
+        return "钉钉暂时无法处理（繁忙或限流），稍后会自动重试"
+    return "钉钉拒绝了这次操作，请联系管理员查看日志"
+
+
 # --- cards -----------------------------------------------------------------------------------------
 def card_data(card: dict) -> dict:
     """The neutral card (template-card shape) as a StandardCard's data: title, text and one

@@ -76,6 +76,9 @@ def test_owner_outside_the_apps_visible_range(sender, fake_dingtalk):
         sender.group_create("专班", "zhangsan", ["lisi"])
     assert e.value.errcode == OWNER_NOT_VISIBLE and "群主不在应用可见性内" in str(e.value)
     assert fake_dingtalk.groups == {}
+    from platforms.dingtalk.sender import explain
+
+    assert explain(e.value).startswith("群主不在钉钉应用的可见范围内") and "errcode" not in explain(e.value)
 
 
 def test_no_template_no_create(fake_dingtalk):
