@@ -239,7 +239,7 @@ def card_event(data: dict[str, Any], now: datetime) -> Event | None:
         return None
     try:
         private = _validate(_Private, json.loads(c.content or "{}"), "card callback content")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Malformed("card callback content is not JSON") from None
     actions = (private.cardPrivateData.actionIds if private.cardPrivateData else None) or []
     params = (private.cardPrivateData.params if private.cardPrivateData else None) or {}

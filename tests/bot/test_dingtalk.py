@@ -264,3 +264,13 @@ def test_a_forged_card_tap_is_refused(dt_client, clock, db):
     r = post(client, clock, "/dingtalk/card", tap, secret="wrong")
     assert r.status_code == 403
     assert count(db, PulseResponse) == count(db, ProcessedEvent) == count(db, OutboxMessage) == 0
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, "not json", "[1, 2]",
+                                     json.dumps({"cardPrivateData": {"actionIds": "pulse:3"}})])
+def test_a_malformed_card_tap_is_400_with_nothing_changed(dt_client, clock, db, content):
+    client, _ = dt_client
+    tap = {"outTrackId": "pulse:w|x", "userId": "lisi", "type": "actionCallback", "content": content[:20000]}
+    r = post(client, clock, "/dingtalk/card", tap)
+    assert r.status_code == 400
+    assert count(db, PulseResponse) == count(db, ProcessedEvent) == count(db, OutboxMessage) == 0

@@ -99,6 +99,12 @@ def test_counts_zombie_after_a_month_of_imports(rt, clock, fake_dingtalk, db):
     reasons = "".join(open_["cidQuiet=="].reasons)
     assert "按日统计只有" in reasons and "无法区分“收到”" in reasons
     assert clock() - start >= timedelta(days=35)
+    # the per-group refresh after a command sees the counts too: the finding stays, the busy group gets none
+    from storage.lifecycle.findings import refresh_group_findings
+
+    with db.session() as s:
+        found = refresh_group_findings(s, ["cidQuiet==", "cidBusy=="], clock(), rt.settings)
+    assert [(f.kind, f.group_ids) for f in found] == [("zombie", ["cidQuiet=="])]
 
 
 def test_not_enabled_does_nothing(db, clock, fake_dingtalk):
