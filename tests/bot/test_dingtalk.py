@@ -266,7 +266,7 @@ def test_a_forged_card_tap_is_refused(dt_client, clock, db):
     assert count(db, PulseResponse) == count(db, ProcessedEvent) == count(db, OutboxMessage) == 0
 
 
-@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, "not json", "[1, 2]",
+@pytest.mark.parametrize("content", ["[" * 5000 + "]" * 5000, "not json", "[1, 2]",
                                      json.dumps({"cardPrivateData": {"actionIds": "pulse:3"}})])
 def test_a_malformed_card_tap_is_400_with_nothing_changed(dt_client, clock, db, content):
     client, _ = dt_client
