@@ -54,6 +54,8 @@ def test_robot_sign_vector():
     ts, secret = "1577262236757", "this is a secret"
     expected = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()).decode()
     assert robot_sign(ts, secret) == expected
+    # fixed vector, from `printf '1577262236757\nthis is a secret' | openssl dgst -sha256 -hmac "this is a secret" -binary | base64`
+    assert robot_sign(ts, secret) == "DJrE6qdyVGCQz9z5r2MDuNcNAhwYnuAkyj13cx169CA="
     assert robot_sign(ts, secret) != robot_sign(str(int(ts) + 1), secret)
 
 
