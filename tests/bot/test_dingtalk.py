@@ -276,3 +276,21 @@ def test_a_malformed_card_tap_is_400_with_nothing_changed(dt_client, clock, db, 
     r = post(client, clock, "/dingtalk/card", tap)
     assert r.status_code == 400
     assert count(db, PulseResponse) == count(db, ProcessedEvent) == count(db, OutboxMessage) == 0
+
+
+def test_a_useless_vote_tap_is_anonymous(dt_client, clock, db):
+    from storage.models import UselessVote
+
+    client, _ = dt_client
+    with db.session() as s:
+        repo.ensure_group(s, group_id="cidU==", platform="dingtalk", at=clock() - timedelta(days=90), name="某某群")
+        repo.add_members(s, "cidU==", ["lisi", "wangwu"], clock() - timedelta(days=90))
+    tap = {"outTrackId": "useless:cidU==|r4nd0m", "userId": "lisi", "type": "actionCallback",
+           "content": json.dumps({"cardPrivateData": {"actionIds": ["useless:cidU=="], "params": {}}})}
+    assert post(client, clock, "/dingtalk/card", tap).status_code == 200
+    assert post(client, clock, "/dingtalk/card", tap).status_code == 200  # the same tap again
+    with db.session() as s:
+        votes = s.execute(select(UselessVote)).scalars().all()
+        assert len(votes) == 1 and all("lisi" not in str(v) for v in (votes[0].voter_key,))
+        assert s.execute(select(Message)).scalars().all() == []
+        assert all("lisi" not in k for k in s.execute(select(ProcessedEvent.key)).scalars())
