@@ -112,3 +112,14 @@ def test_not_enabled_does_nothing(db, clock, fake_dingtalk):
                       dingtalk_api_base=fake_dingtalk.url, dingtalk_oapi_base=fake_dingtalk.url)
     assert import_activity_counts(Runtime(s, db=db, clock=clock)) == {}
     assert fake_dingtalk.calls == []
+
+
+def test_the_warning_of_a_counts_group_says_it_rests_on_counts():
+    from types import SimpleNamespace
+
+    from governance.model import Finding
+    from storage.lifecycle.texts import why
+
+    f = Finding("zombie", ["cid1"], [], 40.0, "warn", ["近30天平台按日统计只有3条消息（不超过10条即视为不活跃）"])
+    text = why(SimpleNamespace(activity_source="counts"), None, [f], datetime(2026, 11, 23, tzinfo=timezone.utc), None)
+    assert text.startswith("近30天平台按日统计只有3条消息") and "看不到内容" in text and "没有工作消息" not in text
