@@ -74,7 +74,8 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
-               start_scheduler: bool | None = None, bind_host: str | None = None) -> FastAPI:
+               start_scheduler: bool | None = None, bind_host: str | None = None,
+               start_streams: bool = False) -> FastAPI:
     """``bind_host`` is the address the server listens on (``qunzhi serve --host``); local mode
     needs a loopback one, and an unknown host (None, e.g. a test client) is not loopback."""
     settings = settings or (runtime.settings if runtime else get_settings())
@@ -84,14 +85,26 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt: Runtime = app.state.runtime
         await rt.start_writer()
         sched = None
+        streams: list = []
         try:
             if start_scheduler if start_scheduler is not None else settings.run_scheduler:
                 from scheduler.service import start_in_process
 
                 sched = start_in_process(rt)
+            if start_streams:  # connections a platform opens itself (DingTalk Stream mode), `qunzhi serve`
+                import asyncio
+
+                from platforms.registry import all_platforms
+
+                for p in all_platforms():
+                    started = p.start_stream(app, asyncio.get_running_loop()) if hasattr(p, "start_stream") else None
+                    if started is not None:
+                        streams.append(started)
             yield
         finally:
             try:
+                for started in streams:
+                    started.stop()
                 if sched is not None:
                     sched.shutdown()
             finally:

@@ -48,6 +48,22 @@ class Settings(BaseSettings):
     feishu_id_type: Literal["open_id", "union_id", "user_id"] = "open_id"
     feishu_group_msg_scope: bool = False
     feishu_bot_open_id: str = ""  # the bot's open_id: tells @-mentions of it apart when every message arrives
+
+    # DingTalk (钉钉) enterprise-internal app with a robot (platforms/dingtalk/README.md)
+    dingtalk_app_key: str = ""        # AppKey (Client ID); also the robot code when it is left empty
+    dingtalk_app_secret: str = ""     # AppSecret (Client Secret): signs the robot callback, fetches tokens
+    dingtalk_robot_code: str = ""
+    dingtalk_corp_id: str = ""        # CorpId: the receive id of the event-subscription crypto
+    dingtalk_callback_token: str = ""  # event subscription: 签名 token
+    dingtalk_callback_aes_key: str = ""  # event subscription: 加密 aes_key (43 characters)
+    dingtalk_api_base: str = "https://api.dingtalk.com"    # new OpenAPI (/v1.0/...)
+    dingtalk_oapi_base: str = "https://oapi.dingtalk.com"  # classic API (/topapi/...)
+    dingtalk_stream: bool = False     # Stream mode (no public URL): `qunzhi serve` opens the connection
+    dingtalk_timestamp_tolerance: int = 600  # seconds; DingTalk allows an hour, Qunzhi is tighter
+    dingtalk_scene_template_id: str = ""  # scene-group template (建群 creates scene groups from it)
+    dingtalk_card_template_id: str = "StandardCard"
+    dingtalk_exclusive: bool = False  # 专属钉钉: import per-group daily message counts (activeGroups)
+    dingtalk_operator_user_id: str = ""  # an admin's userid, required by orgGroupInfos (last-active times)
     bridge_secret: str = ""
     bridge_url: str = ""  # where signed instructions to the bridge are POSTed (dissolve, restore)
     admin_token: str = ""
@@ -69,6 +85,8 @@ class Settings(BaseSettings):
     overlap_containment: float = 0.9
     max_groups_per_person: int = 20
     grace_days: int = 7
+    # a group known only by daily message counts (专属钉钉): at most this many in zombie_days is idle
+    counts_idle_messages: int = 10
     restore_days: int = 30
     keep_days: int = 90
     unregistered_grace_days: int = 7
@@ -178,7 +196,13 @@ class Settings(BaseSettings):
             )
         return v
 
-    @field_validator("wecom_aes_key", "aibot_aes_key")
+    @field_validator("dingtalk_timestamp_tolerance")
+    @classmethod
+    def _dingtalk_window(cls, v: int) -> int:
+        # DingTalk's own rule refuses a sign more than an hour off: never wider than that
+        return max(1, min(3600, v))
+
+    @field_validator("wecom_aes_key", "aibot_aes_key", "dingtalk_callback_aes_key")
     @classmethod
     def _aes_key(cls, v: str, info) -> str:
         # Checked in every environment: a malformed key would otherwise answer 500 on every callback.
@@ -245,6 +269,10 @@ class Settings(BaseSettings):
             required += ["feishu_encrypt_key", "feishu_verification_token"]
         if self.feishu_app_id:
             required.append("feishu_app_secret")
+        if self.dingtalk_app_key:
+            required.append("dingtalk_app_secret")
+        if self.dingtalk_callback_token or self.dingtalk_callback_aes_key:
+            required += ["dingtalk_callback_token", "dingtalk_callback_aes_key", "dingtalk_corp_id"]
         bad = [n for n in required if getattr(self, n).strip().lower() in PLACEHOLDERS or len(getattr(self, n)) < 8]
         if bad:
             names = ", ".join("QUNZHI_" + b.upper() for b in bad)
@@ -281,6 +309,17 @@ class Settings(BaseSettings):
                               domain=self.feishu_domain.rstrip("/"), id_type=self.feishu_id_type,
                               group_msg_scope=self.feishu_group_msg_scope, bot_open_id=self.feishu_bot_open_id,
                               timestamp_tolerance=self.wecom_timestamp_tolerance)
+
+    @property
+    def dingtalk(self) -> "DingTalkSettings":
+        return DingTalkSettings(
+            app_key=self.dingtalk_app_key, app_secret=self.dingtalk_app_secret,
+            robot_code=self.dingtalk_robot_code or self.dingtalk_app_key, corp_id=self.dingtalk_corp_id,
+            callback_token=self.dingtalk_callback_token, callback_aes_key=self.dingtalk_callback_aes_key,
+            api_base=self.dingtalk_api_base.rstrip("/"), oapi_base=self.dingtalk_oapi_base.rstrip("/"),
+            stream=self.dingtalk_stream, timestamp_tolerance=self.dingtalk_timestamp_tolerance,
+            scene_template_id=self.dingtalk_scene_template_id, card_template_id=self.dingtalk_card_template_id,
+            exclusive=self.dingtalk_exclusive, operator_user_id=self.dingtalk_operator_user_id)
 
     @property
     def development(self) -> bool:
@@ -389,6 +428,35 @@ class BridgeSettings:
     def sends(self) -> bool:
         """Instructions can be POSTed to the bridge (its URL is set too)."""
         return bool(self.secret and self.url)
+
+
+@dataclass(frozen=True)
+class DingTalkSettings:
+    """The DingTalk app and robot (``QUNZHI_DINGTALK_*``)."""
+    app_key: str
+    app_secret: str
+    robot_code: str
+    corp_id: str
+    callback_token: str
+    callback_aes_key: str
+    api_base: str
+    oapi_base: str
+    stream: bool
+    timestamp_tolerance: int
+    scene_template_id: str
+    card_template_id: str
+    exclusive: bool
+    operator_user_id: str
+
+    @property
+    def configured(self) -> bool:
+        """The robot's callbacks can be verified and messages sent (app key and secret)."""
+        return bool(self.app_key and self.app_secret)
+
+    @property
+    def events(self) -> bool:
+        """Event-subscription callbacks can be decrypted (token, AES key, corp id)."""
+        return bool(self.callback_token and self.callback_aes_key and self.corp_id)
 
 
 @lru_cache(maxsize=8)

@@ -50,6 +50,10 @@ class GroupFacts:
     #: what the bot sees of the group's traffic (``groups.activity_source``: full, mentions, counts,
     #: archive, none; None: not recorded yet); shown in every idle finding so "not seen" is not "silent"
     activity_source: str | None = None
+    #: ``counts`` groups: (day, messages) per day imported within the zombie window (专属钉钉 activeGroups;
+    #: a day the import covered without a row for the group had no message) and the first day imported
+    daily_counts: tuple[tuple[date, int], ...] = ()
+    counts_since: date | None = None
 
     @property
     def live(self) -> bool:
@@ -73,6 +77,9 @@ class Params:
     rebound_name_similarity: float = 0.8
     grace_days: int = 7
     restore_days: int = 30
+    #: ``counts`` groups (daily message counts without content): at most this many messages within
+    #: ``zombie_days`` is still idle (a handful of 收到 after a warning does not revive a group)
+    counts_idle_messages: int = 10
     keep_days: int = 90
     #: groups with fewer members are ignored by duplicate/overlap/rebound-by-members
     min_members_for_similarity: int = 3

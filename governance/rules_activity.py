@@ -12,6 +12,8 @@
   reported with action ``none`` (dormant only); kept groups (``kept_until > now``) and
   groups not ``active``/``warned`` are skipped. Its last reason says what the bot sees of the
   group (:func:`activity_reason`, ``活动来源：仅@机器人的消息``): idle as far as the bot can see.
+  A group whose activity source is ``counts`` (daily message counts, no content) is judged by
+  :func:`governance.rules_counts.counts_zombie` instead (its own threshold).
 * :func:`zombie_ids` - the same test vectorised over numpy arrays (1M groups < 0.1 s).
 * :func:`expired` - temporary group whose last valid day ``expires_at`` is before
   ``today`` (the caller's local date; default ``now.date()`` in ``now``'s time zone),
@@ -33,6 +35,7 @@ import numpy as np
 
 from governance import labels
 from governance.model import Finding, GroupFacts, Params
+from governance.rules_counts import COUNTS, counts_zombie
 
 DAY = 86400.0
 
@@ -71,6 +74,8 @@ def _days(delta: timedelta) -> int:
 
 
 def zombie(group: GroupFacts, now: datetime, params: Params = Params()) -> Finding | None:
+    if group.activity_source == COUNTS:  # daily counts without content: their own threshold
+        return counts_zombie(group, now, params)
     if not group.live or group.kept(now):
         return None
     limit = timedelta(days=params.zombie_days)

@@ -10,6 +10,9 @@ platform / source                  method      how a dissolution happens
 ``wecom`` (app-created appchat)    appchat     final notice in the group, members removed,
 with the app's secret                          renamed ``[已解散]…``; restore re-adds members
                                                and renames back
+``dingtalk`` scene groups          appchat     the same steps through ``GroupOps`` (scene-group
+(created by the bot)                           APIs); the purge really disbands; an ordinary
+                                               DingTalk group refuses them → an order
 a bridged platform (``wechat``…)   bridge      a ``dissolve`` instruction event to the bridge
 with QUNZHI_BRIDGE_SECRET and URL              (outbox channel ``bridge``); done when the bridge
                                                confirms (``dissolve_confirmed``)

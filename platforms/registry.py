@@ -16,6 +16,7 @@ PLATFORMS = [
     "platforms.wecom",   # 企业微信自建应用: /wecom/callback
     "platforms.aibot",   # 企业微信智能机器人: /wecom/aibot/callback
     "platforms.bridge",  # 桥接（个人微信等）: /bridge/events
+    "platforms.dingtalk",  # 钉钉机器人: /dingtalk/robot, /dingtalk/card, /dingtalk/events (or Stream mode)
     "platforms.local",   # 本地对话页: /local (development, loopback only)
     "platforms.feishu",  # 飞书自建应用: /feishu/callback
 ]

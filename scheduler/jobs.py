@@ -364,6 +364,43 @@ def daily_stats(rt) -> dict:
         return snapshot_stats(s, local_today)
 
 
+# --- activity without content (专属钉钉 counts) ---------------------------------------------------
+COUNTS_BACKFILL_DAYS = 7  # a missed run is caught up (coverage needs an unbroken run of days)
+
+
+def import_activity_counts(rt) -> dict:
+    """Import yesterday's per-group message counts (and the days missed within a week) from every
+    platform that offers them (``counts_enabled``: DingTalk with QUNZHI_DINGTALK_EXCLUSIVE), for the
+    counts-based zombie rule (``governance.rules_counts``). Idempotent per day."""
+    from platforms.registry import all_platforms
+    from storage import activity_counts
+    from storage.models import CountDay
+
+    out: dict = {}
+    local_today = rt.now().astimezone(rt.settings.tz).date()
+    for platform in all_platforms():
+        enabled = getattr(platform, "counts_enabled", None)
+        if enabled is None or not enabled(rt.settings):
+            continue
+        sender = senders_for(rt).get(platform.channels[0])
+        if sender is None:
+            continue
+        with rt.db.session() as s:
+            done = set(s.execute(select(CountDay.day).where(CountDay.platform == platform.name)).scalars())
+        days = [local_today - timedelta(days=k) for k in range(COUNTS_BACKFILL_DAYS, 0, -1)]
+        results = []
+        for day in (d for d in days if d not in done or d == days[-1]):
+            got = platform.activity_counts(sender, day)
+            with rt.db.session() as s:
+                r = activity_counts.store_day(s, platform=platform.name, day=day, counts=got.counts,
+                                              last_active=got.last_active, now=rt.now())
+            log.info("%s counts %s: %d group(s) stored, %d unknown, %d unmatched, %d last-active moved",
+                     platform.name, day.isoformat(), r.stored, r.unknown, got.unmatched, r.last_active)
+            results.append(r)
+        out[platform.name] = results
+    return out
+
+
 # --- outbox ----------------------------------------------------------------------------------
 _dispatchers: dict[int, object] = {}
 
@@ -394,5 +431,6 @@ JOBS = {
     "lookback": lookback,
     "commission_digest": commission_digest,
     "daily_stats": daily_stats,
+    "import_activity_counts": import_activity_counts,
     "dispatch_outbox": dispatch_outbox,
 }

@@ -70,6 +70,10 @@ def route(row, senders: dict[str, Sender], now: datetime, *, response_url_free: 
         why = ("回调的 response_url 已用过或已过一小时" if url else "没有可用的回调 response_url")
         where = "群聊" if p.get("chatid") else "个人（未配置企业微信自建应用）"
         return f"无法送达：{why}，智能机器人不能主动向{where}发消息"
+    if channel == "card_update":  # a card of another platform: its response code is "<platform>:<code>"
+        own = senders.get(str(p.get("response_code", "")).split(":", 1)[0] + "_card_update")
+        if own is not None:
+            return Route("card_update", own)
     sender = senders.get(channel)
     if sender is None:
         return f"无法送达：未配置“{channel}”通道所属的平台（{_NEEDS.get(channel, channel)}）"
@@ -83,7 +87,8 @@ def route(row, senders: dict[str, Sender], now: datetime, *, response_url_free: 
 _NEEDS = {"user": "企业微信自建应用 QUNZHI_WECOM_*", "appchat": "企业微信自建应用 QUNZHI_WECOM_*",
           "card_update": "企业微信自建应用 QUNZHI_WECOM_*", "bridge": "QUNZHI_BRIDGE_URL 与 QUNZHI_BRIDGE_SECRET",
           "feishu": "飞书自建应用 QUNZHI_FEISHU_*", "feishu_chat": "飞书自建应用 QUNZHI_FEISHU_*",
-          "feishu_card": "飞书自建应用 QUNZHI_FEISHU_*"}
+          "feishu_card": "飞书自建应用 QUNZHI_FEISHU_*",
+          "dingtalk": "钉钉 QUNZHI_DINGTALK_APP_KEY 与 QUNZHI_DINGTALK_APP_SECRET"}
 
 
 def deliver(r: Route, row):

@@ -38,6 +38,7 @@ def job_specs(settings) -> list[tuple[str, object]]:
     return [
         ("dispatch_outbox", IntervalTrigger(seconds=5, timezone=tz)),
         ("deliver_notices", IntervalTrigger(minutes=10, timezone=tz)),
+        ("import_activity_counts", CronTrigger(hour=7, minute=30, timezone=tz)),  # before the sweep
         ("sweep", CronTrigger(hour=8, minute=30, timezone=tz)),
         ("expiry_reminders", CronTrigger(hour=8, minute=40, timezone=tz)),
         ("advance_pending", IntervalTrigger(minutes=1, timezone=tz)),

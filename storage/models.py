@@ -300,6 +300,26 @@ class FindingRefresh(Base):
     at: Mapped[datetime]
 
 
+class GroupDailyCount(Base):
+    """Messages counted in a group on one day, without content (专属钉钉 ``activeGroups``: activity
+    source ``counts``). Only what ``governance.rules_counts`` needs: no sender, no text."""
+
+    __tablename__ = "group_daily_counts"
+    group_id: Mapped[str] = mapped_column(String(128), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+
+
+class CountDay(Base):
+    """A day whose counts were imported for a platform (a group without a row that day had no
+    message): the coverage the counts rule needs before it says idle."""
+
+    __tablename__ = "count_days"
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    imported_at: Mapped[datetime]
+
+
 class PulseAsk(Base):
     """When a person was last asked the pulse question (not linked to any answer)."""
 

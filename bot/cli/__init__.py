@@ -81,7 +81,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
         typer.echo(line)
     from bot.runtime import freeze_startup_objects
 
-    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler, bind_host=host)
+    web_app = create_app(settings, runtime=rt, start_scheduler=scheduler, bind_host=host, start_streams=True)
     freeze_startup_objects()
     _run_server(web_app, host=host, port=port, settings=settings)
 

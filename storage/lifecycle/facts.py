@@ -27,6 +27,7 @@ def params_from(settings) -> Params:
         overlap_containment=settings.overlap_containment, max_groups_per_person=settings.max_groups_per_person,
         unregistered_grace_days=settings.unregistered_grace_days, grace_days=settings.grace_days,
         restore_days=settings.restore_days, keep_days=settings.keep_days,
+        counts_idle_messages=settings.counts_idle_messages,
     )
 
 
@@ -137,6 +138,23 @@ def _members_of(session: Session, ids: list[str], interned: dict[str, str]) -> d
     return {gid: frozenset(pids) for gid, pids in found.items()}
 
 
+def with_counts(session: Session, live: list[GroupFacts], now: datetime, params: Params) -> list[GroupFacts]:
+    """Groups whose activity source is ``counts`` get their daily counts within the zombie window and
+    their platform's import coverage (``governance.rules_counts``); the others are unchanged."""
+    from dataclasses import replace
+
+    from storage import activity_counts
+
+    counted = [g for g in live if g.activity_source == activity_counts.COUNTS]
+    if not counted:
+        return live
+    since = (now - timedelta(days=params.zombie_days)).date()
+    counts = activity_counts.window_counts(session, [g.id for g in counted], since)
+    coverage = {p: activity_counts.counts_since(session, p) for p in {g.platform for g in counted}}
+    done = {g.id: replace(g, daily_counts=counts.get(g.id, ()), counts_since=coverage[g.platform]) for g in counted}
+    return [done.get(g.id, g) for g in live]
+
+
 def load_facts(session: Session, now: datetime, settings, *, reuse: Facts | None = None) -> Facts:
     """The live and the recently dissolved groups as GroupFacts, loaded in bulk.
 
@@ -171,6 +189,7 @@ def load_facts(session: Session, now: datetime, settings, *, reuse: Facts | None
         else:  # a dissolved appchat group keeps its former members in dissolve_state
             former = (g.dissolve_state or {}).get("members") or ()
             gone.append(group_facts(g, m | frozenset(interned.setdefault(p, p) for p in former) if former else m))
+    live = with_counts(session, live, now, params)
     return Facts(live=live, gone=gone, members=members, loaded=frozenset(wanted),
                  warning_sent_at={g.id: g.warning_sent_at for g in rows if g.status == "warned"},
                  sources={g.id: g.source for g in rows}, interned=interned)

@@ -14,7 +14,7 @@ from governance.model import Finding
 from governance.scan import PER_GROUP_KINDS, per_group, scan
 from governance.rules import OWN_CONDITION
 from storage import premises, repo
-from storage.lifecycle.facts import Facts, group_facts, load_facts, params_from, today
+from storage.lifecycle.facts import Facts, group_facts, load_facts, params_from, today, with_counts
 from storage.models import FindingRecord, FindingRefresh, Group, Membership
 
 # Findings the scan does not produce (storage.feedback writes "useless" from anonymous votes): the
@@ -66,6 +66,7 @@ def refresh_group_findings(session: Session, group_ids, now: datetime, settings)
                                     .where(Membership.group_id.in_(ids))):
         members[gid].add(pid)
     live = [group_facts(g, frozenset(members.get(g.id, ()))) for g in groups if g.status in LIVE]
+    live = with_counts(session, live, now, params_from(settings))
     findings = per_group(live, now.astimezone(settings.tz), params_from(settings), today=today(now, settings))
     by_key = {f.key: f for f in findings}
     # the keys these groups' per-group findings can have (unregistered names the owner, if known)

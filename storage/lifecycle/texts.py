@@ -15,6 +15,10 @@ DISSOLVED_PREFIX = "[已解散]"
 def why(g, facts: GroupFacts | None, findings: list[Finding], now: datetime, today) -> str:
     """Why a group is warned, in one clause (``g``: its row; ``today``: the local date)."""
     kinds = {f.kind for f in findings}
+    if "zombie" in kinds and (facts is not None and facts.activity_source == "counts"
+                              or getattr(g, "activity_source", None) == "counts"):
+        zombie = next(f for f in findings if f.kind == "zombie")  # counts: its own words, never "no work message"
+        return (zombie.reasons[0] if zombie.reasons else "消息很少") + "（只看得到每日消息条数，看不到内容）"
     since = idle_since(facts) if facts is not None else None
     if "zombie" in kinds and since is not None:
         days = int((now - since).total_seconds() // 86400)

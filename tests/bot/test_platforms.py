@@ -138,7 +138,7 @@ def test_serve_prints_one_line_per_platform_the_new_one_included(throwaway, monk
     assert by_title["试验平台"] == ["试验平台：已配置；接收试验消息（/throwaway/events）；发送无。"]
     assert any("/local" in ln and "未开启" in ln for ln in lines)  # the local page's line, off in production
     assert "未配置" in by_title["飞书自建应用"][0] and "QUNZHI_FEISHU_ENCRYPT_KEY" in by_title["飞书自建应用"][0]
-    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页", "飞书")) for ln in lines) == len(registry.PLATFORMS)
+    assert sum(ln.startswith(("试验平台", "企业微信", "桥接", "网页对话页", "飞书", "钉钉")) for ln in lines) == len(registry.PLATFORMS)
 
 
 def test_the_503_deadline_comes_from_the_platform(throwaway, runtime, clock, monkeypatch):

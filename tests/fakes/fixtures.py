@@ -59,3 +59,13 @@ def group_platform(monkeypatch):
     monkeypatch.setattr(fake_groups.platform, "capabilities", fake_groups.FULL)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_dingtalk():
+    """A running fake DingTalk API (both hosts); point QUNZHI_DINGTALK_API_BASE/OAPI_BASE at ``.url``."""
+    from tests.fakes.fake_dingtalk import FakeDingTalk
+
+    server = FakeDingTalk().start()
+    yield server
+    server.stop()
