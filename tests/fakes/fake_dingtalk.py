@@ -23,10 +23,13 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 APP_KEY = "dingappkey-for-tests"
 APP_SECRET = "dingtalk-app-secret-for-tests-0123456789"
@@ -369,3 +372,36 @@ class StreamGateway:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+
+
+@contextmanager
+def host_guard():
+    """Every call of ``DingTalkSender`` (token, messages, cards, scene-group GroupOps) against this
+    fake, both its hosts (tests/security/test_platform_hosts.py)."""
+    from platforms.base import PermanentSendError
+    from tests.fakes.host_guard import HostGuard
+
+    fake = FakeDingTalk().start()
+
+    def exercise(sender) -> None:
+        sender.send_text(["zhangsan"], "你好")
+        sender.send_markdown(["zhangsan"], "**你好**")
+        fake.expire_token()  # a refresh through the token endpoint
+        cid = sender.group_create("秋粮收购专班", "zhangsan", ["lisi"])
+        sender.group_notice(cid, "通知")
+        sender.group_members(cid)
+        sender.group_remove(cid, ["lisi"])
+        sender.group_add(cid, ["lisi"])
+        sender.group_rename(cid, "新名")
+        sender.group_disband(cid)
+        with pytest.raises(PermanentSendError):
+            sender.list_groups()  # no API: refused without a call
+
+    host, port = fake._server.server_address[:2]
+    try:
+        yield HostGuard(settings=dict(dingtalk_app_key=APP_KEY, dingtalk_app_secret=APP_SECRET,
+                                      dingtalk_api_base=fake.url, dingtalk_oapi_base=fake.url,
+                                      dingtalk_scene_template_id="tpl-1", dingtalk_operator_user_id="admin1"),
+                        exercise=exercise, address=(host, port))
+    finally:
+        fake.stop()

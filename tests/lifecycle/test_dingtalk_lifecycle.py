@@ -19,9 +19,6 @@ from tests.fakes.fake_dingtalk import APP_KEY, APP_SECRET
 from tests.lifecycle.helpers import NOW, group, say, seed_people
 
 
-@pytest.mark.xfail(strict=True, reason="needs helper lifeops' branch: the lifecycle's platform steps through each "
-                                       "platform's GroupOps (today they go through WeCom's appchat sender only) and "
-                                       "the purge step calling group_disband")
 def test_scene_groups_dissolved_restored_and_purged(db, clock, fake_dingtalk):
     settings = make_settings(database_url=db.url, wecom_corp_id="", dingtalk_app_key=APP_KEY,
                              dingtalk_app_secret=APP_SECRET, dingtalk_api_base=fake_dingtalk.url,
