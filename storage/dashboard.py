@@ -5,7 +5,9 @@ no SQL of their own. Figures shared with the report and the CLI stay in ``storag
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
+from itertools import accumulate
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -351,10 +353,6 @@ def _live_intervals(session: Session, groups: list[Group], horizon: datetime) ->
     return spans
 
 
-def _live_at(spans: list[tuple], t: datetime) -> bool:
-    return any(a <= t < b for a, b in spans)
-
-
 def trends(session: Session, *, now: datetime, tz, unit: str | None = None) -> Trends:
     """The weekly series of the county, or of one unit (``NO_UNIT`` for groups and cadres without one)."""
     weeks = weeks_since(series_start(session), now, tz)
@@ -369,35 +367,52 @@ def trends(session: Session, *, now: datetime, tz, unit: str | None = None) -> T
     groups = session.execute(gq).scalars().all() if n else []
     spans = _live_intervals(session, groups, horizon) if n else {}
     ends = [w.end - timedelta(microseconds=1) for w in weeks]  # the figures as the week closed (or now)
-    live_counts = [sum(1 for g in groups if _live_at(spans[g.id], t)) for t in ends]
+
+    def weeks_of(a: datetime, b: datetime) -> tuple[int, int]:  # the weeks whose end t has a <= t < b
+        return bisect_left(ends, a), bisect_left(ends, b)
+
+    live_diff = [0] * (n + 1)
+    for g in groups:
+        for a, b in spans[g.id]:
+            i0, i1 = weeks_of(a, b)
+            live_diff[i0] += 1
+            live_diff[i1] -= 1
+    live_counts = list(accumulate(live_diff))[:n]
     # groups per cadre: every live group a cadre of the unit (or county) is in, whichever its unit
     pq = select(Person.id, Person.created_at).where(Person.role.in_(CADRE_ROLES))
     if unit is not None:
         pq = pq.where(unit_is(Person.unit))
     cadres = dict(session.execute(pq).all()) if n else {}
     members: dict[str, list[tuple[str, datetime | None]]] = defaultdict(list)
+    all_spans = spans
     if cadres:
-        all_spans = spans if unit is None else None
-        mq = select(Membership.person_id, Membership.group_id, Membership.joined_at).where(
-            Membership.person_id.in_(list(cadres)) if len(cadres) <= 2000 else Membership.person_id.is_not(None))
-        for pid, gid, joined in session.execute(mq):
+        wanted = Membership.person_id.in_(list(cadres)) if len(cadres) <= 2000 else Membership.person_id.is_not(None)
+        for pid, gid, joined in session.execute(select(Membership.person_id, Membership.group_id,
+                                                       Membership.joined_at).where(wanted)):
             if pid in cadres:
                 members[gid].append((pid, joined))
-        if all_spans is None:  # a unit's cadres are also in other units' groups
+        if unit is not None:  # a unit's cadres are also in other units' groups
             others = session.execute(select(Group).where(Group.id.in_(list(members)))).scalars().all() \
                 if len(members) <= 2000 else session.execute(select(Group)).scalars().all()
             all_spans = _live_intervals(session, [g for g in others if g.id in members], horizon)
-    medians, maxima = [], []
-    for t in ends:
-        counts = {pid: 0 for pid, created in cadres.items() if created is None or created <= t}
-        for gid, mems in members.items():
-            if _live_at(all_spans.get(gid, ()), t):
-                for pid, joined in mems:
-                    if joined is None or joined <= t:
-                        counts[pid] = counts.get(pid, 0) + 1
-        vals = list(counts.values())
-        medians.append(median(vals))
-        maxima.append(max(vals, default=0))
+    # per cadre, the weeks each membership counts in (a difference array over the weeks), then per week
+    # the counts of the cadres known by then: O(memberships + cadres × weeks)
+    diff: dict[str, list[int]] = {pid: [0] * (n + 1) for pid in cadres}
+    for gid, mems in members.items():
+        for a, b in all_spans.get(gid, ()):
+            for pid, joined in mems:
+                i0, i1 = weeks_of(max(a, joined) if joined else a, b)
+                if i0 < i1:
+                    diff[pid][i0] += 1
+                    diff[pid][i1] -= 1
+    known_from = {pid: (0 if created is None else bisect_left(ends, created)) for pid, created in cadres.items()}
+    per_week: list[list[int]] = [[] for _ in range(n)]
+    for pid, d in diff.items():
+        for i, c in enumerate(accumulate(d[:n])):
+            if i >= known_from[pid] or c:
+                per_week[i].append(c)
+    medians = [median(v) for v in per_week]
+    maxima = [max(v, default=0) for v in per_week]
     # messages and rituals per week
     msgs, rituals = [0] * n, [0] * n
     if n:
