@@ -33,8 +33,10 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/pytest -q
 
+# The simulated county, kept in the configured database (refused when it holds real data); then
+# `make run` and the printed one-time link open it in the dashboard.
 demo: $(STAMP)
-	$(BIN)/qunzhi demo
+	$(BIN)/qunzhi demo --keep
 
 # Speed and memory figures (not run in CI): see README.
 bench: $(STAMP)

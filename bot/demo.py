@@ -26,6 +26,12 @@ WORK = ["明天上午九点到村委会开会，带上走访台账", "三组的�
         "请各村周五前报送本周进度", "河道清淤今天完成一段，明天继续", "收购点增加一台磅秤，地址在粮站"]
 
 
+REPORTS = ["村里要求每天在群里上传入户走访照片", "每个专班都要求每天报送进度表，内容重复", "群里要求逐一回复“收到”并截图留痕",
+           "同一份通知在五个群里各发一遍", "周末晚上在群里布置第二天的材料"]
+DEMO_ACTOR = "demo"  # the actor of the demo's import record: a database that has it already holds a demo
+DEMO_START = datetime(2026, 9, 7, 8, 0)  # a Monday, local time: the demo's fixed calendar when not kept
+
+
 @dataclass
 class DemoConfig:
     seed: int = 7
@@ -34,6 +40,47 @@ class DemoConfig:
     villages: int = 3
     database_url: str | None = None
     progress: bool = True
+    # --keep: write into ``database_url`` (the configured database) and leave it there, simulating the
+    # ``weeks`` weeks before the current one; ``base_url`` is where the printed login link points
+    keep: bool = False
+    base_url: str = "http://127.0.0.1:8000"
+    link_minutes: int = 60
+
+
+class HoldsRealData(Exception):
+    """The database the demo was to keep its county in already holds data (a Chinese message)."""
+
+
+def real_data(session) -> str | None:
+    """Why the database must not receive the demo, or None.
+
+    Real data: any person, group, message, audit record, anonymous answer or formalism report.
+    The only rows that do not count are those the /local page seeds into an empty database (its
+    persons and groups, as long as nothing else is stored); an earlier demo counts (its audit trail
+    would be mixed with this one's)."""
+    from platforms.local.inbound import SEED_GROUPS, SEED_PERSONS
+    from storage.models import AuditRecord, FormalismReport, Group, Message, Person, PulseResponse, UselessVote
+
+    def count(model, *where) -> int:
+        return session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+
+    if session.execute(select(AuditRecord.id).where(AuditRecord.actor == DEMO_ACTOR,
+                                                    AuditRecord.action == "import").limit(1)).first():
+        return "数据库里已经有一次演示的数据。要重新演示，请换一个空数据库（SQLite 可删除数据库文件后重试）。"
+    persons = count(Person, Person.id.not_in([p[0] for p in SEED_PERSONS]))
+    groups = count(Group, Group.id.not_in([g[0] for g in SEED_GROUPS]))
+    other = sum(count(m) for m in (Message, AuditRecord, PulseResponse, UselessVote, FormalismReport))
+    if persons or groups or other:
+        return (f"数据库里已有真实数据（人员 {persons}、群 {groups}、消息与记录 {other}），演示不会写入。"
+                "请用一个空数据库，例如 QUNZHI_DATABASE_URL=sqlite:///./demo.db qunzhi demo --keep。")
+    return None
+
+
+def keep_start(weeks: int, now: datetime, tz) -> datetime:
+    """08:00 on the Monday ``weeks`` weeks before the current local week: the kept demo ends last Sunday."""
+    today = now.astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday(), weeks=weeks)
+    return datetime.combine(monday, time(8, 0), tzinfo=tz).astimezone(timezone.utc)
 
 
 class ClockedSender:
@@ -146,6 +193,8 @@ def build_county(session, rng: random.Random, cfg: DemoConfig, now: datetime) ->
 
 def run_demo(cfg: DemoConfig) -> dict:
     from bot.runtime import Runtime
+    from storage import audit, feedback, logins
+    from storage.models import Person
     from platforms.local.sender import RecordingSender
     from config.settings import Settings
     from governance.worktime import WorkTime, is_working_time
@@ -166,15 +215,29 @@ def run_demo(cfg: DemoConfig) -> dict:
     settings = Settings(_env_file=None, environment="development", database_url=url, admin_token="demo-admin-token",
                         run_scheduler=False, ingest_writer="thread")  # the demo's clock is its own
     tz = settings.tz
-    start = datetime(2026, 9, 7, 8, 0, tzinfo=tz).astimezone(timezone.utc)  # a Monday
+    if cfg.keep and url is None:
+        raise ValueError("--keep needs the database to keep the demo in")
+    start = keep_start(cfg.weeks, datetime.now(timezone.utc), tz) if cfg.keep \
+        else DEMO_START.replace(tzinfo=tz).astimezone(timezone.utc)
     clock_now = [start]
     clock = lambda: clock_now[0]  # noqa: E731
     db = Database(url)
+    if cfg.keep:
+        with db.session() as s:
+            why = real_data(s)
+        if why:
+            db.dispose()
+            raise HoldsRealData(why)
     rt = Runtime(settings, db=db, clock=clock)
     sender = ClockedSender(RecordingSender(), clock)
     wt = WorkTime.from_settings(settings)
     with db.session() as s:
         world = build_county(s, rng, cfg, start)
+        # the county's ledger arrives as an import: the dashboard's weekly trends start here
+        audit.record(s, actor=DEMO_ACTOR, action="import", at=start, reason="导入演示县台账（模拟数据）")
+    frng = random.Random(cfg.seed + 1)  # the anonymous feedback draws apart from the county's own
+    with db.session() as s:
+        cadre_units = dict(s.execute(select(Person.id, Person.unit).where(Person.role == "cadre")).all())
     kinds = world["kinds"]
     with db.session() as s:
         groups_before = s.execute(select(func.count()).select_from(Group).where(Group.status.in_(("active", "warned")))).scalar_one()
@@ -221,6 +284,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         if d == 6:
             with db.session() as s:
                 ritual_before = _ritual_share(s, start)
+
         # jobs: sweep (daily 08:30), notices and outbox three times a day (incl. the evening)
         clock_now[0] = at_local(day, 8, 30)
         lifecycle.sweep(db, clock_now[0], settings, apply=True, sender=sender)
@@ -236,6 +300,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         clock_now[0] = at_local(day, 22, 0)
         lifecycle.advance_pending(db, clock_now[0], settings, sender)
         with db.session() as s:
+            feedback.close_windows(s, clock_now[0])  # the close_anonymous_windows job
             snapshot_stats(s, day)
             warned = s.execute(select(Group.id).where(Group.status == "warned", Group.warning_sent_at.is_not(None))).scalars().all()
             dissolved = s.execute(select(Group.id).where(Group.status == "dissolved")).scalars().all()
@@ -264,6 +329,8 @@ def run_demo(cfg: DemoConfig) -> dict:
             restored_once.add(gid)
             if kinds.get(gid) == "needed" or rng.random() < 0.12:
                 say(owners.get(gid), f"恢复 {names[gid]}", at=at_local(day, 16, 0))
+        if weekday:
+            _feedback(db, frng, say, day, at_local, live, kinds, members, names, cadre_units, settings)
         if bar:
             bar.update(1)
     if bar:
@@ -278,6 +345,11 @@ def run_demo(cfg: DemoConfig) -> dict:
             AuditRecord.action.in_(("dissolve_intent", "dissolve")))).scalars())
         ritual_after = _ritual_share(s, clock_now[0] - timedelta(days=7))
         cadres = len(world["persons"])
+    link = None
+    if cfg.keep:  # a local install has no admin token: a one-time link for the commission member
+        with db.session() as s:
+            link = logins.issue_link(s, s.get(Person, "jw1"), datetime.now(timezone.utc), cfg.base_url,
+                                     valid=timedelta(minutes=cfg.link_minutes))
     outside = [t for t, _, _ in sender.times if not is_working_time(t, wt)]
     to_people = [x for x in sender.times if x[1] in ("send_text", "send_markdown", "send_card")]
     db.dispose()
@@ -297,7 +369,37 @@ def run_demo(cfg: DemoConfig) -> dict:
         "bot_messages_per_cadre_week": round(len(to_people) / max(cadres, 1) / cfg.weeks, 3),
         "messages_outside_working_time": len(outside),
         "sender_calls": len(sender.times),
+        "kept": cfg.keep, "start": start.isoformat(), "login_link": link,
+        "login_link_minutes": cfg.link_minutes if link else None,
     }
+
+
+def _feedback(db, rng, say, day, at_local, live, kinds, members, names, cadre_units, settings) -> None:
+    """Anonymous feedback through the real paths: on Fridays most cadres answer the weekly pulse
+    (heavier while they are in many groups), members of idle groups say privately that a group is
+    useless, and now and then someone reports a formalism demand (反映)."""
+    from storage import feedback
+    from storage.models import Person
+    from storage.reports import groups_per_person
+
+    if day.weekday() == 4:
+        with db.session() as s:
+            counts = groups_per_person(s)
+            for pid in cadre_units:
+                if rng.random() < 0.7:
+                    n = counts.get(pid, 0)
+                    heavy = min(0.9, n / 25)
+                    r = rng.random()
+                    value = 3 if r < heavy else (2 if r < heavy + (1 - heavy) / 2 else 1)
+                    feedback.record_pulse(s, secret=settings.pseudonym_secret, person=s.get(Person, pid), value=value,
+                                          local_day=day, tz=settings.tz)
+    for gid, kind in kinds.items():
+        if gid in live and kind in ("zombie", "duplicate", "cross") and rng.random() < 0.04:
+            who = rng.choice(members[gid])
+            if who in cadre_units:
+                say(who, f"这个群没用 {names[gid]}", at=at_local(day, 17, rng.randint(0, 50)))
+    if rng.random() < 0.15:
+        say(rng.choice(list(cadre_units)), "反映 " + rng.choice(REPORTS), at=at_local(day, 18, rng.randint(0, 50)))
 
 
 def format_result(r: dict) -> str:
@@ -311,4 +413,11 @@ def format_result(r: dict) -> str:
         f"受保护群被解散：{r['protected_dissolved']}（应为 0）",
         f"助手发出的消息：每名干部每周 {r['bot_messages_per_cadre_week']} 条",
         f"工作时间以外发出的消息：{r['messages_outside_working_time']}（应为 0）",
+        *([] if not r.get("kept") else [
+            "",
+            "演示数据已写入配置的数据库。运行 make run（或 qunzhi serve）后，用下面的一次性链接以县纪委监委身份登录看板"
+            f"（{r['login_link_minutes']}分钟内有效，只能用一次）：",
+            r["login_link"],
+            "链接失效后：本地模式下打开 /local，选“县纪委监委”，发送“看板”取得新链接。",
+        ]),
     ])

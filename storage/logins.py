@@ -26,13 +26,16 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_link(session: Session, person: Person, now: datetime, base_url: str) -> str | None:
-    """A one-time login link (only its hash is stored); None for people without the role."""
+def issue_link(session: Session, person: Person, now: datetime, base_url: str,
+               valid: timedelta = timedelta(minutes=LINK_MINUTES)) -> str | None:
+    """A one-time login link good for ``valid`` (only its hash is stored); None for people without
+    the role. The chat command's links last LINK_MINUTES; the kept demo's (printed in a terminal of
+    a local install, which has no admin token) a little longer."""
     if person.role not in DASHBOARD_ROLES:
         return None
     token = secrets.token_urlsafe(32)
     session.add(LoginToken(token_hash=token_hash(token), kind="link", person_id=person.id, role=person.role,
-                           created_at=now, expires_at=now + timedelta(minutes=LINK_MINUTES)))
+                           created_at=now, expires_at=now + valid))
     session.flush()
     return f"{base_url.rstrip('/')}/dashboard/login/{token}"
 

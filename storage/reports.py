@@ -89,6 +89,9 @@ def _median(values) -> float:
     return int(m) if float(m).is_integer() else round(m, 1)
 
 
+median = _median  # the one rounding of a median shown anywhere (the dashboard's trends use it too)
+
+
 # --- the report --------------------------------------------------------------------------------
 @dataclass
 class Report:

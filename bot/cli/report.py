@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
 import typer
+
+log = logging.getLogger(__name__)
 
 audit_app = typer.Typer(help="审计留痕", no_args_is_help=True)
 
@@ -74,13 +77,29 @@ def demo(seed: int = typer.Option(7, "--seed", help="随机数种子"),
          villages: int = typer.Option(3, "--villages", help="每个乡镇的村数"),
          database_url: str | None = typer.Option(None, "--database-url", help="默认使用临时 SQLite 数据库"),
          as_json: bool = typer.Option(False, "--json", help="只输出一个 JSON 对象"),
-         progress: bool = typer.Option(True, "--progress/--no-progress", help="在标准错误输出显示进度条")) -> None:
+         progress: bool = typer.Option(True, "--progress/--no-progress", help="在标准错误输出显示进度条"),
+         keep: bool = typer.Option(False, "--keep", help="把模拟县写入配置的数据库（QUNZHI_DATABASE_URL）并保留，"
+                                   "供看板浏览；数据库里已有真实数据时拒绝")) -> None:
     """模拟一个县十二周的工作群治理，输出治理前后的对比。"""
-    from bot.demo import DemoConfig, format_result, run_demo
+    from bot.demo import DemoConfig, HoldsRealData, format_result, run_demo
 
+    base_url = "http://127.0.0.1:8000"
+    if keep:
+        from config.settings import get_settings
+
+        settings = get_settings()
+        database_url = database_url or settings.database_url
+        base_url = settings.public_base_url
     cfg = DemoConfig(seed=seed, weeks=weeks, towns=towns, villages=villages, database_url=database_url,
-                     progress=progress)
-    result = run_demo(cfg)
+                     progress=progress, keep=keep, base_url=base_url)
+    try:
+        result = run_demo(cfg)
+    except HoldsRealData as e:
+        from sqlalchemy.engine import make_url
+
+        log.warning("demo --keep refused for %s: %s", make_url(database_url).render_as_string(hide_password=True), e)
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, sort_keys=True))
     else:

@@ -177,6 +177,17 @@ async def viewer(sess: CurrentSession) -> DashSession:
 Viewer = Annotated[DashSession, Depends(viewer)]
 
 
+async def admin_page(sess: Viewer) -> DashSession:
+    """A page that only leads to an administrator action (the merge form): a viewer who is an
+    administrator (403 otherwise); the action itself is checked again by ``admin``."""
+    if not sess.is_admin:
+        raise HTTPException(403, "只有管理员可以执行这个操作")
+    return sess
+
+
+AdminPage = Annotated[DashSession, Depends(admin_page)]
+
+
 async def session_form(form: PostedForm, sess: CurrentSession) -> DashSession:
     """A form posted from a dashboard page: a live session, and that session's CSRF token (403)."""
     if sess is None:

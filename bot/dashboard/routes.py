@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import secrets
 from pathlib import Path
 from typing import Callable
@@ -16,12 +17,15 @@ from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescap
 
 from bot.dashboard import actions, auth
 from platforms.pages import SecureRoute as PageRoute
+from platforms.registry import owner_of
 from governance import labels
 from storage import dashboard as queries
 from storage import logins, reports
 from storage.audit import verify
+from storage.feedback import FEW_VOTES
 from storage.lifecycle import findings_computed_at
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 STATIC_TYPES = {".js": "application/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -39,6 +43,19 @@ env.globals["finding_status_names"] = labels.FINDING_STATUSES
 env.globals["actor_name"] = labels.actor
 env.globals["role_name"] = labels.role
 env.globals["audit_reason"] = labels.audit_reason
+
+
+def activity_name(group) -> str:
+    """What the bot sees of a group's traffic; NULL reads as its platform's default, or 未知."""
+    if group.activity_source:
+        return labels.label("activity_source", group.activity_source)
+    owner = owner_of(group.platform)
+    if owner is None:
+        return "未知"
+    return f"{labels.label('activity_source', owner.capabilities.activity)}（平台默认）"
+
+
+env.globals["activity_name"] = activity_name
 
 
 class SecureRoute(PageRoute):
@@ -244,6 +261,31 @@ def units(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
     return _view("units.html", request, s, sess, rows=reports.unit_burden(s))
 
 
+def _week_name(w: queries.Week) -> str:
+    return "本周（截至今日）" if w.current else f"{w.monday.year}年{w.monday.month}月{w.monday.day}日"
+
+
+def _trend_page(request: Request, s, sess, unit: str | None) -> Response:
+    rt = _rt(request)
+    t = queries.trends(s, now=rt.now(), tz=rt.settings.tz, unit=unit)
+    names = [_week_name(w) for w in t.weeks]
+    short = ["本周" if w.current else f"{w.monday.month}月{w.monday.day}日" for w in t.weeks]
+    return _view("trends.html", request, s, sess, t=t, names=names, unit=unit, few=FEW_VOTES,
+                 min=reports.MIN_FEEDBACK, chart={**t.to_dict(), "labels": short})
+
+
+@router.get("/trends")
+def trends(request: Request, s: auth.DB, sess: auth.Viewer) -> Response:
+    return _trend_page(request, s, sess, None)
+
+
+@router.get("/unit")
+def unit_page(request: Request, s: auth.DB, sess: auth.Viewer, name: str = "") -> Response:
+    if name not in queries.unit_names(s):
+        raise HTTPException(404, "没有这个单位")
+    return _trend_page(request, s, sess, name)
+
+
 @router.get("/audit")
 def audit_trail(request: Request, s: auth.DB, sess: auth.Viewer, before: int | None = None) -> Response:
     return _view("audit.html", request, s, sess, rows=queries.audit_records(s, before=before),
@@ -286,6 +328,17 @@ def download(request: Request, s: auth.DB, sess: auth.Viewer, fmt: str, period: 
 
 
 # --- administrator actions -----------------------------------------------------------------------
+@router.get("/merge")
+def merge_form(request: Request, s: auth.DB, sess: auth.AdminPage, group_id: str = "") -> Response:
+    """Merge by choosing the target group (the duplicate finding's partners first)."""
+    group = queries.group(s, group_id)
+    if group is None:
+        raise HTTPException(404, "没有找到这个群")
+    problem = queries.merge_source_problem(group)
+    choices = [] if problem else queries.merge_choices(s, group)
+    return _view("merge.html", request, s, sess, group=group, choices=choices, problem=problem)
+
+
 @router.post("/actions/{action}")
 def act(request: Request, action: str, form: auth.PostedForm, s: auth.DB, sess: auth.Admin) -> Response:
     rt = _rt(request)
@@ -299,14 +352,18 @@ def act(request: Request, action: str, form: auth.PostedForm, s: auth.DB, sess: 
             msg = actions.protect(s, group, actor=actor, now=rt.now(), settings=rt.settings)
         elif action == "restore":
             msg = actions.restore(s, group, actor=actor, now=rt.now(), settings=rt.settings)
-        elif action == "merge":
-            target = queries.group(s, form.get("target_id", "").strip())
-            if target is None:
-                raise actions.ActionError("请填写要合并到的群ID。")
+        elif action == "merge":  # the target chosen on the merge page, checked again here
+            target_id = form.get("target_id", "").strip()
+            target = queries.group(s, target_id) if target_id else None
+            problem = queries.merge_problem(group, target)
+            if problem:
+                raise actions.ActionError(problem)
             msg = actions.merge(s, group, target, actor=actor, now=rt.now(), settings=rt.settings)
         else:
             raise HTTPException(404, "没有这个操作")
     except (actions.ActionError, ValueError) as e:
         s.rollback()  # a refusal changes nothing
         msg = str(e)
+        log.warning("dashboard action %s on group %r refused (target %r): %s", action, group_id,
+                    form.get("target_id"), msg)
     return RedirectResponse("/dashboard/groups?" + urlencode({"q": group_id, "msg": msg}), status_code=303)

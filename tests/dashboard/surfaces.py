@@ -18,7 +18,7 @@ STATUSES = ("active", "warned", "dissolving", "dissolved", "restoring", "purged"
 
 PAGES = ["/dashboard", "/dashboard/api/charts.json", "/dashboard/findings", "/dashboard/findings?status=all",
          "/dashboard/findings?status=resolved", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads",
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/unit?name=城关镇",
          *[f"/dashboard/findings?status=all&kind={k}" for k in KINDS],
          *[f"/dashboard/groups?status={s}" for s in STATUSES]]
 DOWNLOADS = [f"/dashboard/download/report.{fmt}?period={p}" for fmt in ("xlsx", "json") for p in ("week", "month")]
@@ -34,12 +34,25 @@ def xlsx_text(data) -> str:
     return "\n".join(lines)
 
 
+def merge_pages(runtime) -> list[str]:
+    """The merge page of a live group and of a protected one (the refusal), when there are such."""
+    from sqlalchemy import select
+
+    from storage.models import Group
+
+    with runtime.db.session() as s:
+        live = s.execute(select(Group.id).where(Group.status.in_(("active", "warned")), Group.protected.is_(False))
+                         .order_by(Group.id).limit(1)).scalar()
+        protected = s.execute(select(Group.id).where(Group.protected.is_(True)).order_by(Group.id).limit(1)).scalar()
+    return [f"/dashboard/merge?group_id={gid}" for gid in (live, protected) if gid]
+
+
 def web_surfaces(runtime) -> dict[str, str]:
     out: dict[str, str] = {}
     with TestClient(create_app(runtime=runtime, start_scheduler=False), base_url=ORIGIN,
                     raise_server_exceptions=False) as c:
         login(c)
-        for path in PAGES:
+        for path in [*PAGES, *merge_pages(runtime)]:
             r = c.get(path)
             assert r.status_code == 200, (path, r.status_code, r.text[:500])
             out[path] = r.text

@@ -48,8 +48,10 @@ def test_actions_need_an_administrator_and_pages_a_viewer():
     assert auth.admin in by_path["/dashboard/actions/{action}"]
     assert auth.session_form in by_path["/dashboard/actions/{action}"]  # CSRF token of the session
     for path in ("/dashboard", "/dashboard/groups", "/dashboard/findings", "/dashboard/audit",
-                 "/dashboard/download/report.{fmt}", "/dashboard/api/charts.json"):
+                 "/dashboard/download/report.{fmt}", "/dashboard/api/charts.json", "/dashboard/trends",
+                 "/dashboard/unit"):
         assert auth.viewer in by_path[path] and auth.admin not in by_path[path], path
+    assert auth.admin_page in by_path["/dashboard/merge"]  # the merge form: administrators only
 
 
 def test_api_routes_need_the_admin_token():

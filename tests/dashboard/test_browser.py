@@ -82,6 +82,29 @@ def test_dashboard_in_chromium(server):
         page.click("button.protect")
         page.wait_for_selector("#action-msg")
         assert "受保护群" in page.inner_text("#action-msg")
+        # the weekly trends: five charts, each drawn from the figures of the table beside it
+        for path, name in [("/dashboard/trends", "dashboard-trends"), ("/dashboard/unit?name=城关镇", "dashboard-unit")]:
+            page.goto(server + path)
+            page.wait_for_selector("body[data-charts-ready='1']", timeout=15000)
+            drawn = page.evaluate("""() => Object.entries(window.qunzhiCharts).map(([id, c]) => {
+                const canvas = document.querySelector('#' + id + ' canvas');
+                return [id, c.getOption().series.map(s => s.data), canvas ? canvas.width : 0];
+            })""")
+            assert sorted(d[0] for d in drawn) == ["chart-t-actions", "chart-t-cadre", "chart-t-feedback",
+                                                  "chart-t-groups", "chart-t-ritual"], drawn
+            assert all(d[2] > 0 for d in drawn), drawn
+            groups = dict((d[0], d[1]) for d in drawn)["chart-t-groups"][0]
+            table = page.evaluate("() => Array.from(document.querySelectorAll('#t-groups tbody tr td:nth-child(2)'))"
+                                  ".map(td => Number(td.textContent))")
+            assert groups == table and groups, (groups, table)
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        # merge by choosing a group: the duplicate's partner is offered first
+        page.goto(server + "/dashboard/merge?group_id=g3")
+        assert page.locator("#target option").count() >= 2
+        page.select_option("#target", "g4")
+        page.click("#merge-button")
+        page.wait_for_selector("#action-msg")
+        assert "合并到“防汛抗旱群”" in page.inner_text("#action-msg"), page.inner_text("#action-msg")
         with page.expect_download() as dl:
             page.goto(server + "/dashboard/downloads")
             page.click("#dl-xlsx-week")
@@ -92,7 +115,8 @@ def test_dashboard_in_chromium(server):
 
 
 PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads"]
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/unit?name=城关镇",
+         "/dashboard/merge?group_id=g3"]
 
 
 @pytest.mark.parametrize("width", [390, 1280])
@@ -116,7 +140,7 @@ def test_no_page_scrolls_sideways(server, width):
             sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             if sizes[0] > sizes[1]:
                 wide[path] = sizes
-            name = (path.strip("/").replace("/", "-") or "dashboard")
+            name = path.strip("/").split("?")[0].replace("/", "-") or "dashboard"
             page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
         if width < 600:  # tables are stacked cards whose cells say which column they are
             page.goto(server + "/dashboard/groups")

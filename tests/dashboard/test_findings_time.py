@@ -12,7 +12,8 @@ from tests.dashboard.conftest import NOW
 from tests.dashboard.test_dashboard_auth import ORIGIN, login
 
 PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads"]
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/unit?name=城关镇",
+         "/dashboard/merge?group_id=g4"]
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ def test_dashboard_refused_action_changes_nothing_and_says_why(client, runtime, 
     assert r.status_code == 303 and "msg=" in r.headers["location"]
     assert _snapshot(db)[::2] == before[::2]
     page = client.get(r.headers["location"])
-    assert "请填写要合并到的群ID" in page.text
+    assert "请选择要合并到的群" in page.text  # merge is by choosing a group now (the merge page)
 
 
 def test_a_bridge_user_with_an_admins_id_is_not_that_admin(client, db, clock):

@@ -38,9 +38,30 @@
     });
     document.body.setAttribute("data-charts-ready", "1");
   }
-  // Phone width: every table can stack into cards; each cell carries its column's name.
+  // Weekly trends (趋势, a unit's page): the figures are the page's own, in #trend-data, the same
+  // as the tables beside the charts.
+  function drawTrends(el) {
+    var d = JSON.parse(el.textContent), x = d.labels;
+    function bars(series) {
+      var o = line(x, []);
+      o.series = series.map(function (s) { return { name: s[0], type: "bar", data: s[1] }; });
+      return o;
+    }
+    init("chart-t-groups", line(x, [["在册群", d.groups]]));
+    init("chart-t-cadre", line(x, [["中位数", d.per_cadre_median], ["最多", d.per_cadre_max]]));
+    var ritual = line(x, [["留痕占比（%）", d.ritual_share]]);
+    ritual.yAxis = { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value}%" } };
+    init("chart-t-ritual", ritual);
+    init("chart-t-actions", bars([["解散", d.dissolved], ["保留", d.kept], ["恢复", d.restored], ["合并", d.merged]]));
+    var fb = [["负担脉搏回答", d.pulse_answers], ["“这个群没用”票数", d.useless_votes]];
+    if (d.unit === null) { fb.push(["形式主义反映", d.formalism_reports]); }
+    init("chart-t-feedback", bars(fb));
+    document.body.setAttribute("data-charts-ready", "1");
+  }
+  // Phone width: every table can stack into cards; each cell carries its column's name. Tables
+  // beside a chart (class keep) stay tables and scroll inside their own box.
   function stackTables() {
-    Array.prototype.forEach.call(document.querySelectorAll("table"), function (t) {
+    Array.prototype.forEach.call(document.querySelectorAll("table:not(.keep)"), function (t) {
       var heads = Array.prototype.map.call(t.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
       if (!heads.length) { return; }
       t.classList.add("stack");
@@ -53,6 +74,8 @@
   }
   document.addEventListener("DOMContentLoaded", function () {
     stackTables();
+    var trend = document.getElementById("trend-data");
+    if (trend) { drawTrends(trend); return; }
     if (!document.querySelector("[data-chart]")) { return; }
     fetch("/dashboard/api/charts.json", { credentials: "same-origin" })
       .then(function (r) { return r.json(); }).then(draw);
