@@ -577,6 +577,8 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
         spans = [s for s in spans if s != (period.start, period.end)]
     if intent.name == "register":
         slots.update(_register_slots(t, chosen, mates, period))
+    elif intent.name == "create":
+        slots.update(_create_slots(t, chosen, period))
     elif intent.name == "report":
         after = t[chosen.end:].strip(" :,;。")
         before = t[:chosen.start].strip(" :,;。")
@@ -745,4 +747,27 @@ def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None)
     out: dict[str, Any] = {"fields": fields}
     if fields.get("name"):
         out["name"] = fields["name"]
+    return out
+
+
+_MEMBER_SEP = re.compile(r"[\s,、;]+|和|及|与")
+
+
+def _create_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]:
+    """建群 冬季防火专班 成员:张建国、王志强 到期:明年2月底: the name, the members, the period."""
+    from nlu.intents import CREATE_KEYS
+
+    after = t[chosen.end:]
+    if period is not None and period.start >= chosen.end:  # the period is its own slot
+        after = after[:period.start - chosen.end] + " " * (period.end - period.start) + after[period.end - chosen.end:]
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新的|新)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
+    positional, fields = split_fields(after, CREATE_KEYS)
+    name = fields.get("name") or (positional[0].strip() if positional else "")
+    name = _trim_name(re.sub(r"^(?:叫|名叫|名为|叫做)\s*", "", name)) if name else ""
+    members = [m for m in _MEMBER_SEP.split(fields.get("members") or "") if m and m not in FILLERS]
+    out: dict[str, Any] = {"name": name or None, "members": tuple(members)}
+    if fields.get("purpose"):
+        out["purpose"] = fields["purpose"]
+    if fields.get("expires") and period is None:
+        out["period_text"] = fields["expires"]
     return out
