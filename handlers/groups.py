@@ -55,13 +55,20 @@ def _several_form(r) -> str:
     return f"有{len(r.choices)}个群像“{r.ref}”，请写全群名再发一次：\n{lines}"
 
 
-def _one(ctx: Context, slot: str, *, here_ok: bool) -> Group | Reply | tuple[Group, bool]:
+def _allowed(ctx: Context, g: Group) -> bool:
+    cmd = ctx.command
+    return cmd is None or cmd.permission is None or cmd.permission.allows(ctx.person, g)
+
+
+def _one(ctx: Context, slot: str, *, here_ok: bool, args: str = "") -> Group | Reply | tuple[Group, bool]:
     from handlers import dialogue
 
     if slot in ctx.settled:
         g = ctx.session.get(Group, ctx.settled[slot])
         return g if g is not None else Reply("这个群已经不在了，什么都没有改。")
     ref = (ctx.slots.get(slot) or "").strip()
+    if not ref and slot == "group" and not ctx.event.group_id and args.strip() and not ctx.in_dialogue:
+        ref = args.strip()  # 恢复 微信群: a name that is all suffix is still a name
     if not ref:
         if slot == "group" and ctx.event.group_id:
             g = ctx.session.get(Group, ctx.event.group_id)
@@ -72,9 +79,9 @@ def _one(ctx: Context, slot: str, *, here_ok: bool) -> Group | Reply | tuple[Gro
         return dialogue.ask_pending(ctx, slot, ASK_GROUP.get(slot) or f"{name}哪个群？请回复群名。",
                                     form=f"请写上群名称，例如“{example}”。")
     exact = ctx.session.get(Group, ref)  # a group id (from a ledger or a card) is exact
+    if exact is not None:
+        return exact if _allowed(ctx, exact) else _refusal(ctx, exact)
     pool = candidates(ctx)
-    if exact is not None and any(c.id == exact.id for c in pool):
-        return exact
     r = nlu_resolve(ref, pool, intent=_intent(ctx), context=ctx.parse.text if ctx.parse is not None else ref)
     if r.outcome == "one":
         g = ctx.session.get(Group, r.group.id)
@@ -86,21 +93,23 @@ def _one(ctx: Context, slot: str, *, here_ok: bool) -> Group | Reply | tuple[Gro
         g = ctx.session.get(Group, r.refused.id)
         if g is not None:
             return _refusal(ctx, g)
-    for g in repo.find_groups(ctx.session, ref):  # named exactly, but not theirs: who may act
-        if ctx.command is not None and ctx.command.permission is not None \
-                and not ctx.command.permission.allows(ctx.person, g):
+    named = repo.find_groups(ctx.session, ref)  # named exactly, outside their groups
+    if len(named) == 1 and _allowed(ctx, named[0]):
+        return named[0]  # e.g. a vote by someone seen writing in it (the command checks the rest)
+    for g in named:  # not theirs: who may act
+        if not _allowed(ctx, g):
             return _refusal(ctx, g)
     return Reply(r.prompt())
 
 
-def groups_of(ctx: Context, slots: tuple[str, ...], *, here_ok: bool = False) -> Target | Reply:
+def groups_of(ctx: Context, slots: tuple[str, ...], *, here_ok: bool = False, args: str = "") -> Target | Reply:
     """Resolve each of ``slots`` in turn; ask for what is missing, ambiguous or needs confirming."""
     from handlers import dialogue
 
     found: list[Group] = []
     fuzzy: list[Group] = []
     for slot in slots:
-        g = _one(ctx, slot, here_ok=here_ok)
+        g = _one(ctx, slot, here_ok=here_ok, args=args)
         if isinstance(g, Reply):
             return g
         if isinstance(g, tuple):
@@ -134,12 +143,12 @@ def resolve(ctx: Context, ref: str) -> Group | Reply:
 def named_group(ctx: Context, args: str) -> Target | Reply:
     """``<群>``: the group named (an unknown name is an error, never the current group: a typo
     must not mark the wrong group done); named none inside a group: that group. A ``target``."""
-    return groups_of(ctx, ("group",))
+    return groups_of(ctx, ("group",), args=args)
 
 
 def named_group_or_here(ctx: Context, args: str) -> Target | Reply:
     """As :func:`named_group` (``续期 30天`` said inside a group: that group). A ``target``."""
-    return groups_of(ctx, ("group",), here_ok=True)
+    return groups_of(ctx, ("group",), here_ok=True, args=args)
 
 
 def merged_pair(ctx: Context, args: str) -> Target | Reply:

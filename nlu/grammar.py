@@ -725,7 +725,7 @@ def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None)
     for h in mates:
         if h.start >= chosen.end:
             after = after[:h.start - chosen.end] + " " * (h.end - h.start) + after[h.end - chosen.end:]
-    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:(?:新的?)?\s*(?:工作)?群(?!名))?\s*[:,]?\s*", "", after)
     positional, fields = split_fields(after)
     if not positional and "name" not in fields:
         before, _ = _strip_fillers(re.split(r"[,;。!?]", t[:chosen.start])[-1])
@@ -760,7 +760,7 @@ def _create_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]:
     after = t[chosen.end:]
     if period is not None and period.start >= chosen.end:  # the period is its own slot
         after = after[:period.start - chosen.end] + " " * (period.end - period.start) + after[period.end - chosen.end:]
-    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新的|新)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:(?:新的?)?\s*(?:工作)?群(?!名))?\s*[:,]?\s*", "", after)
     positional, fields = split_fields(after, CREATE_KEYS)
     name = fields.get("name") or (positional[0].strip() if positional else "")
     name = _trim_name(re.sub(r"^(?:叫|名叫|名为|叫做)\s*", "", name)) if name else ""

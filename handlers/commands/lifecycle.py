@@ -39,8 +39,7 @@ PROTECTED_MEANS = "不会被自动提醒或解散"
 def keep(ctx: Context, g: Group, reason: str) -> Reply:
     reason = (ctx.slots.get("reason") or reason or "").strip()
     if not reason:
-        return dialogue.ask_pending(ctx, "reason", f"请说一下保留“{shown(ctx, g)}”的理由，例如“汛期前还要用”。",
-                                    form=f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
+        return dialogue.ask_pending(ctx, "reason", f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
     if g.status not in ("active", "warned"):
         return Reply(f"“{g.name}”已不在使用中，不能保留。如需找回请回复“恢复 {g.name}”。")
     vetoed = g.status == "warned"
