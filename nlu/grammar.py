@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
@@ -180,8 +181,20 @@ def grammar() -> _Grammar:
                     words)
 
 
-@lru_cache(maxsize=1)
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def tokenizer():
+    """The parser's own jieba tokenizer (built once, by one thread: a warm-up in the background
+    and the first command may ask at the same time)."""
+    if _tokenizer.cache_info().currsize:
+        return _tokenizer()
+    with _TOKENIZER_LOCK:
+        return _tokenizer()
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
     """The parser's own jieba tokenizer, with its verbs and suffixes added as words."""
     import jieba
 
@@ -195,9 +208,14 @@ def tokenizer():
     return tok
 
 
-def warm_up() -> None:
-    """Build the grammar and load the tokenizer's dictionary (about a second) before traffic."""
+def warm_up(background: bool = False) -> None:
+    """Build the grammar and load the tokenizer's dictionary (about a second) before traffic.
+    ``background``: the grammar now (the pre-filter every message passes), the dictionary in a
+    daemon thread (only commands need it; the first one waits for it)."""
     grammar()
+    if background:
+        threading.Thread(target=tokenizer, name="nlu-warm-up", daemon=True).start()
+        return
     tokens("秋粮收购专班延期一个月")
 
 
