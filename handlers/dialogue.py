@@ -251,6 +251,7 @@ def pending_command(ctx: Context, conv: Conversation):
             return ask_pending_again(ctx, conv, data, f"请回复1到{len(choices)}之间的序号。")
         else:
             ctx.settled[slot] = choices[n - 1]
+            ctx.settled_fuzzy.add(choices[n - 1])  # echo the full name of the one chosen
             ctx.confirmed = True  # choosing by number is the confirmation
     elif need == "confirm":
         if p is not None and p.intent in ("confirm",) or _number(ctx) == 1:
