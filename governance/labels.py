@@ -54,6 +54,7 @@ ACTIONS = {
     "veto": "保留",
     "renew": "续期",
     "done": "任务完成",
+    "undo": "撤销操作",
     "restore": "恢复",
     "restore_done": "恢复完成",
     "finish": "完成解散",

@@ -9,7 +9,7 @@ group). The platform is not called here: the command writes a request (``storage
 its transaction and the scheduler carries it out; the group is registered when the platform
 returns its id, and the person is told then (or why not: nothing is registered half).
 
-Registered under the name ``create`` (``handlers.registry.by_name``): the parser's intent
+Registered for the intent ``create`` (``handlers.registry.by_intent``): the parser's intent
 ``create`` maps to it.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _resolve(ctx: Context, names: list[str], platform: str) -> tuple[list[creati
     return members, problems
 
 
-@command("建群", "创建群", "新建群", name="create", summary="让机器人建一个临时工作群（到期后自动解散）", usage=USAGE)
+@command("建群", "创建群", "新建群", intent="create", summary="让机器人建一个临时工作群（到期后自动解散）", usage=USAGE)
 def create_group(ctx: Context, args: str) -> Reply:
     positional, fields = split_fields(args, FIELD_KEYS)
     name = (fields.get("name") or (positional[0] if positional else "")).strip()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from governance.events import Event
 from handlers.dispatch import handle_event
-from handlers.registry import by_name
+from handlers.registry import by_intent
 from platforms.wecom.sender import WeComSender
 from scheduler.platform_work import run_requests
 from storage import audit, creation, identity, repo
@@ -43,7 +43,7 @@ def _requests(db) -> list[tuple[str, str | None]]:
 
 
 def test_the_command_is_registered_as_create():
-    cmd = by_name("create")
+    cmd = by_intent("create")
     assert cmd is not None and "建群" in cmd.keywords
 
 
