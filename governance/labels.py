@@ -62,6 +62,8 @@ ACTIONS = {
     "role_change": "变更角色",
     "link_account": "关联账号",
     "lookback": "回头看",
+    "link": "台账对应",
+    "link_reject": "台账核对：不是同一个群",
 }
 
 DISSOLVE_METHODS = {
@@ -111,6 +113,7 @@ MESSAGE_KINDS = {
     "reply": "回复",
     "formalism": "匿名反映",
     "useless_review": "群被反映没用",
+    "reconcile_review": "台账核对待确认",
     "card_update": "卡片更新",
     "bridge_dissolve": "桥接解散指令",
     "bridge_cancel": "桥接撤销指令",

@@ -158,6 +158,17 @@ def refresh_findings(rt) -> int:
     return len(found)
 
 
+def reconcile_reviews(rt) -> int:
+    """Daily: the ambiguous ledger matches are asked to the unit administrators (``确认 1`` / ``不是``),
+    as notices batched into their digest (``storage.reconcile.ask_reviews``)."""
+    from storage.reconcile import ask_reviews
+
+    with rt.db.session() as s:
+        n = ask_reviews(s, rt.now(), rt.settings)
+    log.info("reconcile_reviews: %d question(s) queued", n)
+    return n
+
+
 def deliver_notices(rt):
     """Turn due notices into digests within working time and the weekly budget."""
     from storage.notices import deliver_due_notices
@@ -319,4 +330,5 @@ JOBS = {
     "commission_digest": commission_digest,
     "daily_stats": daily_stats,
     "dispatch_outbox": dispatch_outbox,
+    "reconcile_reviews": reconcile_reviews,
 }

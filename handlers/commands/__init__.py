@@ -8,3 +8,4 @@ from handlers.commands import lifecycle  # noqa: F401  (保留、恢复、已解
 from handlers.commands import feedback  # noqa: F401  (这个群没用、反映, the pulse)
 from handlers.commands import dashboard  # noqa: F401  (看板)
 from handlers.commands import help  # noqa: F401  (帮助)
+from handlers.commands import reconcile_review  # noqa: F401  (台账核对: 确认 1 / 不是)
