@@ -175,6 +175,14 @@ ACTIVITY_SOURCES = {
 
 FINDING_STATUSES = {"open": "待处理", "resolved": "已解决"}
 
+# Why a ledger entry and a platform group were matched (``storage.reconcile``, governance.reconcile).
+MATCH_BASES = {
+    "name": "群名相同或相近",
+    "members": "成员相同",
+    "name+members": "群名和成员都相同",
+    "confirmed": "管理员已确认",
+}
+
 # The weekly pulse's answers (本周工作群给您带来的负担？), stored as 1..3.
 PULSE_ANSWERS: dict[int, str] = {1: "轻", 2: "适中", 3: "重"}
 
@@ -193,6 +201,7 @@ TABLES: dict[str, dict[str, str]] = {
     "platform": PLATFORMS,
     "finding_status": FINDING_STATUSES,
     "activity_source": ACTIVITY_SOURCES,
+    "match": MATCH_BASES,
 }
 
 UNKNOWN = {
@@ -210,6 +219,7 @@ UNKNOWN = {
     "platform": "其他平台",
     "finding_status": "未知状态",
     "activity_source": "来源不明",
+    "match": "其他依据",
 }
 
 

@@ -142,6 +142,15 @@ def _ledger_entry(session: Session, ledger_id: str) -> Group:
     return entry
 
 
+def entry_name(session: Session, ledger_id: str) -> str:
+    """The name of a ledger entry still to decide (``ReconcileError`` if there is none)."""
+    entry = session.get(Group, ledger_id) if ledger_id.startswith("ledger:") else None
+    if entry is None:
+        lk = session.get(LedgerLink, ledger_id)
+        raise ReconcileError("这条台账记录已确认过对应的群。" if lk else "没有找到这条台账记录（可能已重新导入或已处理）。")
+    return entry.name
+
+
 def link(session: Session, ledger_id: str, group_id: str, *, actor: str, now: datetime, settings) -> Group:
     """A confirmed match: the ledger entry and the platform group become ONE group. The group takes
     what the entry registers and it lacks (owner, unit, category, purpose, expiry, note, registration;
@@ -306,3 +315,28 @@ def ask_reviews(session: Session, now: datetime, settings) -> int:
     if queued:
         log.info("reconcile review: %d question(s) queued", queued)
     return queued
+
+
+# --- the dashboard page and the report sheet ------------------------------------------------------
+def page(session: Session) -> dict:
+    """The reconciliation for people: every list with names, units, platforms and member counts
+    (the dashboard's 台账核对 page and the report's sheet)."""
+    rep = reconcile_ledger(session)
+    ids = sorted(set(rep["details"]))
+    groups: dict[str, Group] = {}
+    for i in range(0, len(ids), 500):
+        groups.update((g.id, g) for g in session.execute(select(Group).where(Group.id.in_(ids[i:i + 500]))).scalars())
+
+    def one(gid: str) -> dict:
+        g, d = groups.get(gid), rep["details"].get(gid, {})
+        return {"id": gid, "name": d.get("name") or (g.name if g else gid), "unit": d.get("unit") or "",
+                "platform": g.platform if g else "ledger", "members": g.member_count if g else 0}
+
+    return {
+        "review": [{"ledger": one(r["ledger_id"]), "candidates": [one(c) for c in r["candidates"]]}
+                   for r in rep["review"]],
+        "matched": [{"ledger": {"id": m["ledger_id"], "name": m["ledger_name"], "unit": m["ledger_unit"] or ""},
+                     "group": one(m["group_id"]), "confidence": m["confidence"], "by": m["by"]} for m in rep["matched"]],
+        "missing": [one(x) for x in rep["missing"]],
+        "unregistered": [one(x) for x in rep["unregistered"]],
+    }

@@ -92,7 +92,7 @@ def test_dashboard_in_chromium(server):
 
 
 PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads"]
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/reconcile"]
 
 
 @pytest.mark.parametrize("width", [390, 1280])

@@ -158,3 +158,51 @@ def test_the_question_waits_for_working_time_and_goes_in_the_digest(county, runt
         assert msg.recipient == "ua" and "确认 1" in msg.payload["text"]
     reply = Chat(runtime, clock).say("ua", "确认 2")  # the question's window starts when it can be read
     assert "已确认" in reply, reply
+
+
+def test_the_dashboard_page_lists_and_decides(county, runtime, clock):
+    from fastapi.testclient import TestClient
+
+    from bot.app import create_app
+    from tests.dashboard.test_dashboard_auth import ORIGIN, login
+
+    _, item = county
+    lid = item["ledger_id"]
+    with TestClient(create_app(runtime=runtime, start_scheduler=False), base_url=ORIGIN) as c:
+        csrf = login(c)
+        page = c.get("/dashboard/reconcile")
+        assert page.status_code == 200
+        assert "待确认（1）" in page.text and "“森林防火群”（城关镇）" in page.text and "确认是这个群" in page.text
+        assert "只在台账上（" in page.text and "未登记（" in page.text and ">ledger:" not in page.text  # ids only in the forms
+        data = {"csrf": csrf, "ledger_id": lid, "group_id": "wb"}
+        # CSRF and origin as every dashboard action
+        assert c.post("/dashboard/reconcile/confirm", data={**data, "csrf": "wrong"},
+                      headers={"Origin": ORIGIN}).status_code == 403
+        assert c.post("/dashboard/reconcile/confirm", data=data,
+                      headers={"Origin": "https://evil.example"}).status_code == 403
+        with runtime.db.session() as s:
+            assert s.get(Group, lid) is not None
+        r = c.post("/dashboard/reconcile/confirm", data=data, headers={"Origin": ORIGIN})
+        assert r.status_code == 200 and "已确认" in r.text and "待确认（0）" in r.text, r.text[:2000]
+        # a second confirmation of the same entry is refused in Chinese, nothing changes
+        r = c.post("/dashboard/reconcile/confirm", data={**data, "group_id": "wa"}, headers={"Origin": ORIGIN})
+        assert "无需再确认" in r.text or "已确认过" in r.text
+    with runtime.db.session() as s:
+        assert s.get(LedgerLink, lid).group_id == "wb"
+        assert s.execute(select(AuditRecord).where(AuditRecord.action == "link")).scalar_one().actor == "admin:dashboard"
+
+
+def test_the_dashboard_rejects_all_candidates(county, runtime, clock):
+    from fastapi.testclient import TestClient
+
+    from bot.app import create_app
+    from tests.dashboard.test_dashboard_auth import ORIGIN, login
+
+    _, item = county
+    with TestClient(create_app(runtime=runtime, start_scheduler=False), base_url=ORIGIN) as c:
+        csrf = login(c)
+        r = c.post("/dashboard/reconcile/reject", headers={"Origin": ORIGIN},
+                   data={"csrf": csrf, "ledger_id": item["ledger_id"], "candidates": ",".join(item["candidates"])})
+        assert "今后不再提示" in r.text and "待确认（0）" in r.text
+    with runtime.db.session() as s:
+        assert len(s.execute(select(LedgerRejection)).scalars().all()) == 2
