@@ -206,3 +206,31 @@ def test_the_dashboard_rejects_all_candidates(county, runtime, clock):
         assert "今后不再提示" in r.text and "待确认（0）" in r.text
     with runtime.db.session() as s:
         assert len(s.execute(select(LedgerRejection)).scalars().all()) == 2
+
+
+def test_the_xlsx_report_has_the_reconciliation_sheet(county, runtime, clock):
+    import io
+
+    from openpyxl import load_workbook
+
+    from storage import reports
+
+    with runtime.db.session() as s:
+        rc.link(s, county[1]["ledger_id"], "wa", actor="boss", now=clock(), settings=runtime.settings)
+        s.add(Group(id="ledger:solo", platform="ledger", name="防汛群", unit="城关镇", created_at=clock(),
+                    first_seen_at=clock(), source="ledger", status="active", member_count=0))
+        s.flush()
+        _platform_group(s, "wc", "防汛群", ["a", "b", "c"], "城关镇", clock())
+        _platform_group(s, "wd", "防汛工作群", ["d", "e", "f"], "城关镇", clock())
+    with runtime.db.session() as s:
+        rep = reports.build_report(s, period="week", now=clock(), settings=runtime.settings)
+        buf = io.BytesIO()
+        reports.write_xlsx(s, rep, buf, runtime.settings)
+    ws = load_workbook(io.BytesIO(buf.getvalue()))["台账核对"]
+    rows = [list(r) for r in ws.iter_rows(values_only=True)]
+    assert rows[0] == reports.RECONCILE_HEADERS
+    kinds = [r[0] for r in rows[1:]]
+    assert ["已对上", "森林防火群", "城关镇", "森林防火群", "企业微信", "城关镇", 3, "管理员已确认", "100%"] in rows
+    assert "待确认（候选1）" in kinds and "待确认（候选2）" in kinds
+    assert any(k.startswith("只在台账上") for k in kinds) and any(k.startswith("未报备") for k in kinds)
+    assert not any(isinstance(v, str) and v.startswith("ledger:") for r in rows for v in r)
