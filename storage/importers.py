@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
@@ -101,6 +102,7 @@ def _cell(v: Any) -> str:
 
 
 _SPACE = re.compile(r"\s")
+_intern = sys.intern
 _SPLIT = re.compile(r"[;\s]+")
 
 
@@ -157,7 +159,10 @@ def _split_people(tokens: list[str]) -> tuple[list[str], list[str]]:
     """Ids (ASCII, as the platforms give them) and names (to resolve against the roster)."""
     ids, names = [], []
     for t in tokens:
-        (ids if t.isascii() else names).append(t)
+        if t.isascii():
+            ids.append(t)
+        else:
+            names.append(_intern(t))  # a county's names recur in thousands of rows: one string each
     return ids, names
 
 
@@ -658,7 +663,9 @@ def _renames_and_missing(session: Session, rows: list[LedgerRow], result: Import
     ).all()
     file_ids = {r.group_id for r in rows}
     gone = {g.id: g for g in stored if g.id not in file_ids}
+    result.missing = _linked_missing(session, file_ids, units)
     if not gone:
+        result.missing.sort(key=lambda m: (m[2] or "", m[1]))
         return
     known = set(session.execute(select(t.c.id).where(t.c.id.in_([r.group_id for r in idless]))).scalars())
     fresh = [r for r in idless if r.group_id not in known]
@@ -684,7 +691,23 @@ def _renames_and_missing(session: Session, rows: list[LedgerRow], result: Import
             g = gone.pop(ms[0].id)
             result.renamed.append((g.id, g.name, r))
             r.group_id = g.id
-    result.missing = sorted(((g.id, g.name, g.unit) for g in gone.values()), key=lambda m: (m[2] or "", m[1]))
+    result.missing = sorted([*result.missing, *((g.id, g.name, g.unit) for g in gone.values())],
+                            key=lambda m: (m[2] or "", m[1]))
+
+
+def _linked_missing(session: Session, file_ids: set[str], units: set[str | None]) -> list[tuple[str, str, str | None]]:
+    """Ledger entries of the file's units confirmed to be a platform group (``ledger_links``) that the
+    file no longer names: reported as missing like any other (the group itself stays)."""
+    from storage.models import LedgerLink
+
+    t = Group.__table__
+    out = []
+    for lid, gid, name, unit in session.execute(
+            select(LedgerLink.ledger_id, LedgerLink.group_id, LedgerLink.ledger_name, LedgerLink.ledger_unit)
+            .join(Group, Group.id == LedgerLink.group_id).where(t.c.status.not_in(_GONE_STATUSES))):
+        if gid not in file_ids and unit in units:
+            out.append((gid, name, unit))
+    return out
 
 
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",

@@ -305,8 +305,10 @@ def ask_reviews(session: Session, now: datetime, settings) -> int:
                 if sent in ("pending", "held"):
                     conv.updated_at = now  # not delivered yet: the answer window starts later
             continue
+        # about the first entry asked: confirmed elsewhere before it goes out (its row folded into the
+        # group), the notice is withdrawn (storage.premises)
         notify(session, person_id=pid, kind=NOTICE_KIND, text=question(session, items[0], left=len(items)), at=now,
-               dedupe_key=key)
+               dedupe_key=key, group_id=items[0]["ledger_id"], premise={"status": ["active", "warned"]})
         if conv is None:
             conv = Conversation(person_id=pid, intent=INTENT, data={}, updated_at=now)
             session.add(conv)

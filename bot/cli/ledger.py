@@ -241,11 +241,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(rep, ensure_ascii=False, indent=2))
             return
-        by = {"name": "群名相同或相近", "members": "成员相同", "name+members": "群名和成员都相同",
-              "confirmed": "管理员已确认"}
+        from governance.labels import label
         typer.echo(f"已对上 {len(rep['matched'])} 个：")
         for m in rep["matched"]:
-            why = by[m["by"]]
+            why = label("match", m["by"])
             if m["member_jaccard"] is not None and m["by"] != "name":
                 why += f"（{m['member_jaccard']:.0%}）"
             typer.echo(f"  “{m['ledger_name']}”（{m['ledger_unit'] or '未填单位'}） ↔ “{m['group_name']}”"

@@ -234,3 +234,38 @@ def test_the_xlsx_report_has_the_reconciliation_sheet(county, runtime, clock):
     assert "待确认（候选1）" in kinds and "待确认（候选2）" in kinds
     assert any(k.startswith("只在台账上") for k in kinds) and any(k.startswith("未报备") for k in kinds)
     assert not any(isinstance(v, str) and v.startswith("ledger:") for r in rows for v in r)
+
+
+def test_the_cli_asks_and_shows_confirmed_links(county, cli, runtime, clock):
+    r = cli("reconcile", "--ask")
+    assert r.exit_code == 0 and "已向单位管理员发出 1 条台账核对询问" in r.output, r.output
+    with runtime.db.session() as s:
+        assert s.get(Conversation, "ua").intent == "reconcile_review"
+        rc.link(s, county[1]["ledger_id"], "wa", actor="ua", now=clock(), settings=runtime.settings)
+    r = cli("reconcile")
+    assert "“森林防火群”（城关镇） ↔ “森林防火群”（wa），依据：管理员已确认" in r.output, r.output
+
+
+def test_a_linked_entry_dropped_from_the_ledger_is_reported_missing(county, cli, runtime, clock, tmp_path):
+    with runtime.db.session() as s:
+        rc.link(s, county[1]["ledger_id"], "wa", actor="boss", now=clock(), settings=runtime.settings)
+    rows = [r for r in lf.county_rows() if r[1] != FOREST]
+    f = lf.write_xlsx(tmp_path / "新台账.xlsx", {"城关镇": [*lf.county_sheet()[:4], *rows]})
+    r = cli("import", "groups", str(f))
+    assert r.exit_code == 0 and "文件中已没有：“森林防火群”（城关镇" in r.output, r.output
+    with runtime.db.session() as s:
+        assert s.get(Group, "wa").status == "active" and s.get(LedgerLink, county[1]["ledger_id"]) is not None
+
+
+def test_a_question_decided_on_the_dashboard_first_is_withdrawn(county, runtime, clock):
+    clock.set(datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc))  # asked at night: waits for the morning
+    _ask(runtime, clock)
+    with runtime.db.session() as s:
+        rc.link(s, county[1]["ledger_id"], "wa", actor="boss", now=clock(), settings=runtime.settings)
+    clock.set(datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc))
+    with runtime.db.session() as s:
+        deliver_due_notices(s, now=clock(), budget=runtime.settings.weekly_message_budget,
+                            wt=WorkTime(tz=runtime.settings.tz))
+        assert s.execute(select(OutboxMessage)).first() is None
+        assert s.execute(select(Notice.status).where(Notice.kind == "reconcile_review")).scalar_one() == "withdrawn"
+    assert "全部处理完" in Chat(runtime, clock).say("ua", "确认 1")
