@@ -235,6 +235,11 @@ def _names(session: Session, ids: list[str]) -> list[str]:
     return [f"“{got.get(i, i)}”" for i in ids]
 
 
+def entry_names(session: Session) -> dict[str, str]:
+    """Confirmed ledger entries' ids -> how people read them (their rows are gone, their audit stays)."""
+    return {lid: f"{name}（台账）" for lid, name in session.execute(select(LedgerLink.ledger_id, LedgerLink.ledger_name))}
+
+
 def history_ids(session: Session, group_id: str) -> list[str]:
     """The ids a group's history is recorded under: its own and its confirmed ledger entry's."""
     return [group_id, *session.execute(select(LedgerLink.ledger_id).where(LedgerLink.group_id == group_id)).scalars()]

@@ -404,7 +404,9 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     sheet("概况", ["指标", "数值"], summary, [28, 36], first=True)
     sheet("台账", LEDGER_HEADERS, ledger_rows(session, tz),
           [24, 28, 16, 12, 30, 12, 10, 6, 6, 12, 18, 8, 10, 10, 18, 18])
-    names = dict(session.execute(select(Group.id, Group.name)).all())
+    from storage.reconcile import entry_names
+
+    names = {**entry_names(session), **dict(session.execute(select(Group.id, Group.name)).all())}
     frows = [[f.id, labels.kind(f.kind), "、".join(names.get(g, g) for g in f.group_ids), round(f.score, 2),
               labels.action(f.action), "；".join(map(str, f.reasons)), labels.label("finding_status", f.status),
               _fmt_dt(f.first_seen, tz), _fmt_dt(f.last_seen, tz)]

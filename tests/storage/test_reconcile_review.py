@@ -204,8 +204,14 @@ def test_the_dashboard_rejects_all_candidates(county, runtime, clock):
         r = c.post("/dashboard/reconcile/reject", headers={"Origin": ORIGIN},
                    data={"csrf": csrf, "ledger_id": item["ledger_id"], "candidates": ",".join(item["candidates"])})
         assert "今后不再提示" in r.text and "待确认（0）" in r.text
-    with runtime.db.session() as s:
-        assert len(s.execute(select(LedgerRejection)).scalars().all()) == 2
+        with runtime.db.session() as s:
+            assert len(s.execute(select(LedgerRejection)).scalars().all()) == 2
+            # confirmed later after all (by an admin who knows better): the rejection of that pair goes
+            rc.link(s, item["ledger_id"], "wa", actor="boss", now=clock(), settings=runtime.settings)
+            assert [g for _, g in s.execute(select(LedgerRejection.ledger_id, LedgerRejection.group_id))] == ["wb"]
+        audit = c.get("/dashboard/audit").text
+        # the entry's row is gone; its history reads with its name, never its id
+        assert "森林防火群（台账）" in audit and ">ledger:" not in audit and "台账对应" in audit
 
 
 def test_the_xlsx_report_has_the_reconciliation_sheet(county, runtime, clock):
