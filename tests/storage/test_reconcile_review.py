@@ -275,3 +275,13 @@ def test_a_question_decided_on_the_dashboard_first_is_withdrawn(county, runtime,
         assert s.execute(select(OutboxMessage)).first() is None
         assert s.execute(select(Notice.status).where(Notice.kind == "reconcile_review")).scalar_one() == "withdrawn"
     assert "全部处理完" in Chat(runtime, clock).say("ua", "确认 1")
+
+
+def test_the_daily_job_asks(county, runtime, clock):
+    from scheduler.jobs import JOBS, reconcile_reviews
+    from scheduler.service import job_specs
+
+    assert "reconcile_reviews" in dict(job_specs(runtime.settings)) and JOBS["reconcile_reviews"] is reconcile_reviews
+    assert reconcile_reviews(runtime) == 1
+    with runtime.db.session() as s:
+        assert s.execute(select(Notice.person_id).where(Notice.kind == "reconcile_review")).scalar_one() == "ua"
