@@ -38,6 +38,8 @@ protect           any but dissolving,     the same       protecting a warned gro
                   restoring               (warned →      warning
                                           active)
 unprotect         any                     the same
+link              active, warned          the same       a confirmed ledger entry joins the group
+                                                         (storage.reconcile.link): state unchanged
 ================  ======================  =============  ==========================================
 
 Anything else raises :class:`LifecycleError` with a Chinese message that can be shown
@@ -98,6 +100,8 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     **{(s, "protect"): frozenset({"active" if s == "warned" else s}) for s in STATES
        if s not in ("dissolving", "restoring")},
     **{(s, "unprotect"): frozenset({s}) for s in STATES},
+    ("active", "link"): frozenset({"active"}),
+    ("warned", "link"): frozenset({"warned"}),
 }
 ACTIONS = frozenset(a for _, a in TRANSITIONS)  # the names users read: governance.labels
 _PROTECTED_REFUSES = ("warn", "dissolve", "merge")
@@ -249,6 +253,8 @@ def transition(
         if state.status == "warned":
             return replace(state, status=target, protected=True, warned_at=None, warning_sent_at=None)
         return replace(state, protected=True)
+    if action == "link":
+        return state
     # unprotect
     return replace(state, protected=False)
 

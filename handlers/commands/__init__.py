@@ -10,3 +10,4 @@ from handlers.commands import feedback  # noqa: F401  (这个群没用、反映,
 from handlers.commands import dashboard  # noqa: F401  (看板)
 from handlers.commands import talk  # noqa: F401  (撤销; 你好、取消、继续、确认 when nothing is open)
 from handlers.commands import help  # noqa: F401  (帮助)
+from handlers.commands import reconcile_review  # noqa: F401  (台账核对: 确认 1 / 不是)
