@@ -9,7 +9,9 @@ Steps: ingest (benchmarks/ingest.py, SQLite and PostgreSQL, group commit vs a tr
 request), faults (tests/faults with 5,000-message bursts), fuzz (tests/fuzz and tests/security
 with 1,000 examples per property), scan (benchmarks/scan.py on SQLite and PostgreSQL), import
 (``qunzhi import groups`` of a generated 200,000-group ledger with ~8 million memberships, then again
-unchanged, on SQLite and PostgreSQL).
+unchanged, on SQLite and PostgreSQL), county (benchmarks/ledger_county.py --compare: the county's own
+100,000-row, 20-sheet workbook against the same groups as the template CSV, side by side; at most 2×
+the time and 1 GB peak memory).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-STEPS = ("ingest", "faults", "fuzz", "scan", "import")
+STEPS = ("ingest", "faults", "fuzz", "scan", "import", "county")
 
 
 def run(cmd: list[str], env: dict | None = None, timeout: float = 3600) -> tuple[int, str, float]:
@@ -166,6 +168,19 @@ def step_import(pg: str | None, quick: bool) -> list[str]:
     return lines
 
 
+def step_county(pg: str | None, quick: bool) -> list[str]:
+    """The county workbook against the equivalent template CSV (benchmarks/ledger_county.py --compare),
+    on SQLite and, given a URL, PostgreSQL."""
+    lines = []
+    for url in [None] + ([pg] if pg else []):
+        cmd = [PY, "benchmarks/ledger_county.py", "--compare", "--rows", "20000" if quick else "100000"]
+        cmd += ["--database-url", url] if url else []
+        rc, out, _ = run(cmd)
+        got = [ln for ln in out.splitlines() if ln.startswith(("County ledger", "  template", "  county"))]
+        lines += got or [f"county ledger comparison FAILED (exit {rc})"]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", default=os.environ.get("QUNZHI_TEST_DATABASE_URL"))
@@ -194,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         summary += step_scan(pg, a.quick) + [""]
     if "import" in only:
         summary += step_import(pg, a.quick)
+    if "county" in only:
+        summary += [""] + step_county(pg, a.quick)
     print("\n" + "=" * 100 + f"\nHeavy run summary ({time.perf_counter() - started:.0f} s)\n" + "=" * 100)
     print("\n".join(summary))
     failed = any("FAILED" in ln or "MISSED" in ln or " NO" in ln for ln in summary)

@@ -108,6 +108,9 @@ class Runtime(Handling):
                          bulk=ingest.bulk,
                          group_commit_max=max(1, group_commit_max or ingest.group_commit_max))
         self.clock = clock
+        import nlu
+
+        nlu.warm_up()  # the parser's grammar and dictionary (about a second, once), before traffic
         self.scheduler = None  # set by scheduler.service when running in-process
         self.group_commit = ingest.group_commit if group_commit is None else group_commit
         self.group_commit_writers = ingest.group_commit_writers or GROUP_COMMIT_WRITERS.get(self.db.dialect, 2)

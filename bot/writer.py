@@ -315,6 +315,11 @@ def _child_main(settings, socks: list[socket.socket], group_commit_max: int, bul
     engine_kwargs = {} if settings.database_url.startswith("sqlite") else {"pool_pre_ping": False}
     db = Database(settings.database_url, migrate=False, **engine_kwargs)
     rt = Handling(settings, db, Services(settings=settings, capabilities=capability_table(settings), clock=utcnow), bulk=bulk, group_commit_max=group_commit_max)
+    import nlu
+
+    # events are classified here: the parser's grammar now, its dictionary in the background (a
+    # replacement writer starts inside a request's deadline; only commands need the dictionary)
+    nlu.warm_up(background=True)
     freeze_startup_objects()  # as in the web process: collections then skip what startup built
     threads = [threading.Thread(target=_serve_lane, args=(rt, sock), name=f"qunzhi-writer-lane-{i}")
                for i, sock in enumerate(socks)]

@@ -54,6 +54,7 @@ ACTIONS = {
     "veto": "保留",
     "renew": "续期",
     "done": "任务完成",
+    "undo": "撤销操作",
     "restore": "恢复",
     "restore_done": "恢复完成",
     "finish": "完成解散",
@@ -67,6 +68,8 @@ ACTIONS = {
     "role_change": "变更角色",
     "link_account": "关联账号",
     "lookback": "回头看",
+    "link": "台账对应",
+    "link_reject": "台账核对：不是同一个群",
 }
 
 DISSOLVE_METHODS = {
@@ -117,6 +120,7 @@ MESSAGE_KINDS = {
     "reply": "回复",
     "formalism": "匿名反映",
     "useless_review": "群被反映没用",
+    "reconcile_review": "台账核对待确认",
     "card_update": "卡片更新",
     "bridge_dissolve": "桥接解散指令",
     "bridge_cancel": "桥接撤销指令",
@@ -183,6 +187,14 @@ ACTIVITY_SOURCES = {
 
 FINDING_STATUSES = {"open": "待处理", "resolved": "已解决"}
 
+# Why a ledger entry and a platform group were matched (``storage.reconcile``, governance.reconcile).
+MATCH_BASES = {
+    "name": "群名相同或相近",
+    "members": "成员相同",
+    "name+members": "群名和成员都相同",
+    "confirmed": "管理员已确认",
+}
+
 # The weekly pulse's answers (本周工作群给您带来的负担？), stored as 1..3.
 PULSE_ANSWERS: dict[int, str] = {1: "轻", 2: "适中", 3: "重"}
 
@@ -201,6 +213,7 @@ TABLES: dict[str, dict[str, str]] = {
     "platform": PLATFORMS,
     "finding_status": FINDING_STATUSES,
     "activity_source": ACTIVITY_SOURCES,
+    "match": MATCH_BASES,
 }
 
 UNKNOWN = {
@@ -218,6 +231,7 @@ UNKNOWN = {
     "platform": "其他平台",
     "finding_status": "未知状态",
     "activity_source": "来源不明",
+    "match": "其他依据",
 }
 
 

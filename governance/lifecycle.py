@@ -38,6 +38,8 @@ protect           any but dissolving,     the same       protecting a warned gro
                   restoring               (warned →      warning
                                           active)
 unprotect         any                     the same
+link              active, warned          the same       a confirmed ledger entry joins the group
+                                                         (storage.reconcile.link): state unchanged
 ================  ======================  =============  ==========================================
 
 Anything else raises :class:`LifecycleError` with a Chinese message that can be shown
@@ -98,9 +100,33 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     **{(s, "protect"): frozenset({"active" if s == "warned" else s}) for s in STATES
        if s not in ("dissolving", "restoring")},
     **{(s, "unprotect"): frozenset({s}) for s in STATES},
+    ("active", "link"): frozenset({"active"}),
+    ("warned", "link"): frozenset({"warned"}),
 }
 ACTIONS = frozenset(a for _, a in TRANSITIONS)  # the names users read: governance.labels
 _PROTECTED_REFUSES = ("warn", "dissolve", "merge")
+
+
+#: 撤销: a person's own last change, within this window, of these kinds (their Chinese names)
+UNDO_WINDOW = timedelta(minutes=10)
+UNDOABLE = {"renew": "续期", "keep": "保留", "done": "完成"}
+#: the columns a change that can be undone is recorded with (before it) and restored from
+UNDO_FIELDS = ("status", "kept_until", "keep_count", "expires_at", "warned_at", "temporary", "done_at",
+               "status_changed_at", "status_reason")
+
+
+def check_undo(action: str | None, at: datetime | None, now: datetime, *, changed_since: bool) -> None:
+    """Whether a person's last change (``action`` recorded ``at``) may be undone ``now``: only a
+    续期, 保留 or 完成, within :data:`UNDO_WINDOW`, with nothing done to the group since."""
+    if action is None or at is None:
+        raise LifecycleError(f"您最近{int(UNDO_WINDOW.total_seconds() // 60)}分钟内没有可以撤销的操作（续期、保留、完成）。")
+    if action not in UNDOABLE:
+        raise LifecycleError("您刚才的操作不能撤销。")
+    if now - at > UNDO_WINDOW:
+        raise LifecycleError(f"已超过{int(UNDO_WINDOW.total_seconds() // 60)}分钟，不能撤销了。"
+                             "如需改回，请重新发送相应的命令。")
+    if changed_since:
+        raise LifecycleError(f"这个群在您{UNDOABLE[action]}之后又有了变动，不能撤销了。")
 
 
 class LifecycleError(ValueError):
@@ -227,6 +253,8 @@ def transition(
         if state.status == "warned":
             return replace(state, status=target, protected=True, warned_at=None, warning_sent_at=None)
         return replace(state, protected=True)
+    if action == "link":
+        return state
     # unprotect
     return replace(state, protected=False)
 

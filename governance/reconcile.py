@@ -103,7 +103,10 @@ def confidence(name: float, members: float, unit: float) -> float:
 
 
 def reconcile(ledger: Iterable[GroupView], groups: Iterable[GroupView], *, name_threshold: float = 0.8,
-              member_threshold: float = 0.8) -> Reconciliation:
+              member_threshold: float = 0.8,
+              rejected: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset()) -> Reconciliation:
+    """``rejected``: (ledger id, group id) pairs an administrator said are not the same group; never
+    proposed again (nor counted as a rival)."""
     ledger, groups = list(ledger), list(groups)
     by_token: dict[str, list[int]] = defaultdict(list)
     by_member: dict[str, list[int]] = defaultdict(list)
@@ -122,6 +125,8 @@ def reconcile(ledger: Iterable[GroupView], groups: Iterable[GroupView], *, name_
             need = member_threshold * len(lg.members)
             cands.update(j for j, c in shared.items() if c >= need)
         for j in cands:
+            if rejected and (lg.id, groups[j].id) in rejected:
+                continue
             m = _pair(lg, groups[j], name_threshold, member_threshold)
             if m is not None:
                 pairs.append((m.confidence, i, j, m))

@@ -40,6 +40,17 @@ class Context:
     person: Person
     services: Services
     text: str  # normalised text of the message
+    #: what the parser understood (``nlu.Parse``; None for a card or a non-command answer)
+    parse: Any = None
+    #: the command's slots: the parse's (group, target, period, reason, fields, text …) or, when a
+    #: pending question is answered, the ones remembered with it plus the answer
+    slots: dict[str, Any] = field(default_factory=dict)
+    command: Any = None  # the command running (set by ``Command.run``)
+    in_dialogue: bool = False  # a continuation runs: its own question is no replaced question
+    #: groups already settled by a pending question (slot → group id), and whether a fuzzy match was confirmed
+    settled: dict[str, str] = field(default_factory=dict)
+    confirmed: bool = False
+    settled_fuzzy: set[str] = field(default_factory=set)  # settled from a loose reference: echo the full name
 
     @property
     def settings(self) -> Settings:

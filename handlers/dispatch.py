@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 import handlers.commands  # noqa: F401  (registers every command)
 from governance.ritual import is_ritual
-from handlers import registry
+from handlers import dialogue, registry
+from handlers.dialogue import CONVERSATION_TTL, as_list as _as_list  # noqa: F401  (the TTL: tests, jobs)
 from handlers.classify import Classified, classify, stored_key  # noqa: F401  (stored_key: the runtime's)
 from handlers.context import Context, Services
 from governance.events import Event, Reply
@@ -20,7 +21,6 @@ from storage.models import Conversation, Group, Person
 
 log = logging.getLogger("qunzhi.handlers")
 
-CONVERSATION_TTL = timedelta(hours=12)
 HINT = "没听懂。可以说“帮助”看看我能做什么，例如“报备”“我的群”。"
 
 
@@ -136,62 +136,38 @@ def _record_group_activity(session: Session, event: Event, services: Services) -
             log.warning("bridge confirmed dissolving %s, but no dissolution was waiting", g.id)
 
 
-ANONYMOUS_CARDS = ("pulse", "useless")
-
-
-def _is_anonymous(event: Event) -> bool:
+def _is_anonymous(event: Event, services: Services) -> bool:
     """An anonymous command (这个群没用, 反映, a pulse answer) or a click on an anonymous card must
-    leave no trace of who said it."""
-    if event.kind == "card_click":
-        return str(event.data.get("card_kind", "")) in ANONYMOUS_CARDS
-    if not (event.kind == "message" and event.addressed_to_bot):
-        return False
-    from handlers.text import normalize
-
-    found = registry.match(normalize(event.text))
-    return found is not None and found[0].anonymous
-
-
-def _as_list(result) -> list[Reply]:
-    if result is None:
-        return []
-    if isinstance(result, Reply):
-        return [result]
-    return list(result)
+    leave no trace of who said it: what the one classification says (``handlers.classify``)."""
+    return classify(event, services).anonymous
 
 
 def _run_command(session: Session, c: Classified, person, services: Services) -> list[Reply]:
     event, text, cmd = c.event, c.text, c.command
-    ctx = Context(session=session, event=event, person=person, services=services, text=text)
+    ctx = Context(session=session, event=event, person=person, services=services, text=text, parse=c.parse,
+                  slots=dict(c.parse.slots) if c.parse is not None else {})
     if cmd is not None and c.anonymous:
         # An anonymous command changes nothing else about its sender: ending (or expiring) their
         # dialogue in the same transaction as the answer would link the two.
         return _as_list(cmd.run(ctx, c.args))
-    conv = session.get(Conversation, person.id)
-    if conv is not None and conv.updated_at < event.at - CONVERSATION_TTL:
-        session.delete(conv)  # an abandoned dialogue must not swallow tomorrow's 好的 as an answer
-        conv = None
-    if cmd is None and conv is not None:
-        cont = registry.continuation(conv.intent)
-        if cont is not None:
-            return _changing_groups(ctx, lambda: cont(ctx, conv))
+    conv = dialogue.open_conversation(session, person.id, event.at)
+    if conv is not None and dialogue.takes(ctx, conv, c.parse):
+        return dialogue.changing_groups(ctx, lambda: dialogue.answer(ctx, conv))
     if cmd is None:
         return [Reply(HINT)] if wants_hint(text) else []
-    if conv is not None and text not in ("取消",):
-        session.delete(conv)  # a new command ends an unfinished dialogue
-    return _changing_groups(ctx, lambda: cmd.run(ctx, c.args))
+    before = (conv.intent, dict(conv.data or {}), conv.updated_at) if conv is not None else None
+    replies = dialogue.changing_groups(ctx, lambda: cmd.run(ctx, c.args))
+    if before is not None:
+        still = session.get(Conversation, person.id)
+        if still is not None and (still.intent, dict(still.data or {}), still.updated_at) == before and replies:
+            # an unrelated command while a dialogue is open: answered, and the dialogue kept
+            last = replies[-1]
+            replies[-1] = dataclasses.replace(last, text=last.text + "\n" + dialogue.reminder(still))
+    return replies
 
 
 def _changing_groups(ctx: Context, run) -> list[Reply]:
-    """Run a command; then, for the groups it changed, withdraw or correct notices whose premise
-    ended and refresh those groups' per-group findings (``storage.lifecycle.groups_changed``)."""
-    from storage.lifecycle import groups_changed
-
-    with repo.track_groups(ctx.session) as touched:
-        replies = _as_list(run())
-    if touched:
-        groups_changed(ctx.session, touched, ctx.now, ctx.settings, actor=ctx.person.id)
-    return replies
+    return dialogue.changing_groups(ctx, run)
 
 
 def wants_hint(text: str) -> bool:

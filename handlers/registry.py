@@ -8,7 +8,14 @@ command needs is declared on it and enforced by :meth:`Command.run`, never repea
   the callback then gets ``(ctx, *groups, rest)`` instead of ``(ctx, args)``;
 * ``in_group``: whether it may be said in a group (False: only in a direct chat, answered with
   ``private_reply`` in a group, silence if that is "");
-* ``summary`` and ``usage``: its line in 帮助 (``handlers.commands.help``); no summary, no line.
+* ``summary`` and ``usage``: its line in 帮助 (``handlers.commands.help``); no summary, no line;
+  ``example``: one natural example, shown by 帮助 and by ``帮助 <命令>``;
+* ``intent``: the :mod:`nlu` intent the command answers (``handlers.classify`` maps a parse to
+  it: the parser is the only matcher; ``keywords`` name the command in 帮助 and in tests).
+
+A pending question (one per person, the ``conversations`` row) is answered by the continuation
+registered for its intent (:func:`conversation`); ``takes`` decides which messages are answers
+while it is open (default: see ``handlers.dialogue.takes``).
 """
 from __future__ import annotations
 
@@ -50,10 +57,17 @@ class Command:
     usage: str = ""  # how it is said, for 帮助 (default: its first keyword)
     private_reply: str | None = None  # said in a group when not ``in_group`` (None: the default wording)
     refusal: str | None = None  # what a person without the permission is told (None: the permission's wording)
-    name: str = ""  # a stable code for the command (the parser's intent maps to it: ``by_name``)
+    intent: str = ""  # the nlu intent it answers (nlu.intents)
+    example: str = ""  # one natural example for 帮助 (default: ``usage``)
+    explain: str = ""  # what ``帮助 <命令>`` adds to the summary
+
+    @property
+    def name(self) -> str:
+        return self.keywords[0]
 
     def run(self, ctx: "Context", args: str) -> HandlerResult:
         """The callback, once the command's declared requirements hold (each refusal changes nothing)."""
+        ctx.command = self
         if self.permission is not None and self.target is None and not self.permission.allows(ctx.person):
             return Reply(self.refusal) if self.refusal else self.permission.refusal(ctx)
         if not self.in_group and not ctx.event.is_direct:
@@ -67,20 +81,35 @@ class Command:
         if self.permission is not None and not all(self.permission.allows(ctx.person, g) for g in found.groups):
             # the refusal names the group acted on (the first: 合并's group merged away)
             return Reply(self.refusal) if self.refusal else self.permission.refusal(ctx, found.groups[0])
-        return self.callback(ctx, *found.groups, found.rest)
+        return self.run_on(ctx, found.groups, found.rest)
+
+    def run_on(self, ctx: "Context", groups: tuple["Group", ...], rest: str = "") -> HandlerResult:
+        """The callback on groups already resolved (a pending question answered): the permission
+        is checked again against them, as :meth:`run` does."""
+        ctx.command = self
+        if self.permission is not None and not all(self.permission.allows(ctx.person, g) for g in groups):
+            return Reply(self.refusal) if self.refusal else self.permission.refusal(ctx, groups[0])
+        return self.callback(ctx, *groups, rest)
 
 
 _COMMANDS: list[Command] = []  # in registration order (帮助 lists them so)
 _BY_KEYWORD: list[Command] = []  # longest keyword first, for matching
+_BY_INTENT: dict[str, Command] = {}
 _CONVERSATIONS: dict[str, Callback] = {}
+_TAKES: dict[str, Callable[..., bool]] = {}
 
 
 def command(*keywords: str, summary: str = "", in_group: bool = True, anonymous: bool = False,
             permission: Permission | None = None, target: TargetRule | None = None, usage: str = "",
-            private_reply: str | None = None, refusal: str | None = None, name: str = ""):
+            private_reply: str | None = None, refusal: str | None = None, intent: str = "", example: str = "",
+            explain: str = ""):
     def deco(fn: Callback) -> Callback:
         cmd = Command(tuple(keywords), fn, summary, in_group, anonymous, permission, target, usage,
-                      private_reply, refusal, name)
+                      private_reply, refusal, intent, example, explain)
+        if intent:
+            if intent in _BY_INTENT:
+                raise ValueError(f"intent {intent!r} is answered by two commands")
+            _BY_INTENT[intent] = cmd
         _COMMANDS.append(cmd)
         # longest keyword first so 这个群没用 wins over shorter prefixes
         _BY_KEYWORD[:] = sorted(_COMMANDS, key=lambda c: -max(len(k) for k in c.keywords))
@@ -89,18 +118,43 @@ def command(*keywords: str, summary: str = "", in_group: bool = True, anonymous:
     return deco
 
 
-def conversation(intent: str):
-    """Register the continuation of a multi-turn dialogue (state kept in the database)."""
+def conversation(intent: str, *, takes: Callable[..., bool] | None = None):
+    """Register the continuation of a multi-turn dialogue (state kept in the ``conversations`` row
+    whose ``intent`` is ``intent``): ``fn(ctx, conv)`` gets the person's next answer (``ctx.text``,
+    ``ctx.parse``). ``takes(conv, parse, text) -> bool``: which messages are answers while it is
+    open (default ``handlers.dialogue.takes``: anything that is not clearly another command)."""
 
     def deco(fn: Callback) -> Callback:
         _CONVERSATIONS[intent] = fn
+        if takes is not None:
+            _TAKES[intent] = takes
         return fn
 
     return deco
 
 
+def by_intent(intent: str) -> Command | None:
+    """The command answering an nlu intent (None: no such command registered here)."""
+    return _BY_INTENT.get(intent)
+
+
+def takes_for(intent: str) -> Callable[..., bool] | None:
+    return _TAKES.get(intent)
+
+
+def by_keyword(keyword: str) -> Command | None:
+    """The command a keyword names (帮助 and tests; messages are classified by ``handlers.classify``)."""
+    for cmd in _COMMANDS:
+        if keyword in cmd.keywords:
+            return cmd
+    return None
+
+
 def match(text: str) -> tuple[Command, str] | None:
-    """Find the command a normalised text starts with; return it with the rest as arguments."""
+    """The keyword matcher the bot used before the parser (issue 13): kept only as the baseline
+    ``benchmarks/nlu.py`` measures the parser against. Nothing in the bot classifies with it.
+
+    Find the command a normalised text starts with; return it with the rest as arguments."""
     for cmd in _BY_KEYWORD:
         for kw in cmd.keywords:
             if text == kw:
@@ -110,11 +164,6 @@ def match(text: str) -> tuple[Command, str] | None:
                 if rest[:1] in (" ", ":") or len(kw) >= 2:
                     return cmd, rest.lstrip(" :")
     return None
-
-
-def by_name(name: str) -> Command | None:
-    """The command registered with ``name=`` (``"create"`` → 建群), or None."""
-    return next((c for c in _COMMANDS if c.name and c.name == name), None)
 
 
 def commands() -> list[Command]:

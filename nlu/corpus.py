@@ -110,6 +110,8 @@ def check(row: Row, p: Parse | None, pool: list[Candidate], report: Report) -> t
                 ok = all(_loose(have.get(k)) == _loose(v) for k, v in exp.items())
             elif key in ("reason", "text"):
                 ok = _loose(val) == _loose(exp)
+            elif key == "members":
+                ok = list(val or ()) == list(exp)
             else:
                 ok = val == exp
         if ok:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
@@ -180,8 +181,20 @@ def grammar() -> _Grammar:
                     words)
 
 
-@lru_cache(maxsize=1)
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def tokenizer():
+    """The parser's own jieba tokenizer (built once, by one thread: a warm-up in the background
+    and the first command may ask at the same time)."""
+    if _tokenizer.cache_info().currsize:
+        return _tokenizer()
+    with _TOKENIZER_LOCK:
+        return _tokenizer()
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
     """The parser's own jieba tokenizer, with its verbs and suffixes added as words."""
     import jieba
 
@@ -195,9 +208,14 @@ def tokenizer():
     return tok
 
 
-def warm_up() -> None:
-    """Build the grammar and load the tokenizer's dictionary (about a second) before traffic."""
+def warm_up(background: bool = False) -> None:
+    """Build the grammar and load the tokenizer's dictionary (about a second) before traffic.
+    ``background``: the grammar now (the pre-filter every message passes), the dictionary in a
+    daemon thread (only commands need it; the first one waits for it)."""
     grammar()
+    if background:
+        threading.Thread(target=tokenizer, name="nlu-warm-up", daemon=True).start()
+        return
     tokens("秋粮收购专班延期一个月")
 
 
@@ -577,6 +595,8 @@ def _slots(intent: Intent, chosen: Hit, mates: list[Hit], remove: list[Hit], t: 
         spans = [s for s in spans if s != (period.start, period.end)]
     if intent.name == "register":
         slots.update(_register_slots(t, chosen, mates, period))
+    elif intent.name == "create":
+        slots.update(_create_slots(t, chosen, period))
     elif intent.name == "report":
         after = t[chosen.end:].strip(" :,;。")
         before = t[:chosen.start].strip(" :,;。")
@@ -723,7 +743,7 @@ def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None)
     for h in mates:
         if h.start >= chosen.end:
             after = after[:h.start - chosen.end] + " " * (h.end - h.start) + after[h.end - chosen.end:]
-    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:新|新的)?\s*(?:工作)?(?:群(?!名))?\s*[:,]?\s*", "", after)
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:(?:新的?)?\s*(?:工作)?群(?!名))?\s*[:,]?\s*", "", after)
     positional, fields = split_fields(after)
     if not positional and "name" not in fields:
         before, _ = _strip_fillers(re.split(r"[,;。!?]", t[:chosen.start])[-1])
@@ -745,4 +765,27 @@ def _register_slots(t: str, chosen: Hit, mates: list[Hit], period: Found | None)
     out: dict[str, Any] = {"fields": fields}
     if fields.get("name"):
         out["name"] = fields["name"]
+    return out
+
+
+_MEMBER_SEP = re.compile(r"[\s,、;]+|和|及|与")
+
+
+def _create_slots(t: str, chosen: Hit, period: Found | None) -> dict[str, Any]:
+    """建群 冬季防火专班 成员:张建国、王志强 到期:明年2月底: the name, the members, the period."""
+    from nlu.intents import CREATE_KEYS
+
+    after = t[chosen.end:]
+    if period is not None and period.start >= chosen.end:  # the period is its own slot
+        after = after[:period.start - chosen.end] + " " * (period.end - period.start) + after[period.end - chosen.end:]
+    after = re.sub(r"^\s*(?:一下|一个|个|下)?\s*(?:(?:新的?)?\s*(?:工作)?群(?!名))?\s*[:,]?\s*", "", after)
+    positional, fields = split_fields(after, CREATE_KEYS)
+    name = fields.get("name") or (positional[0].strip() if positional else "")
+    name = _trim_name(re.sub(r"^(?:叫|名叫|名为|叫做)\s*", "", name)) if name else ""
+    members = [m for m in _MEMBER_SEP.split(fields.get("members") or "") if m and m not in FILLERS]
+    out: dict[str, Any] = {"name": name or None, "members": tuple(members)}
+    if fields.get("purpose"):
+        out["purpose"] = fields["purpose"]
+    if fields.get("expires") and period is None:
+        out["period_text"] = fields["expires"]
     return out

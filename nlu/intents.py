@@ -55,6 +55,10 @@ INTENTS: tuple[Intent, ...] = (
         新群登记 申报 登录一个群 新建了个群 建了个群 建了一个群 新建了一个群
         报被 抱备 报倍 豹备 登纪 登计 灯记 等级一个群
     """),
+    Intent("create", slots=("name", "members", "period"), summary="建一个临时群", verbs="""
+        建群 建个群 建一个群 拉个群 拉群 拉一个群 新建群 新建一个群 新建个群 创建群 创建一个群 创建个群 组个群 组建一个群
+        建立一个群 开个群 开一个群 新开一个群 帮我建群 帮忙建群 建个新群 拉个新群 见群 建裙
+    """),
     Intent("renew", slots=("group", "period"), summary="延长临时群", verbs="""
         延期 延长 续期 ~续 ~延 ~再用 顺延 往后延 往后推 往后挪 推迟 推后 延到 延至 延后 延一下 展期 宽限
         ~多用 续上 续一下 续一续 加期 延续 还要再用 ~再开 ~用到 保留到 ~留到 ~开到 ~撑到 ~放到 续用
@@ -186,5 +190,12 @@ FIELD_KEYS = {
     "类别": "category", "类型": "category", "分类": "category", "性质": "category",
     "到期": "expires", "期限": "expires", "截止": "expires", "到期日期": "expires", "到期时间": "expires",
     "结束": "expires", "有效期": "expires", "截至": "expires",
+}
+# Words naming a 建群 field: the members (split at 、，and spaces) and the end date.
+CREATE_KEYS = {
+    "名称": "name", "群名": "name", "群名称": "name", "名字": "name", "叫": "name",
+    "成员": "members", "人员": "members", "群成员": "members", "拉上": "members", "拉": "members", "加上": "members",
+    "到期": "expires", "期限": "expires", "截止": "expires", "到期时间": "expires", "有效期": "expires",
+    "用途": "purpose", "目的": "purpose",
 }
 CATEGORY_WORDS = ("临时群", "常设群", "领导班子群", "机关群", "脱贫攻坚群", "临时", "常设", "长期群", "长期")

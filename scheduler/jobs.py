@@ -232,6 +232,17 @@ def refresh_findings(rt) -> int:
     return len(found)
 
 
+def reconcile_reviews(rt) -> int:
+    """Daily: the ambiguous ledger matches are asked to the unit administrators (``确认 1`` / ``不是``),
+    as notices batched into their digest (``storage.reconcile.ask_reviews``)."""
+    from storage.reconcile import ask_reviews
+
+    with rt.db.session() as s:
+        n = ask_reviews(s, rt.now(), rt.settings)
+    log.info("reconcile_reviews: %d question(s) queued", n)
+    return n
+
+
 def deliver_notices(rt):
     """Turn due notices into digests within working time and the weekly budget."""
     from storage.notices import deliver_due_notices
@@ -433,4 +444,5 @@ JOBS = {
     "daily_stats": daily_stats,
     "import_activity_counts": import_activity_counts,
     "dispatch_outbox": dispatch_outbox,
+    "reconcile_reviews": reconcile_reviews,
 }

@@ -47,6 +47,7 @@ def job_specs(settings) -> list[tuple[str, object]]:
         ("deadlines", IntervalTrigger(hours=1, timezone=tz)),
         ("refresh_findings", IntervalTrigger(hours=1, timezone=tz)),
         ("lookback", CronTrigger(hour=8, minute=50, timezone=tz)),
+        ("reconcile_reviews", CronTrigger(hour=9, minute=10, timezone=tz)),
         ("weekly_pulse", CronTrigger(day_of_week="tue", hour=10, minute=0, timezone=tz)),
         ("commission_digest", CronTrigger(day_of_week="mon", hour=9, minute=30, timezone=tz)),
         ("daily_stats", CronTrigger(hour=23, minute=50, timezone=tz)),

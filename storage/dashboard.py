@@ -30,7 +30,11 @@ def group(session: Session, group_id: str) -> Group | None:
 
 
 def group_names(session: Session) -> dict[str, str]:
-    return dict(session.execute(select(Group.id, Group.name)).all())
+    """Every group's name, and a confirmed ledger entry's (its row was folded into its group, its
+    history stays under its id: ``storage.reconcile.link``)."""
+    from storage.reconcile import entry_names
+
+    return {**entry_names(session), **dict(session.execute(select(Group.id, Group.name)).all())}
 
 
 def person_names(session: Session) -> dict[str, str]:

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
@@ -101,6 +102,7 @@ def _cell(v: Any) -> str:
 
 
 _SPACE = re.compile(r"\s")
+_intern = sys.intern
 _SPLIT = re.compile(r"[;\s]+")
 
 
@@ -135,6 +137,7 @@ class LedgerRow:
     owner_name: str | None = None  # the owner written as a name
     unresolved: list[str] = field(default_factory=list)  # names that matched nobody (or two people)
     id_given: bool = True
+    linked: bool = False  # a ledger entry confirmed to be a platform group: ``group_id`` is the group's
 
     @property
     def where(self) -> str:
@@ -156,7 +159,10 @@ def _split_people(tokens: list[str]) -> tuple[list[str], list[str]]:
     """Ids (ASCII, as the platforms give them) and names (to resolve against the roster)."""
     ids, names = [], []
     for t in tokens:
-        (ids if t.isascii() else names).append(t)
+        if t.isascii():
+            ids.append(t)
+        else:
+            names.append(_intern(t))  # a county's names recur in thousands of rows: one string each
     return ids, names
 
 
@@ -576,10 +582,11 @@ class _Plan:
                     self.new_members[r.group_id] = r.member_ids
                 self.created += 1
                 continue
-            want = (r.name, r.platform, r.owner_id, r.unit, cat, r.purpose, r.expires_at, temporary, r.note,
-                    created_at)
+            linked = r.linked  # the platform's name, platform and members stay the platform's
+            want = (g.name if linked else r.name, g.platform if linked else r.platform, r.owner_id, r.unit, cat,
+                    r.purpose, r.expires_at, temporary, r.note, created_at)
             diff = {k: v for k, v, old in zip(_FIELDS, want, tuple(g)[1:]) if old != v}
-            if r.created_at is None:
+            if r.created_at is None or (linked and "created_at" in diff and diff["created_at"] > g.created_at):
                 diff.pop("created_at", None)
             if cat in protected_cats and not g.protected:
                 diff["protected"] = True
@@ -587,7 +594,9 @@ class _Plan:
                 diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
-            if r.member_ids or r.unresolved:  # an empty member cell leaves the stored members alone
+            if linked:
+                pass
+            elif r.member_ids or r.unresolved:  # an empty member cell leaves the stored members alone
                 have = members_now.get(r.group_id, [])
                 if have != r.member_ids:  # both sorted: no sets unless something changed
                     gid, have_s, want_s = r.group_id, set(have), set(r.member_ids)
@@ -605,6 +614,24 @@ class _Plan:
             diff["updated_at"] = now
             self.changes.append((r.group_id, diff))
             self.updated += 1
+
+
+def _follow_links(session: Session, rows: list[LedgerRow]) -> None:
+    """A ledger entry confirmed to be a platform group (``storage.reconcile.link``) is that group: its
+    row writes the registration to the group (the platform's name and members stay the platform's)."""
+    from storage.models import LedgerLink
+
+    if not session.execute(select(LedgerLink.ledger_id).limit(1)).first():
+        return
+    ids = [r.group_id for r in rows if not r.id_given]
+    found: dict[str, str] = {}
+    for i in range(0, len(ids), 1000):
+        found.update(session.execute(select(LedgerLink.ledger_id, LedgerLink.group_id)
+                                     .where(LedgerLink.ledger_id.in_(ids[i:i + 1000]))).all())
+    for r in rows:
+        gid = found.get(r.group_id)
+        if gid is not None:
+            r.group_id, r.linked = gid, True
 
 
 def _protected_ids(session: Session, ids: list[str]) -> set[str]:
@@ -636,7 +663,9 @@ def _renames_and_missing(session: Session, rows: list[LedgerRow], result: Import
     ).all()
     file_ids = {r.group_id for r in rows}
     gone = {g.id: g for g in stored if g.id not in file_ids}
+    result.missing = _linked_missing(session, file_ids, units)
     if not gone:
+        result.missing.sort(key=lambda m: (m[2] or "", m[1]))
         return
     known = set(session.execute(select(t.c.id).where(t.c.id.in_([r.group_id for r in idless]))).scalars())
     fresh = [r for r in idless if r.group_id not in known]
@@ -662,7 +691,23 @@ def _renames_and_missing(session: Session, rows: list[LedgerRow], result: Import
             g = gone.pop(ms[0].id)
             result.renamed.append((g.id, g.name, r))
             r.group_id = g.id
-    result.missing = sorted(((g.id, g.name, g.unit) for g in gone.values()), key=lambda m: (m[2] or "", m[1]))
+    result.missing = sorted([*result.missing, *((g.id, g.name, g.unit) for g in gone.values())],
+                            key=lambda m: (m[2] or "", m[1]))
+
+
+def _linked_missing(session: Session, file_ids: set[str], units: set[str | None]) -> list[tuple[str, str, str | None]]:
+    """Ledger entries of the file's units confirmed to be a platform group (``ledger_links``) that the
+    file no longer names: reported as missing like any other (the group itself stays)."""
+    from storage.models import LedgerLink
+
+    t = Group.__table__
+    out = []
+    for lid, gid, name, unit in session.execute(
+            select(LedgerLink.ledger_id, LedgerLink.group_id, LedgerLink.ledger_name, LedgerLink.ledger_unit)
+            .join(Group, Group.id == LedgerLink.group_id).where(t.c.status.not_in(_GONE_STATUSES))):
+        if gid not in file_ids and unit in units:
+            out.append((gid, name, unit))
+    return out
 
 
 def import_ledger(session: Session, path: Path, *, now: datetime, settings, actor: str = "import",
@@ -684,6 +729,7 @@ def import_ledger(session: Session, path: Path, *, now: datetime, settings, acto
     from storage.people import resolve_names
 
     resolve_names(session, rows, result.warnings)  # members and owners written as names
+    _follow_links(session, rows)
     if any(not r.id_given for r in rows):
         _renames_and_missing(session, rows, result, tz, pg=session.get_bind().dialect.name == "postgresql")
     protected_cats = set(settings.protected_categories)

@@ -143,6 +143,31 @@ class Group(Base):
     __table_args__ = (Index("ix_groups_status_last_work", "status", "last_work_at"),)
 
 
+class LedgerLink(Base):
+    """A ledger entry (``ledger:`` id) confirmed to be a platform group: the entry's row was folded into
+    the group (registration, owner, purpose, expiry, ledger names), so they are one group; a re-import
+    of the ledger writes to the group (``storage.reconcile``, migration 0011). One entry per group."""
+
+    __tablename__ = "ledger_links"
+    ledger_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    ledger_name: Mapped[str] = mapped_column(String(128))
+    ledger_unit: Mapped[str | None] = mapped_column(String(128))
+    linked_at: Mapped[datetime]
+    linked_by: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerRejection(Base):
+    """A ledger entry and a platform group an administrator said are not the same group: never
+    proposed again (``storage.reconcile``)."""
+
+    __tablename__ = "ledger_rejections"
+    ledger_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rejected_at: Mapped[datetime]
+    rejected_by: Mapped[str] = mapped_column(String(64))
+
+
 class Membership(Base):
     __tablename__ = "memberships"
     group_id: Mapped[str] = mapped_column(String(128), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)

@@ -282,3 +282,4 @@ def resolve_names(session: Session, rows: list, warnings: list[RowError]) -> Non
                     warnings.append(RowError(r.row, f"成员“{name}”{why}，只计入人数", r.sheet))
             r.member_ids = sorted(ids)
             r.unresolved = sorted(unresolved)
+            r.member_names = []  # resolved: ids and unresolved names say it all, and hold no second copy

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import JSON, Boolean, Enum, Integer, String, delete, func, select, update
+from sqlalchemy import JSON, Boolean, Enum, Integer, String, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -412,3 +412,30 @@ def _collect_touched(session: Session, _ctx, _instances) -> None:
 from sqlalchemy import event as _event  # noqa: E402
 
 _event.listen(Session, "before_flush", _collect_touched)
+
+
+def visible_groups(session: Session, person: Person) -> list[tuple[str, str, str | None, frozenset[str]]]:
+    """The groups ``person`` may name in a command, as plain rows ``(id, name, unit, relations)``:
+    those they own, are a member of, or administer (an administrator: every group; a unit
+    administrator: their unit's), merged or purged ones left out. Relations are the
+    ``nlu.resolve`` ones: ``own``, ``member``, ``admin``."""
+    member = select(Membership.group_id).where(Membership.person_id == person.id)
+    cond = [Group.owner_id == person.id, Group.id.in_(member)]
+    if person.role == "admin":
+        cond = [Group.id.is_not(None)]
+    elif person.role == "unit_admin" and person.unit:
+        cond.append(Group.unit == person.unit)
+    rows = session.execute(select(Group.id, Group.name, Group.unit, Group.owner_id)
+                           .where(or_(*cond), Group.status.not_in(("merged", "purged")))).all()
+    members = set(session.execute(member).scalars()) if rows else set()
+    out = []
+    for gid, name, unit, owner in rows:
+        rel = set()
+        if owner == person.id:
+            rel.add("own")
+        if gid in members:
+            rel.add("member")
+        if person.role == "admin" or (person.role == "unit_admin" and person.unit and unit == person.unit):
+            rel.add("admin")
+        out.append((gid, name or gid, unit, frozenset(rel or {"member"})))
+    return out

@@ -407,7 +407,9 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     sheet("概况", ["指标", "数值"], summary, [28, 36], first=True)
     sheet("台账", LEDGER_HEADERS, ledger_rows(session, tz),
           [24, 28, 16, 12, 30, 12, 10, 6, 6, 12, 18, 8, 10, 10, 18, 18])
-    names = dict(session.execute(select(Group.id, Group.name)).all())
+    from storage.reconcile import entry_names
+
+    names = {**entry_names(session), **dict(session.execute(select(Group.id, Group.name)).all())}
     frows = [[f.id, labels.kind(f.kind), "、".join(names.get(g, g) for g in f.group_ids), round(f.score, 2),
               labels.action(f.action), "；".join(map(str, f.reasons)), labels.label("finding_status", f.status),
               _fmt_dt(f.first_seen, tz), _fmt_dt(f.last_seen, tz)]
@@ -424,7 +426,35 @@ def write_xlsx(session: Session, report: Report, out: str | BinaryIO, settings) 
     sheet("处置记录", AUDIT_HEADERS, arows, [8, 18, 14, 10, 28, 40, 20])
     urows = [[u["unit"], u["cadres"], u["mean"], u["median"], u["max"], u["groups_owned"]] for u in unit_burden(session)]
     sheet("单位负担", UNIT_HEADERS, urows, [20, 8, 12, 8, 8, 12])
+    sheet("台账核对", RECONCILE_HEADERS, reconcile_rows(session), [12, 28, 16, 28, 16, 16, 8, 18, 8])
     wb.save(out)
+
+
+RECONCILE_HEADERS = ["核对结果", "台账中的群", "台账单位", "平台上的群", "平台", "平台群单位", "人数", "依据", "把握"]
+
+
+def reconcile_rows(session: Session) -> list[list[Any]]:
+    """The reconciliation (``storage.reconcile``): matched, to review (one row per candidate), on the
+    ledger only (已不存在或未接入) and on a platform only (未报备)."""
+    from storage.reconcile import page
+
+    rep = page(session)
+
+    def grp(g: dict) -> list[Any]:
+        return [g["name"], labels.label("platform", g["platform"]), g["unit"], g["members"]]
+
+    rows: list[list[Any]] = []
+    for m in rep["matched"]:
+        rows.append(["已对上", m["ledger"]["name"], m["ledger"]["unit"], *grp(m["group"]), labels.label("match", m["by"]),
+                     _pct(m["confidence"])])
+    for r in rep["review"]:
+        for n, c in enumerate(r["candidates"], 1):
+            rows.append([f"待确认（候选{n}）", r["ledger"]["name"], r["ledger"]["unit"], *grp(c), "", ""])
+    for g in rep["missing"]:
+        rows.append(["只在台账上（已不存在或未接入）", g["name"], g["unit"], "", "", "", "", "", ""])
+    for g in rep["unregistered"]:
+        rows.append(["未报备（平台上有、台账上没有）", "", "", *grp(g), "", ""])
+    return rows
 
 
 def kinds_counter(session: Session) -> Counter:

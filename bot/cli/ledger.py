@@ -223,23 +223,28 @@ def register(app: typer.Typer) -> None:
         print_groups(rows, owners, rt.settings.tz)
 
     @app.command("reconcile")
-    def reconcile_cmd(as_json: bool = typer.Option(False, "--json", help="输出 JSON")) -> None:
-        """核对台账与平台上的群：哪些对上了、哪些只在台账上、哪些未登记（只看不改）。"""
+    def reconcile_cmd(as_json: bool = typer.Option(False, "--json", help="输出 JSON"),
+                      ask: bool = typer.Option(False, "--ask", help="把待确认的对应发给单位管理员，在聊天中回复“确认 1”或“不是”"),
+                      ) -> None:
+        """核对台账与平台上的群：哪些对上了、哪些只在台账上、哪些未登记（只看不改；--ask 发出待确认的询问）。"""
         import json
 
         from bot.cli import runtime
-        from storage.reconcile import reconcile_ledger
+        from storage.reconcile import ask_reviews, reconcile_ledger
 
         rt = runtime()
         with rt.db.session() as s:
             rep = reconcile_ledger(s)
+            asked = ask_reviews(s, rt.now(), rt.settings) if ask else None
+        if asked is not None and not as_json:
+            typer.echo(f"已向单位管理员发出 {asked} 条台账核对询问（工作时间内随汇总消息送达）。")
         if as_json:
             typer.echo(json.dumps(rep, ensure_ascii=False, indent=2))
             return
-        by = {"name": "群名相同或相近", "members": "成员相同", "name+members": "群名和成员都相同"}
+        from governance.labels import label
         typer.echo(f"已对上 {len(rep['matched'])} 个：")
         for m in rep["matched"]:
-            why = by[m["by"]]
+            why = label("match", m["by"])
             if m["member_jaccard"] is not None and m["by"] != "name":
                 why += f"（{m['member_jaccard']:.0%}）"
             typer.echo(f"  “{m['ledger_name']}”（{m['ledger_unit'] or '未填单位'}） ↔ “{m['group_name']}”"

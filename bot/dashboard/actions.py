@@ -1,4 +1,4 @@
-"""What an administrator can do from the dashboard: protect, merge, restore.
+"""What an administrator can do from the dashboard: protect, merge, restore, decide a ledger match.
 
 The same functions the chat commands 保护/恢复/合并 call (``storage.lifecycle``), so the rules
 and the hash-chained audit are the same as in chat.
@@ -49,3 +49,27 @@ def merge(session: Session, group: Group, target: Group, *, actor: str, now: dat
         raise ActionError(str(e)) from e
     lifecycle.groups_changed(session, [group.id, target.id], now, settings, actor=actor)
     return f"已将“{group.name}”合并到“{target.name}”，成员已收到通知。"
+
+
+def confirm_match(session: Session, ledger_id: str, group_id: str, *, actor: str, now: datetime, settings) -> str:
+    """台账核对: the ledger entry is this platform group (``storage.reconcile.link``, as 确认 1 in chat)."""
+    from storage import reconcile
+
+    try:
+        entry_name = reconcile.entry_name(session, ledger_id)
+        g = reconcile.link(session, ledger_id, group_id, actor=actor, now=now, settings=settings)
+    except reconcile.ReconcileError as e:
+        raise ActionError(str(e)) from e
+    return f"已确认：台账中的“{entry_name}”就是“{g.name}”，两者已合为一个群。"
+
+
+def reject_match(session: Session, ledger_id: str, group_ids: list[str], *, actor: str, now: datetime) -> str:
+    """台账核对: the entry is none of these groups (never proposed again; as 不是 in chat)."""
+    from storage import reconcile
+
+    try:
+        entry_name = reconcile.entry_name(session, ledger_id)
+        reconcile.reject(session, ledger_id, group_ids, actor=actor, now=now)
+    except reconcile.ReconcileError as e:
+        raise ActionError(str(e)) from e
+    return f"已记录：台账中的“{entry_name}”不是这些群，今后不再提示。"

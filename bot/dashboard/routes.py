@@ -43,6 +43,8 @@ env.globals["finding_status_names"] = labels.FINDING_STATUSES
 env.globals["actor_name"] = labels.actor
 env.globals["role_name"] = labels.role
 env.globals["audit_reason"] = labels.audit_reason
+env.globals["platform_name"] = lambda code: labels.label("platform", code)
+env.globals["match_name"] = lambda code: labels.label("match", code)
 
 
 def activity_name(group) -> str:
@@ -290,6 +292,34 @@ def unit_page(request: Request, s: auth.DB, sess: auth.Viewer, name: str = "") -
 def audit_trail(request: Request, s: auth.DB, sess: auth.Viewer, before: int | None = None) -> Response:
     return _view("audit.html", request, s, sess, rows=queries.audit_records(s, before=before),
                  names=queries.group_names(s), people=queries.person_names(s), verify=verify(s))
+
+
+@router.get("/reconcile")
+def reconcile_page(request: Request, s: auth.DB, sess: auth.Viewer, msg: str = "") -> Response:
+    from storage.reconcile import page
+
+    return _view("reconcile.html", request, s, sess, rep=page(s), msg=msg)
+
+
+@router.post("/reconcile/{decision}")
+def reconcile_decide(request: Request, decision: str, form: auth.PostedForm, s: auth.DB,
+                     sess: auth.Admin) -> Response:
+    """确认 (the entry is this group: one group for good) or 不是 (none of the candidates)."""
+    rt = _rt(request)
+    actor = sess.person_id or "admin:dashboard"
+    try:
+        if decision == "confirm":
+            msg = actions.confirm_match(s, form.get("ledger_id", ""), form.get("group_id", ""), actor=actor,
+                                        now=rt.now(), settings=rt.settings)
+        elif decision == "reject":
+            msg = actions.reject_match(s, form.get("ledger_id", ""), form.get("candidates", "").split(","),
+                                       actor=actor, now=rt.now())
+        else:
+            raise HTTPException(404, "没有这个操作")
+    except (actions.ActionError, ValueError) as e:
+        s.rollback()  # a refusal changes nothing
+        msg = str(e)
+    return RedirectResponse("/dashboard/reconcile?" + urlencode({"msg": msg}), status_code=303)
 
 
 @router.get("/feedback")

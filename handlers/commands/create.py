@@ -9,7 +9,7 @@ group). The platform is not called here: the command writes a request (``storage
 its transaction and the scheduler carries it out; the group is registered when the platform
 returns its id, and the person is told then (or why not: nothing is registered half).
 
-Registered under the name ``create`` (``handlers.registry.by_name``): the parser's intent
+Registered for the intent ``create`` (``handlers.registry.by_intent``): the parser's intent
 ``create`` maps to it.
 """
 from __future__ import annotations
@@ -87,27 +87,42 @@ def _resolve(ctx: Context, names: list[str], platform: str) -> tuple[list[creati
     return members, problems
 
 
-@command("建群", "创建群", "新建群", name="create", summary="让机器人建一个临时工作群（到期后自动解散）", usage=USAGE)
+@command("建群", "创建群", "新建群", intent="create", summary="让机器人建一个临时工作群（到期后自动解散）", usage=USAGE)
 def create_group(ctx: Context, args: str) -> Reply:
     positional, fields = split_fields(args, FIELD_KEYS)
-    name = (fields.get("name") or (positional[0] if positional else "")).strip()
+    slots = ctx.slots or {}
+    # the parser's slots first (建群 phrased naturally); a name it could not separate from the
+    # member list (成员张三… without a colon) is taken from the fields as written
+    slot_name = str(slots.get("name") or "")
+    name = (fields.get("name") or (slot_name if slot_name and "成员" not in slot_name else "")
+            or (positional[0] if positional else "")).strip()
     if not name:
         return Reply(f"请告诉我群名称、成员和到期时间，例如：{USAGE}")
     if len(name) > MAX_NAME:
         return Reply(f"群名称太长了（最多{MAX_NAME}个字），请再发一次。")
-    expires_text = fields.get("expires") or " ".join(positional[1:])
-    if not expires_text:
-        return Reply(f"机器人建的群都是临时群，请说明到期时间，例如：{USAGE}")
-    try:
-        expires = parse_expiry(expires_text, ctx.today)
-    except DateParseError as e:
-        return Reply(str(e))
+    period = slots.get("period")
+    if slots.get("period_error"):
+        return Reply(str(slots["period_error"]))
+    if period is not None and not fields.get("expires"):
+        try:
+            expires = period.end(ctx.today)
+        except DateParseError as e:
+            return Reply(str(e))
+    else:
+        expires_text = fields.get("expires") or " ".join(positional[1:])
+        if not expires_text:
+            return Reply(f"机器人建的群都是临时群，请说明到期时间，例如：{USAGE}")
+        try:
+            expires = parse_expiry(expires_text, ctx.today)
+        except DateParseError as e:
+            return Reply(str(e))
     where = creating_platform(ctx)
     if where is None:
         return Reply("这里的平台不能由机器人建群（机器人不能在该平台上建群，或您在能建群的平台上没有账号）。"
                      "可以自己建群后在群里发送“报备”登记；到期后需要您手动解散。这次没有改动任何内容。")
     platform, owner_account = where
-    names = list(dict.fromkeys(n for n in _SPLIT.split(fields.get("members", "")) if n))
+    written = [n for n in _SPLIT.split(fields.get("members", "")) if n]
+    names = list(dict.fromkeys(written or [str(n) for n in slots.get("members") or ()]))
     if len(names) > MAX_MEMBERS:
         return Reply(f"成员太多了（最多{MAX_MEMBERS}人）。这次没有改动任何内容。")
     members, problems = _resolve(ctx, names, platform)

@@ -12,7 +12,9 @@ from governance import labels
 from handlers.context import Context
 from governance.events import Reply
 from handlers.groups import resolve
+from handlers import dialogue
 from handlers.registry import command, conversation
+from storage.models import Conversation
 from storage import feedback
 from storage.models import Group
 from storage.outbox import enqueue
@@ -59,14 +61,20 @@ def pulse_clicked(ctx: Context, _conv) -> None:
     return None
 
 
-@command(*PULSE_WORDS, in_group=False, private_reply="", anonymous=True)  # no summary: not in 帮助
-def pulse_text(ctx: Context, args: str) -> Reply | None:
-    """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked; silent in a group."""
-    if args:
-        return None
-    if not feedback.recently_asked(ctx.session, ctx.person.id, ctx.now):
+@command(*PULSE_WORDS, in_group=False, private_reply="", anonymous=True, intent="pulse")  # no summary: not in 帮助
+def pulse_text(ctx: Context, args: str):
+    """Text fallback: "1"/"2"/"3" (or 轻/适中/重) within a few days of being asked; silent in a group.
+
+    A bare number answers the person's pending numbered choice first (``handlers.dialogue``):
+    then no pulse is recorded, so handling the choice here links nobody to an answer."""
+    conv = ctx.session.get(Conversation, ctx.person.id) if ctx.text.strip().isdigit() else None
+    if conv is not None and (conv.data or {}).get("expects") in ("choice", "confirm"):
+        ctx.command = None
+        return dialogue.changing_groups(ctx, lambda: dialogue.answer(ctx, conv))
+    value = ctx.slots.get("value") or ctx.slots.get("number") or PULSE_WORDS.get(ctx.text)
+    if not value or not feedback.recently_asked(ctx.session, ctx.person.id, ctx.now):
         return Reply("没听懂。可以说“帮助”看看我能做什么。")
-    if not _record(ctx, PULSE_WORDS[ctx.text]):
+    if not _record(ctx, value):
         return Reply("您本周已经回答过了，这次没有重复记录。")
     return Reply("收到，谢谢。")
 
@@ -100,9 +108,10 @@ def _vote(ctx: Context, g: Group) -> tuple[dict, Reply]:
     return RECEIVED_BUTTON, Reply("已匿名记录，群主不会看到是谁反映的。" + tip)
 
 
-@command(*USELESS_WORDS, summary="匿名反映某个群没用，不记录身份", usage="这个群没用 群名", anonymous=True)
+@command(*USELESS_WORDS, summary="匿名反映某个群没用，不记录身份", usage="这个群没用 群名", anonymous=True,
+         intent="useless", example="招商引资信息群没什么用")
 def useless(ctx: Context, args: str) -> Reply:
-    g = resolve(ctx, args)
+    g = resolve(ctx, "")
     if isinstance(g, Reply):
         return g
     return _vote(ctx, g)[1]
@@ -123,10 +132,10 @@ def useless_clicked(ctx: Context, _conv) -> None:
 
 
 # --- formalism report --------------------------------------------------------------------------
-@command(*REPORT_WORDS, summary="匿名反映形式主义要求，不记录身份", usage="反映 内容", anonymous=True,
+@command(*REPORT_WORDS, summary="匿名反映形式主义要求，不记录身份", usage="反映 内容", anonymous=True, intent="report",
          in_group=False, private_reply="请私聊我发送“反映 内容”，在群里说会暴露身份。")
 def report(ctx: Context, args: str) -> Reply:
-    text = args.strip()
+    text = (ctx.slots.get("text") or args or "").strip()
     if len(text) < 4:
         return Reply("请写上具体情况，例如“反映 村里要求每天在群里上传入户走访照片”。")
     feedback.record_formalism_report(ctx.session, text=text[:2000], now=ctx.now, local_day=ctx.today)

@@ -22,7 +22,8 @@ from governance.lifecycle import LifecycleError
 from governance.worktime import WorkTime, next_window_start
 from handlers.context import Context
 from governance.events import Reply
-from handlers.groups import named_group, named_group_or_here, resolve
+from handlers import dialogue
+from handlers.groups import merged_pair, named_group, named_group_or_here, shown
 from handlers.permissions import ADMIN, ADMINISTRATORS, OWNER, UNIT_ADMIN
 from handlers.registry import Target, command, conversation
 from storage import audit, lifecycle, repo
@@ -34,10 +35,11 @@ PROTECTED_MEANS = "不会被自动提醒或解散"
 
 
 @command("保留", summary="不同意解散，保留群（撤销解散提醒）", usage="保留 群名 理由", target=named_group_or_here,
-         permission=OWNER | ADMIN | UNIT_ADMIN)
+         permission=OWNER | ADMIN | UNIT_ADMIN, intent="keep", example="防汛群还要用，别解散")
 def keep(ctx: Context, g: Group, reason: str) -> Reply:
+    reason = (ctx.slots.get("reason") or reason or "").strip()
     if not reason:
-        return Reply(f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
+        return dialogue.ask_pending(ctx, "reason", f"请写上保留理由，例如“保留 {g.name} 汛期前还要用”。")
     if g.status not in ("active", "warned"):
         return Reply(f"“{g.name}”已不在使用中，不能保留。如需找回请回复“恢复 {g.name}”。")
     vetoed = g.status == "warned"
@@ -46,7 +48,7 @@ def keep(ctx: Context, g: Group, reason: str) -> Reply:
     except LifecycleError as e:
         return Reply(str(e))
     until = fmt_date(g.kept_until.astimezone(ctx.settings.tz).date(), ctx.today)
-    text = f"已保留“{g.name}”至{until}。理由已记录。"
+    text = f"已保留“{shown(ctx, g)}”至{until}。理由已记录。"
     if vetoed:
         text += "解散提醒已撤销。"
     if told:
@@ -55,7 +57,7 @@ def keep(ctx: Context, g: Group, reason: str) -> Reply:
 
 
 @command("恢复", summary="找回已解散的群", usage="恢复 群名", target=named_group,
-         permission=OWNER | ADMIN | UNIT_ADMIN)
+         permission=OWNER | ADMIN | UNIT_ADMIN, intent="restore", example="把森林防火群找回来")
 def restore(ctx: Context, g: Group, _rest: str) -> Reply:
     if g.status in ("active", "warned"):
         return Reply(f"“{g.name}”没有解散，无需恢复。")
@@ -75,7 +77,7 @@ def restore(ctx: Context, g: Group, _rest: str) -> Reply:
 
 
 @command("已解散", summary="告知已按通知手动解散", usage="已解散 群名", target=named_group,
-         permission=OWNER | ADMIN | UNIT_ADMIN)
+         permission=OWNER | ADMIN | UNIT_ADMIN, intent="confirm_order", example="已解散 森林防火群")
 def confirm_order(ctx: Context, g: Group, _rest: str) -> Reply:
     try:
         lifecycle.confirm_order(ctx.session, g, ctx.now, ctx.settings, actor=ctx.person.id)
@@ -84,35 +86,8 @@ def confirm_order(ctx: Context, g: Group, _rest: str) -> Reply:
     return Reply(f"收到，“{g.name}”已记为解散。{ctx.settings.restore_days}天内可回复“恢复 {g.name}”撤销记录。")
 
 
-def _split_merge(ctx: Context, args: str) -> tuple[str, str] | None:
-    positions = [i for i, ch in enumerate(args) if ch == "到"]
-    for i in positions:
-        a, b = args[:i].strip(), args[i + 1:].strip()
-        if a and b and repo.find_groups(ctx.session, a) and repo.find_groups(ctx.session, b):
-            return a, b
-    for i in positions:
-        a, b = args[:i].strip(), args[i + 1:].strip()
-        if a and b:
-            return a, b
-    return None
-
-
-def merged_pair(ctx: Context, args: str) -> Target | Reply:
-    """合并's target: ``群A 到 群B``, the group merged away first."""
-    parts = _split_merge(ctx, args)
-    if parts is None:
-        return Reply("请这样写：“合并 群A 到 群B”，群A的成员将改用群B，群A解散。")
-    a = resolve(ctx, parts[0])
-    if isinstance(a, Reply):
-        return a
-    b = resolve(ctx, parts[1])
-    if isinstance(b, Reply):
-        return b
-    return Target((a, b))
-
-
 @command("合并", summary="合并重复群，群A的成员改用群B", usage="合并 群A 到 群B", target=merged_pair,
-         permission=ADMIN | UNIT_ADMIN)
+         permission=ADMIN | UNIT_ADMIN, intent="merge", example="把防火巡查群并到防汛群")
 def merge(ctx: Context, a: Group, b: Group, _rest: str) -> Reply:
     members = len(repo.member_ids(ctx.session, a.id))
     try:
@@ -195,19 +170,19 @@ def request_protection(ctx: Context, g: Group) -> None:
 
 
 @command("保护", summary=f"设为受保护群（{PROTECTED_MEANS}）", usage="保护 群名", target=named_group,
-         permission=ADMIN | UNIT_ADMIN)
+         permission=ADMIN | UNIT_ADMIN, intent="protect", example="把防汛抗旱群设为常设")
 def protect(ctx: Context, g: Group, _rest: str) -> Reply:
     return _set_protection(ctx, g, True)
 
 
 @command("确认保护", summary="确认群主申请的保护", usage="确认保护 群名", target=named_group,
-         permission=ADMIN | UNIT_ADMIN)
+         permission=ADMIN | UNIT_ADMIN, intent="confirm_protect", example="确认保护 防汛抗旱群")
 def confirm_protect(ctx: Context, g: Group, _rest: str) -> Reply:
     return _set_protection(ctx, g, True)
 
 
 @command("取消保护", summary="取消受保护，今后按普通群治理", usage="取消保护 群名", target=named_group,
-         permission=ADMIN | UNIT_ADMIN)
+         permission=ADMIN | UNIT_ADMIN, intent="unprotect", example="取消保护 防汛抗旱群")
 def unprotect(ctx: Context, g: Group, _rest: str) -> Reply:
     return _set_protection(ctx, g, False)
 

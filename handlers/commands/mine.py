@@ -31,7 +31,7 @@ def _lines(groups: list[Group], ctx: Context) -> str:
     return shown
 
 
-@command("我的群", "我的群组", summary="看我建的群和我在的群")
+@command("我的群", "我的群组", summary="看我建的群和我在的群", intent="mine", example="我在哪些群里")
 def my_groups(ctx: Context, args: str) -> Reply:
     live = Group.status.in_(("active", "warned", "dissolved"))
     owned = ctx.session.execute(select(Group).where(Group.owner_id == ctx.person.id, live)

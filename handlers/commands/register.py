@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from governance.dates import DateParseError, fmt_date, parse_expiry
+from governance.dates import DateParseError, fmt_date
 from handlers.context import Context
 from governance.events import Reply
 from handlers.permissions import ADMINISTRATORS, CHANGERS
+from handlers import dialogue
 from handlers.registry import command, conversation
-from handlers.text import split_fields
+from nlu import parse_period, split_fields
 from storage import audit, lifecycle, repo
 from storage.models import Conversation, Group
 
@@ -51,7 +52,7 @@ def _is_temporary(ctx: Context, category: str) -> bool:
 
 def _set_expiry(ctx: Context, data: dict, text: str) -> Reply | None:
     try:
-        data["expires"] = parse_expiry(text, ctx.today).isoformat()
+        data["expires"] = parse_period(text, ctx.today).isoformat()
     except DateParseError as e:
         return Reply(str(e))
     return None
@@ -65,6 +66,9 @@ def _take(ctx: Context, data: dict, field: str, value: str) -> Reply | None:
     if field == "name":
         if len(value) > MAX_NAME:
             return Reply(f"群名称太长了（最多{MAX_NAME}个字），请再发一次。")
+        taken = _owned_by_another(ctx, value, data)
+        if taken is not None:
+            return taken
         data["name"] = value
     elif field == "purpose":
         data["purpose"] = value[:MAX_PURPOSE]
@@ -102,17 +106,33 @@ def _missing(ctx: Context, data: dict) -> str | None:
     return None
 
 
-def _advance(ctx: Context, data: dict) -> Reply:
-    field = _missing(ctx, data)
-    conv = ctx.session.get(Conversation, ctx.person.id)
+def _owned_by_another(ctx: Context, name: str, data: dict) -> Reply | None:
+    """A name someone else owns (in the unit it would be registered in) is refused at once, naming
+    the owner, before any question is asked; nothing is changed."""
+    if data.get("group_id"):
+        return None  # said inside the group: that group, whoever asks (the owner check comes at the end)
+    unit = data.get("unit") or ctx.person.unit
+    for g in repo.find_groups(ctx.session, name):
+        if g.status in ("dissolved", "purged", "merged") or not g.owner_id or g.owner_id == ctx.person.id:
+            continue
+        if unit and g.unit and g.unit != unit:
+            continue
+        if not CHANGERS.allows(ctx.person, g):
+            owner = repo.display_name(ctx.session, g.owner_id)
+            return Reply(f"“{g.name}”已由{owner}登记，只有群主（{owner}）或管理员可以修改，这次没有改动任何内容。")
+    return None
+
+
+def _advance(ctx: Context, data: dict, problem: Reply | None = None, step: str | None = None) -> Reply:
+    """Ask for the next missing field (or again for ``step``, refused with ``problem``), else register."""
+    field = step or _missing(ctx, data)
     if field is not None:
-        if conv is None:
-            conv = Conversation(person_id=ctx.person.id, intent="register", data={}, updated_at=ctx.now)
-            ctx.session.add(conv)
-        conv.intent, conv.data, conv.updated_at = "register", {**data, "step": field}, ctx.now
-        return Reply(QUESTIONS[field])
-    if conv is not None:
-        ctx.session.delete(conv)
+        question = QUESTIONS[field]
+        if problem is not None:
+            question = problem.text if problem.text.endswith(QUESTIONS[field]) else f"{problem.text}\n{question}"
+        return dialogue.ask(ctx, "register", {**data, "step": field}, question, what="报备")
+    if ctx.session.get(Conversation, ctx.person.id) is not None and ctx.in_dialogue:
+        dialogue.close(ctx)
     return _finish(ctx, data)
 
 
@@ -233,10 +253,13 @@ def _finish(ctx: Context, data: dict) -> Reply:
     return Reply(f"已登记：{g.name}{where}。如长期没有工作消息，我会先提醒您，不会直接解散。" + hint)
 
 
-@command("报备", "登记", summary="登记一个工作群（也可只说“报备”，我逐项问）",
+@command("报备", "登记", summary="登记一个工作群（也可只说“报备”，我逐项问）", intent="register", example="我要登记一个群",
          usage="报备 群名称 用途:… 单位:… 类别:临时群 到期:12月31日")
 def register(ctx: Context, args: str) -> Reply:
-    positional, fields = split_fields(args, FIELD_KEYS)
+    if "fields" in ctx.slots:
+        positional, fields = [], dict(ctx.slots.get("fields") or {})
+    else:
+        positional, fields = split_fields(args, FIELD_KEYS)
     data: dict = {}
     if ctx.event.group_id:
         data["group_id"] = ctx.event.group_id
@@ -251,21 +274,32 @@ def register(ctx: Context, args: str) -> Reply:
             fields["category"] = word
         elif "expires" not in fields:
             fields["expires"] = word
-    for field in ("name", "purpose", "unit", "category", "expires"):
+    if fields.get("unit"):  # the unit first: whose name it is depends on it
+        fields = {"unit": fields["unit"], **fields}
+    bad: tuple[str, Reply] | None = None
+    for field in ("unit", "name", "purpose", "category", "expires"):
         if fields.get(field):
             refused = _take(ctx, data, field, fields[field])
-            if refused is not None:
-                return refused
+            if refused is not None and field == "name" and "已由" in refused.text:
+                return refused  # someone else's group: refused at once, nothing asked
+            if refused is not None and bad is None:
+                bad = (field, refused)  # keep the good fields, ask only for this one
+    if bad is not None:
+        return _advance(ctx, data, bad[1], bad[0])
     return _advance(ctx, data)
+
+
+_DIALOGUE_KEYS = ("step", "what", "expects", "question")
 
 
 @conversation("register")
 def register_next(ctx: Context, conv: Conversation) -> Reply:
-    if ctx.text in ("取消", "算了", "退出"):
-        ctx.session.delete(conv)
-        return Reply("好的，已取消登记，什么都没有改。")
-    data = {k: v for k, v in conv.data.items() if k != "step"}
-    refused = _take(ctx, data, conv.data.get("step", "name"), ctx.text)
+    data = {k: v for k, v in conv.data.items() if k not in _DIALOGUE_KEYS}
+    step = conv.data.get("step", "name")
+    refused = _take(ctx, data, step, ctx.text)
     if refused is not None:
-        return refused
+        if "已由" in refused.text:
+            dialogue.close(ctx)
+            return refused
+        return _advance(ctx, data, refused, step)
     return _advance(ctx, data)

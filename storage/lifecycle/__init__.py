@@ -28,8 +28,8 @@ from storage.lifecycle.sweep import (
 )
 from storage.lifecycle.transitions import (
     PlatformWork, begin_dissolution, confirm_bridge_dissolution, confirm_order, finish_platform_work, keep_group,
-    mark_warning_sent, merge_group, pending_platform_groups, platform_work, record_platform_error,
-    record_platform_step, renew_group, restore_group, set_protected,
+    mark_done, mark_warning_sent, merge_group, pending_platform_groups, platform_work, record_platform_error,
+    record_platform_step, renew_group, restore_group, set_protected, undo_last,
 )
 
 __all__ = [
@@ -39,6 +39,6 @@ __all__ = [
     "SWEEP_LOCK_KEY", "Step", "SweepReport", "SweepRun", "apply_step", "apply_sweep", "finish_sweep", "plan",
     "preview_sweep", "sweep_lock",
     "PlatformWork", "begin_dissolution", "confirm_bridge_dissolution", "confirm_order", "finish_platform_work",
-    "keep_group", "mark_warning_sent", "merge_group", "pending_platform_groups", "platform_work",
-    "record_platform_error", "record_platform_step", "renew_group", "restore_group", "set_protected",
+    "keep_group", "mark_done", "mark_warning_sent", "merge_group", "pending_platform_groups", "platform_work",
+    "record_platform_error", "record_platform_step", "renew_group", "restore_group", "set_protected", "undo_last",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from governance.capabilities import Table, resolve
 from governance.dates import fmt_date
 from governance.lifecycle import (
-    APPCHAT, AUTO_DISSOLVE_KINDS, COLUMN_FIELDS, DISSOLVE_STEPS, LIVE, PURGE_STEPS, RESTORE_STEPS, GroupState, LifecycleError,
-    transition,
+    APPCHAT, AUTO_DISSOLVE_KINDS, COLUMN_FIELDS, DISSOLVE_STEPS, LIVE, PURGE_STEPS, RESTORE_STEPS, UNDO_FIELDS, UNDO_WINDOW,
+    UNDOABLE, GroupState, LifecycleError, check_undo, transition,
 )
 from governance.model import Finding, GroupFacts
 from storage import audit, premises, repo
@@ -353,13 +353,14 @@ def confirm_order(session: Session, g: Group, at: datetime, settings, *, actor: 
 def keep_group(session: Session, g: Group, now: datetime, settings, *, actor: str, reason: str) -> bool:
     """保留: veto a warning / exempt for ``keep_days``.  Returns True when the commission was told."""
     vetoed = g.status == "warned"
+    before = undo_snapshot(g)
     old = state_of(g)
     new = transition(old, "keep", now, params_from(settings))
     _put(g, old, new)
     _set_status(g, new.status, now, f"群主保留：{reason}")
     audit.record(session, actor=actor, action="keep", at=now, group_id=g.id, reason=reason,
                  data={"kept_until": new.kept_until.isoformat(), "keep_count": new.keep_count,
-                       "vetoed_warning": vetoed})
+                       "vetoed_warning": vetoed, "before": before})
     if new.keep_count >= 2:
         owner = repo.display_name(session, g.owner_id)
         _notify_commission(session, kind="repeated_keep", at=now, group_id=g.id, key=f"keep:{g.id}:{new.keep_count}",
@@ -372,6 +373,7 @@ def renew_group(session: Session, g: Group, expires_at, now: datetime, *, actor:
     """续期: a temporary group gets a new end date; a warning is withdrawn (True when one was)."""
     vetoed = g.status == "warned"
     previous = g.expires_at
+    before = undo_snapshot(g)
     old = state_of(g)
     _put(g, old, transition(old, "renew", now, expires_at=expires_at))
     g.temporary, g.done_at = True, None
@@ -379,8 +381,76 @@ def renew_group(session: Session, g: Group, expires_at, now: datetime, *, actor:
         g.status_changed_at, g.status_reason = now, "群主续期"
     g.updated_at = now
     audit.record(session, actor=actor, action="renew", at=now, group_id=g.id, reason=reason,
-                 data={"old_expires_at": previous, "new_expires_at": expires_at, "vetoed_warning": vetoed})
+                 data={"old_expires_at": previous, "new_expires_at": expires_at, "vetoed_warning": vetoed,
+                       "before": before})
     return vetoed
+
+
+def mark_done(session: Session, g: Group, now: datetime, *, actor: str, reason: str) -> None:
+    """完成: the owner declares the task done (the sweep then announces and dissolves)."""
+    before = undo_snapshot(g)
+    g.done_at = now
+    g.updated_at = now
+    audit.record(session, actor=actor, action="done", at=now, group_id=g.id, reason=reason, data={"before": before})
+
+
+# --- 撤销 -------------------------------------------------------------------------------------------
+def undo_snapshot(g: Group) -> dict[str, Any]:
+    """The columns a change that can be undone restores (``governance.lifecycle.UNDO_FIELDS``), as JSON."""
+    out: dict[str, Any] = {}
+    for name in UNDO_FIELDS:
+        v = getattr(g, name)
+        if isinstance(v, datetime):
+            out[name] = {"dt": v.isoformat()}
+        elif isinstance(v, date):
+            out[name] = {"d": v.isoformat()}
+        else:
+            out[name] = v
+    return out
+
+
+def _from_snapshot(v: Any) -> Any:
+    if isinstance(v, dict) and "dt" in v:
+        return datetime.fromisoformat(v["dt"])
+    if isinstance(v, dict) and "d" in v:
+        return date.fromisoformat(v["d"])
+    return v
+
+
+def undo_last(session: Session, actor: str, now: datetime) -> tuple[Group, str]:
+    """撤销: the actor's own last change (a 续期, 保留 or 完成 within ``UNDO_WINDOW``, nothing done to
+    the group since) is put back as it was before, audited as ``undo``. Returns the group and the
+    action undone; raises ``LifecycleError`` (Chinese) when there is nothing it can undo."""
+    from storage.models import AuditRecord
+
+    last = session.execute(select(AuditRecord).where(AuditRecord.actor == actor,
+                                                     AuditRecord.at >= now - UNDO_WINDOW - timedelta(days=1))
+                           .order_by(AuditRecord.id.desc()).limit(1)).scalar_one_or_none()
+    if last is not None and last.action == "undo":
+        last = None  # an undo is not undone again (nor is the change before it)
+    g = session.get(Group, last.group_id) if last is not None and last.group_id else None
+    later = False
+    if last is not None and g is not None:
+        later = session.execute(select(AuditRecord.id).where(AuditRecord.group_id == g.id, AuditRecord.id > last.id)
+                                .limit(1)).first() is not None
+    before = (last.data or {}).get("before") if last is not None else None
+    check_undo(last.action if last is not None and g is not None else None,
+               _aware(last.at) if last is not None else None, now, changed_since=later)
+    if before is None:
+        raise LifecycleError("这次操作没有留下可以恢复的记录，不能撤销。")
+    for name in UNDO_FIELDS:
+        if name in before:
+            setattr(g, name, _from_snapshot(before[name]))
+    g.updated_at = now
+    audit.record(session, actor=actor, action="undo", at=now, group_id=g.id, reason=f"撤销{UNDOABLE[last.action]}",
+                 data={"undone": last.id, "action": last.action})
+    return g, last.action
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import timezone
+
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def restore_group(session: Session, g: Group, now: datetime, settings, *, actor: str) -> str:

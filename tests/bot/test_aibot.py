@@ -79,7 +79,7 @@ def test_group_mention_text_has_the_mention_removed(client, clock, db, monkeypat
 
 def test_direct_chat_and_retry(client, clock, db):
     data = {"msgid": "D1", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "lisi"},
-            "msgtype": "text", "text": {"content": "hello"}}
+            "msgtype": "text", "text": {"content": "今天天气不错"}}  # (hello is a greeting since issue 13)
     r = aibot_post(client, clock, data, nonce="b1")
     assert r.status_code == 200
     assert _decrypt_reply(r.json(), clock)["stream"]["content"] == HINT

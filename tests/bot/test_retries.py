@@ -58,7 +58,7 @@ def _miss_the_deadline_without_storing(monkeypatch, runtime):
     monkeypatch.setattr(runtime, "process_async", short_deadline)
 
 
-@pytest.mark.parametrize("text", ["帮助", "hello"], ids=["command", "hint-bulk"])
+@pytest.mark.parametrize("text", ["帮助", "今天天气不错"], ids=["command", "hint-bulk"])
 def test_wecom_retry_of_a_request_never_stored_is_processed(client, clock, db, monkeypatch, text):
     runtime = client.app.state.runtime
     q, body = _wecom_request(clock, text_xml("zhangsan", text, int(clock().timestamp()), "880001"))

@@ -18,7 +18,7 @@ STATUSES = ("active", "warned", "dissolving", "dissolved", "restoring", "purged"
 
 PAGES = ["/dashboard", "/dashboard/api/charts.json", "/dashboard/findings", "/dashboard/findings?status=all",
          "/dashboard/findings?status=resolved", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/unit?name=城关镇",
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/reconcile", "/dashboard/unit?name=城关镇",
          *[f"/dashboard/findings?status=all&kind={k}" for k in KINDS],
          *[f"/dashboard/groups?status={s}" for s in STATUSES]]
 DOWNLOADS = [f"/dashboard/download/report.{fmt}?period={p}" for fmt in ("xlsx", "json") for p in ("week", "month")]

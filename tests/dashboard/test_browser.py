@@ -115,7 +115,7 @@ def test_dashboard_in_chromium(server):
 
 
 PAGES = ["/dashboard", "/dashboard/findings", "/dashboard/groups", "/dashboard/units", "/dashboard/audit",
-         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/unit?name=城关镇",
+         "/dashboard/feedback", "/dashboard/downloads", "/dashboard/trends", "/dashboard/reconcile", "/dashboard/unit?name=城关镇",
          "/dashboard/merge?group_id=g3"]
 
 
@@ -149,3 +149,42 @@ def test_no_page_scrolls_sideways(server, width):
             assert label == ["block", "群名称"], label
         browser.close()
     assert wide == {}, wide
+
+
+def test_reconcile_review_fits_a_phone_and_confirms(server, runtime, clock):
+    """台账核对 with a question on it at 390 px: no sideways scroll, and the confirm button works."""
+    from playwright.sync_api import sync_playwright
+    from sqlalchemy import select
+
+    from storage.models import Group, LedgerLink, Membership
+    from tests.conftest import ADMIN_TOKEN
+
+    with runtime.db.session() as s:
+        s.add(Group(id="ledger:phone1", platform="ledger", name="城关镇森林防火工作专班群（2026年度）", unit="城关镇",
+                    created_at=clock(), first_seen_at=clock(), source="ledger", status="active", member_count=0))
+        for gid, name, ms in (("wphone1", "城关镇森林防火工作专班群（2026年度）", "abc"),
+                              ("wphone2", "城关镇森林防火工作专班群（2026年度）二群", "xyz")):
+            s.add(Group(id=gid, platform="wecom", name=name, unit="城关镇", created_at=clock(), first_seen_at=clock(),
+                        source="chat", status="active", member_count=3))
+            s.flush()
+            s.add_all([Membership(group_id=gid, person_id=p) for p in ms])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server + "/dashboard/login")
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#login-button")
+        page.wait_for_url(server + "/dashboard")
+        page.goto(server + "/dashboard/reconcile")
+        assert page.locator("#review-table button.confirm").count() == 2
+        sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-reconcile-review-390.png"), full_page=True)
+        assert sizes[0] <= sizes[1], sizes
+        page.locator("#review-table button.confirm").first.click()
+        page.wait_for_url(server + "/dashboard/reconcile?*")
+        assert "两者已合为一个群" in page.content()
+        browser.close()
+    with runtime.db.session() as s:
+        assert s.execute(select(LedgerLink.group_id).where(LedgerLink.ledger_id == "ledger:phone1")).scalar_one() \
+            in ("wphone1", "wphone2")

@@ -28,7 +28,7 @@ def test_xlsx_ledger(cli, tmp_path):
     res = cli("report", "--period", "week", "--format", "xlsx", "--out", str(out))
     assert res.exit_code == 0, res.output
     wb = load_workbook(out)
-    assert wb.sheetnames == ["概况", "台账", "问题清单", "处置记录", "单位负担"]
+    assert wb.sheetnames == ["概况", "台账", "问题清单", "处置记录", "单位负担", "台账核对"]
     ledger = wb["台账"]
     assert [c.value for c in ledger[1]][:7] == ["群编号", "群名称", "单位", "类别", "用途", "群主", "状态"]
     assert all(wb[n].freeze_panes == "A2" for n in wb.sheetnames)

@@ -70,7 +70,7 @@ def _plain(clock) -> list[Event]:
               member_ids=("u4", "u5", "u4"), msg_id="j12", group_name="防汛群"),   # new group by a join
         _msg(clock, 13, "u5", "明天上午报送防汛值班表", "g2"),
         _msg(clock, 14, "u6", "好的", "g3", msg_id=""),                              # no dedupe key
-        _msg(clock, 15, "u8", "请问怎么用", "g1", mentioned=True),                    # hint
+        _msg(clock, 15, "u8", "请问今天几点开会", "g1", mentioned=True),               # hint
         _msg(clock, 16, "u7", "防汛值班群", platform="aibot"),                        # u7's dialogue answer: the cut
         _msg(clock, 17, "u1", "收到", "g2"),                                         # after the cut
         _msg(clock, 18, "u9", "材料", "g4", mentioned=True, msg_id="m10"),           # m10's key again

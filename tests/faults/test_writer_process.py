@@ -21,7 +21,7 @@ from storage.models import Group, Message, ProcessedEvent
 from tests.conftest import make_settings
 
 
-def _event(text: str = "请问怎么用", group: str = "g1", sender: str = "u1") -> Event:
+def _event(text: str = "明天上午九点在三楼会议室开会", group: str = "g1", sender: str = "u1") -> Event:
     return Event(platform="aibot", kind="message", sender_id=sender, at=datetime.now(timezone.utc), text=text,
                  group_id=group, msg_id=uuid.uuid4().hex, mentioned_bot=True)
 

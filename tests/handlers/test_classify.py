@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from governance.events import Event
-from handlers import registry
 from handlers.dispatch import handle_event, plan, stored_key
 from storage.models import Person
 from tests.factories import message
@@ -13,15 +12,17 @@ from tests.factories import message
 
 @pytest.fixture
 def matches(monkeypatch):
-    """Counts the texts matched against the registry (the real matcher still answers)."""
+    """Counts the texts parsed (the real parser still answers)."""
+    import nlu
+
     seen: list[str] = []
-    real = registry.match
+    real = nlu.parse
 
-    def counting(text):
+    def counting(text, **kw):
         seen.append(text)
-        return real(text)
+        return real(text, **kw)
 
-    monkeypatch.setattr(registry, "match", counting)
+    monkeypatch.setattr(nlu, "parse", counting)
     return seen
 
 

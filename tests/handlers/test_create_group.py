@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from governance.events import Event
 from handlers.dispatch import handle_event
-from handlers.registry import by_name
+from handlers.registry import by_intent
 from platforms.wecom.sender import WeComSender
 from scheduler.platform_work import run_requests
 from storage import audit, creation, identity, repo
@@ -43,7 +43,7 @@ def _requests(db) -> list[tuple[str, str | None]]:
 
 
 def test_the_command_is_registered_as_create():
-    cmd = by_name("create")
+    cmd = by_intent("create")
     assert cmd is not None and "建群" in cmd.keywords
 
 
@@ -149,3 +149,16 @@ def test_registering_a_temporary_wecom_app_group_offers_nothing_more(runtime, we
         [reply] = [r.text for r in handle_event(s, ev, runtime.services)]
     assert reply.startswith("已登记：防汛专班（临时群，城关镇），12月31日到期。")
     assert "机器人不能在平台上解散" not in reply
+
+
+
+def test_create_in_natural_words_takes_the_parsers_slots(runtime, wecom):
+    """建群 phrased naturally (帮我拉个群, 成员 and 到期 in another order): the parser's slots."""
+    fake, settings, senders = wecom
+    [reply] = say(runtime, "owner1", "帮我拉个群：秋粮收购专班，到期:12月31日，成员:张三、李四", NOW)
+    assert "正在企业微信上建群“秋粮收购专班”" in reply and "成员：张三、李四" in reply and "12月31日到期" in reply
+    assert run_requests(runtime.db, NOW + timedelta(minutes=1), settings, senders)["done"] == 1
+    [call] = fake.calls_to("appchat/create")
+    assert call.json["name"] == "秋粮收购专班" and call.json["userlist"] == ["owner1", "zhangsan", "lisi"]
+    [g] = _groups(runtime.db)
+    assert g.temporary and g.expires_at == date(2026, 12, 31) and g.owner_id == "owner1"

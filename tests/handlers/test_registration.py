@@ -101,12 +101,12 @@ def test_admin_may_change_and_unit_admin_only_in_own_unit(chat, runtime):
         s.add(Person(id="ua", unit="容美镇", role="unit_admin", created_at=runtime.now()))
         s.add(Person(id="boss", role="admin", created_at=runtime.now()))
     assert chat.say("ua", "续期 秋粮收购专班 30天").startswith("只有群主")
-    assert chat.say("boss", "续期 秋粮收购专班 2027-01-31") == "已续期：“秋粮收购专班”2027年1月31日到期。"
+    assert chat.say("boss", "续期 秋粮收购专班 2027-01-31") == "已把“秋粮收购专班”延至2027年1月31日。"
 
 
 def test_renew_adds_span_to_current_expiry_and_done_marks(chat, runtime):
     chat.say("zhang", "报备 秋粮收购专班 用途:调度 单位:城关镇 类别:临时群 到期:12月31日")
-    assert chat.say("zhang", "續期 秋糧收購專班 30天") == "已续期：“秋粮收购专班”2027年1月30日到期。"
+    assert chat.say("zhang", "續期 秋糧收購專班 30天") == "已把“秋粮收购专班”延至2027年1月30日。"
     assert "已标记任务完成" in chat.say("zhang", "完成 秋粮收购专班")
     [g] = groups(runtime)
     assert g.done_at is not None and g.expires_at == date(2027, 1, 30)

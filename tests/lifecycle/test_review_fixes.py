@@ -51,7 +51,7 @@ def test_a_typo_in_a_group_never_acts_on_the_current_group(runtime):
         _in_group(runtime, "owner1", text, "chatA")
     assert lifecycle_state() == before  # the @-mentions count as activity, nothing else changed
     # 续期 and 保留 said inside the group still mean that group
-    assert "已续期" in _in_group(runtime, "owner1", "续期 30天", "chatA")[0]
+    assert "已把“" in _in_group(runtime, "owner1", "续期 30天", "chatA")[0]
 
 
 def test_refused_restore_changes_nothing(runtime):

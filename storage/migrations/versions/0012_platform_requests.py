@@ -6,7 +6,7 @@ row in its own transaction; the platform is called outside it; the group is regi
 platform returned its chat id (``storage.creation``).
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from storage.models import UTCDateTime
 
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
