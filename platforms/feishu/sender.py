@@ -19,8 +19,13 @@
 * Messages carry a ``uuid`` derived from recipient and content: Feishu sends a message with the
   same uuid once within an hour, so the outbox may resend one whose outcome is unknown
   (``duplicate_check``); two identical messages to one person within the hour arrive once.
-* Ids: persons and groups are stored scoped (``feishu:ou_…``, ``feishu:oc_…``); calls take and
-  give the stored ids, the scope removed on the wire (``QUNZHI_FEISHU_ID_TYPE``: open_id by default).
+* Ids: persons and groups are stored scoped (``feishu:ou_…``, ``feishu:oc_…``). The message
+  methods take stored ids (the outbox's recipients); the group operations speak Feishu's own ids
+  as ``GroupOps`` does for every platform (the lifecycle and 建群 send ``repo.raw_id``s and the
+  accounts of ``identity.account_ids``; ``group_members``, ``group_create`` and ``list_groups``
+  answer raw ``ou_…``/``oc_…``, which ``storage.sync`` and ``storage.creation`` scope). Every
+  input is put on the wire with its scope removed, so either form is accepted
+  (``QUNZHI_FEISHU_ID_TYPE``: open_id by default).
 * Cards: a WeCom-style template card (``button_interaction``, what the jobs and handlers build) is
   rendered as a Feishu interactive card whose buttons carry ``{"key", "task_id"}`` (read back by
   ``inbound``); a card that already is a Feishu card is sent as it is. ``update_card`` uses the
@@ -29,7 +34,8 @@
 
 Group operations (``DELETE /open-apis/im/v1/chats/:chat_id`` and the owner-level updates work
 when the bot owns the group, or created it and holds ``im:chat:operate_as_owner``):
-232009 (already dissolved) on a disband is success; 232011 (the bot is not in the chat), 232017
+232009 (already dissolved) on a disband is ``GroupGone`` (the purge counts it done; the code is
+also in ``gone_errcodes``); 232011 (the bot is not in the chat), 232017
 (not the owner / creator without the scope) and the rest are permanent: the lifecycle then orders
 the owner. Members are added and removed 50 at a time, serially (Feishu's limit per call).
 Blocking: call from a worker thread.
@@ -45,8 +51,8 @@ from typing import Any, Callable, Iterator
 
 import requests
 
-from platforms.base import GroupInfo, PermanentSendError, SendResult, TransientSendError
-from storage.repo import raw_id, scoped_id
+from platforms.base import GroupGone, GroupInfo, PermanentSendError, SendResult, TransientSendError
+from storage.repo import raw_id
 
 log = logging.getLogger("qunzhi.senders.feishu")
 
@@ -89,6 +95,7 @@ def _retry_after(headers: dict | None) -> float | None:
 class FeishuSender:
     duplicate_check = True  # messages carry a uuid Feishu deduplicates within an hour
     duplicate_check_interval = 3600  # seconds (the uuid's hour)
+    gone_errcodes = frozenset({ALREADY_DISSOLVED})  # platforms.base.group_gone
 
     def __init__(self, settings, *, timeout: float = DEFAULT_TIMEOUT, max_wait: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep):
@@ -145,7 +152,7 @@ class FeishuSender:
         except ValueError as e:  # the SDK parses every answer as JSON: an HTML 502 page lands here
             raise TransientSendError(f"{what}: answer is not JSON ({e})") from None
 
-    def _call(self, what: str, fn: Callable[[Any], Any], *, ok_codes: tuple[int, ...] = ()) -> Any:
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         from lark_oapi.core.model import RequestOption
 
         for attempt in (1, 2):
@@ -156,8 +163,6 @@ class FeishuSender:
             status = getattr(raw, "status_code", None)
             code = int(resp.code or 0) if resp.code is not None else (0 if status and status < 400 else -1)
             if code == 0 and (status is None or status < 400):
-                return resp
-            if code in ok_codes:
                 return resp
             if code in TOKEN_CODES and attempt == 1:
                 log.info("%s: tenant_access_token refused (%s), refreshing once", what, code)
@@ -184,8 +189,9 @@ class FeishuSender:
     def _result(resp: Any, msgid: str | None = None) -> SendResult:
         return SendResult(ok=True, errcode=int(resp.code or 0), errmsg=str(resp.msg or "ok"), msgid=msgid)
 
-    def _wire(self, stored_id: str) -> str:
-        return raw_id(PLATFORM, stored_id)
+    def _wire(self, some_id: str) -> str:
+        """Feishu's own id of a stored (``feishu:ou_…``) or already raw id."""
+        return raw_id(PLATFORM, some_id)
 
     # --- messages ----------------------------------------------------------------------------------
     def _message(self, receive_type: str, receive_id: str, msg_type: str, content: dict) -> SendResult:
@@ -249,7 +255,7 @@ class FeishuSender:
             page_token = data.page_token
 
     def group_members(self, chat_id: str) -> set[str] | None:
-        """The chat's members (bots are not listed by Feishu), as stored ids."""
+        """The chat's members (bots are not listed by Feishu), as Feishu's ids."""
         from lark_oapi.api.im.v1 import GetChatMembersRequest
 
         def request(page_token):
@@ -258,7 +264,7 @@ class FeishuSender:
             return (b.page_token(page_token) if page_token else b).build()
 
         items = self._pages("chats/members", request, lambda r, o: self.client.im.v1.chat_members.get(r, o))
-        return {scoped_id(PLATFORM, m.member_id) for m in items if m.member_id}
+        return {m.member_id for m in items if m.member_id}
 
     def _members(self, what: str, chat_id: str, user_ids: list[str], add: bool) -> SendResult:
         from lark_oapi.api.im.v1 import (CreateChatMembersRequest, CreateChatMembersRequestBody,
@@ -296,19 +302,24 @@ class FeishuSender:
         return self._result(self._call("chats update", lambda o: self.client.im.v1.chat.update(req, o)))
 
     def group_disband(self, chat_id: str) -> SendResult:
-        """The real disband; 232009 (already dissolved) counts as done. Feishu keeps no history."""
+        """The real disband; 232009 (already dissolved) raises ``GroupGone``, which the purge
+        counts as done. Feishu keeps no history."""
         from lark_oapi.api.im.v1 import DeleteChatRequest
 
         req = DeleteChatRequest.builder().chat_id(self._wire(chat_id)).build()
-        resp = self._call("chats delete", lambda o: self.client.im.v1.chat.delete(req, o),
-                          ok_codes=(ALREADY_DISSOLVED,))
-        return self._result(resp)
+        try:
+            return self._result(self._call("chats delete", lambda o: self.client.im.v1.chat.delete(req, o)))
+        except PermanentSendError as e:
+            if e.errcode == ALREADY_DISSOLVED:
+                raise GroupGone(str(e), errcode=e.errcode, http_status=e.http_status) from None
+            raise
 
     def group_create(self, name: str, owner: str, user_ids: list[str]) -> str:
         """A group with ``owner`` (a person) as its owner, created by the bot (so with
         ``im:chat:operate_as_owner`` the bot can later rename, empty and disband it). The first
         50 members come with it, the rest are added after. Retry-safe: the request's uuid is
-        derived from name, owner and members (Feishu creates one group per uuid within 10 hours)."""
+        derived from name, owner and members (Feishu creates one group per uuid within 10 hours).
+        Returns Feishu's ``oc_…`` (``storage.creation`` stores it scoped)."""
         from lark_oapi.api.im.v1 import CreateChatRequest, CreateChatRequestBody
 
         members = [self._wire(u) for u in dict.fromkeys([owner, *user_ids])]
@@ -323,13 +334,12 @@ class FeishuSender:
         chat_id = getattr(resp.data, "chat_id", None) if resp.data else None
         if not chat_id:
             raise PermanentSendError("chats create answered no chat_id")
-        stored = scoped_id(PLATFORM, chat_id)
         if len(members) > MEMBERS_PER_CALL:
-            self.group_add(stored, [scoped_id(PLATFORM, m) for m in members[MEMBERS_PER_CALL:]])
-        return stored
+            self.group_add(chat_id, members[MEMBERS_PER_CALL:])
+        return chat_id
 
     def list_groups(self) -> list[GroupInfo]:
-        """The groups the bot is in (paginated, rate limits waited out)."""
+        """The groups the bot is in (paginated, rate limits waited out), with Feishu's ids."""
         from lark_oapi.api.im.v1 import ListChatRequest
 
         def request(page_token):
@@ -340,34 +350,9 @@ class FeishuSender:
         for c in self._pages("chats list", request, lambda r, o: self.client.im.v1.chat.list(r, o)):
             if not c.chat_id:
                 continue
-            owner = scoped_id(PLATFORM, c.owner_id) if c.owner_id and c.owner_id_type in (None, self.id_type) else None
-            out.append(GroupInfo(chat_id=scoped_id(PLATFORM, c.chat_id), name=c.name or "", owner=owner))
+            owner = c.owner_id if c.owner_id and c.owner_id_type in (None, self.id_type) else None
+            out.append(GroupInfo(chat_id=c.chat_id, name=c.name or "", owner=owner))
         return out
-
-    # --- the appchat shape (the lifecycle's steps before they go through GroupOps) -------------
-    def appchat_send_text(self, chat_id: str, text: str) -> SendResult:
-        return self.group_notice(chat_id, text)
-
-    def appchat_update(self, chat_id: str, name: str | None = None, owner: str | None = None,
-                       add_user_list: list[str] | None = None,
-                       del_user_list: list[str] | None = None) -> SendResult:
-        result = SendResult(ok=True)
-        if del_user_list:
-            result = self.group_remove(chat_id, del_user_list)
-        if add_user_list:
-            result = self.group_add(chat_id, add_user_list)
-        if name:
-            result = self.group_rename(chat_id, name)
-        if owner:
-            raise PermanentSendError("changing a Feishu group's owner is not done by Qunzhi")
-        return result
-
-    def appchat_get(self, chat_id: str) -> dict:
-        members = self.group_members(chat_id)
-        return {"chat_info": {"chatid": chat_id, "userlist": sorted(members or ())}}
-
-    def appchat_create(self, chat_id: str, name: str, owner: str, user_ids: list[str]) -> SendResult:
-        return SendResult(ok=True, msgid=self.group_create(name, owner, user_ids))
 
 
 # --- cards -------------------------------------------------------------------------------------------

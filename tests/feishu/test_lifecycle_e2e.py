@@ -98,9 +98,6 @@ def test_seen_warned_soft_dissolved_restored_dissolved_again_and_purged(client, 
         assert audit.verify(s).ok
 
 
-@pytest.mark.xfail(strict=True, reason="needs helper lifeops's rewiring: scheduler/lifecycle.py takes each group's "
-                                       "steps through its own platform's GroupOps (today the scheduled jobs use "
-                                       "WeCom's appchat sender for every group, and the purge disbands nothing)")
 def test_the_scheduled_jobs_dissolve_and_purge_a_feishu_group_through_its_own_sender(client, runtime, clock,
                                                                                       fake_feishu):
     from scheduler import jobs

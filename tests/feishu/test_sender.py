@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from platforms.base import GroupOps, PermanentSendError, TransientSendError
+from platforms.base import GroupGone, GroupOps, PermanentSendError, TransientSendError, group_gone
 from platforms.feishu.sender import FeishuSender, feishu_card
 from storage.feedback import pulse_card
 from tests.fakes.fake_feishu import FakeFeishu
@@ -104,12 +104,14 @@ def test_list_groups_and_members_paginate_and_wait_out_rate_limits(fake_feishu):
     s = _sender(fake_feishu)
     fake_feishu.rate_limit_next(1, reset=2)
     groups = s.list_groups()
-    assert [g.chat_id for g in groups] == [f"feishu:oc_{i}" for i in range(5)]
-    assert groups[0].owner == "feishu:" + OWNER and groups[0].name == "群0"
+    # GroupOps speaks Feishu's own ids (storage.sync scopes them)
+    assert [g.chat_id for g in groups] == [f"oc_{i}" for i in range(5)]
+    assert groups[0].owner == OWNER and groups[0].name == "群0"
     assert s.waits == [2.0]
     pages = fake_feishu.calls_to("GET", "/im/v1/chats")
     assert len(pages) == 1 + 3 and [c.query.get("page_token") for c in pages[1:]] == [None, "2", "4"]
-    assert s.group_members("feishu:oc_0") == {"feishu:" + OWNER, *(f"feishu:ou_0_{j}" for j in range(3))}
+    assert s.group_members("oc_0") == {OWNER, *(f"ou_0_{j}" for j in range(3))}
+    assert s.group_members("feishu:oc_0") == s.group_members("oc_0")  # a stored id is accepted too
 
 
 def test_a_rate_limit_that_does_not_end_is_transient(fake_feishu):
@@ -124,12 +126,12 @@ def test_remove_and_add_members_fifty_at_a_time(fake_feishu):
     members = [f"ou_m{i:03d}" for i in range(120)]
     chat = fake_feishu.add_chat("oc_big", "大群", OWNER, members, created_by_bot=True)
     s = _sender(fake_feishu)
-    s.group_remove("feishu:oc_big", ["feishu:" + m for m in members])
+    s.group_remove("oc_big", members)
     deletes = fake_feishu.calls_to("DELETE", "/im/v1/chats/oc_big/members")
     assert [len(c.json["id_list"]) for c in deletes] == [50, 50, 20]
     assert all(c.query["member_id_type"] == "open_id" for c in deletes)
     assert chat.members == [OWNER]
-    s.group_add("feishu:oc_big", ["feishu:" + m for m in members])
+    s.group_add("oc_big", members)
     assert [len(c.json["id_list"]) for c in fake_feishu.calls_to("POST", "/im/v1/chats/oc_big/members")] == [50, 50, 20]
     assert set(chat.members) == {OWNER, *members}
 
@@ -137,11 +139,12 @@ def test_remove_and_add_members_fifty_at_a_time(fake_feishu):
 def test_rename_and_disband_a_group_the_bot_created(fake_feishu):
     chat = fake_feishu.add_chat("oc_t", "秋粮收购专班", OWNER, ["ou_a"], created_by_bot=True)
     s = _sender(fake_feishu)
-    s.group_rename("feishu:oc_t", "[已解散]秋粮收购专班")
+    s.group_rename("oc_t", "[已解散]秋粮收购专班")
     assert chat.name == "[已解散]秋粮收购专班"
-    assert s.group_disband("feishu:oc_t").ok and chat.dissolved
-    again = s.group_disband("feishu:oc_t")  # 232009 already dissolved: done
-    assert again.ok and again.errcode == 232009
+    assert s.group_disband("oc_t").ok and chat.dissolved
+    with pytest.raises(GroupGone) as e:  # 232009 already dissolved: the purge counts it done
+        s.group_disband("oc_t")
+    assert e.value.errcode == 232009 and group_gone(s, e.value)
 
 
 def test_disband_refusals_are_permanent(fake_feishu):
@@ -149,16 +152,16 @@ def test_disband_refusals_are_permanent(fake_feishu):
     fake_feishu.add_chat("oc_out", "机器人不在的群", OWNER, ["ou_a"], created_by_bot=True, bot_in=False)
     s = _sender(fake_feishu)
     with pytest.raises(PermanentSendError) as e:
-        s.group_disband("feishu:oc_person")
-    assert e.value.errcode == 232017
+        s.group_disband("oc_person")
+    assert e.value.errcode == 232017 and not group_gone(s, e.value)
     with pytest.raises(PermanentSendError) as e:
-        s.group_disband("feishu:oc_out")
+        s.group_disband("oc_out")
     assert e.value.errcode == 232011
     no_scope = FakeFeishu(operate_as_owner=False).start()
     try:
         no_scope.add_chat("oc_c", "机器人建的群", OWNER, [], created_by_bot=True)
         with pytest.raises(PermanentSendError) as e:
-            _sender(no_scope).group_disband("feishu:oc_c")
+            _sender(no_scope).group_disband("oc_c")
         assert e.value.errcode == 232017  # creator without im:chat:operate_as_owner
     finally:
         no_scope.stop()
@@ -166,16 +169,17 @@ def test_disband_refusals_are_permanent(fake_feishu):
 
 def test_group_create_makes_the_person_owner_and_is_retry_safe(fake_feishu):
     s = _sender(fake_feishu)
-    gid = s.group_create("秋粮收购专班", "feishu:" + OWNER, ["feishu:ou_a", "feishu:ou_b"])
-    assert gid.startswith("feishu:oc_")
-    chat = fake_feishu.chats[gid.removeprefix("feishu:")]
+    # 建群 hands the accounts (identity.account_ids) and gets Feishu's chat id back
+    gid = s.group_create("秋粮收购专班", OWNER, ["ou_a", "ou_b"])
+    assert gid.startswith("oc_")
+    chat = fake_feishu.chats[gid]
     assert chat.owner == OWNER and set(chat.members) == {OWNER, "ou_a", "ou_b"} and chat.created_by_bot
     [call] = fake_feishu.calls_to("POST", "/im/v1/chats")
     assert call.query["user_id_type"] == "open_id" and "set_bot_manager" not in call.query
-    assert s.group_create("秋粮收购专班", "feishu:" + OWNER, ["feishu:ou_a", "feishu:ou_b"]) == gid
+    assert s.group_create("秋粮收购专班", OWNER, ["ou_a", "ou_b"]) == gid
     assert len(fake_feishu.chats) == 1
-    big = s.group_create("大专班", "feishu:" + OWNER, [f"feishu:ou_{i}" for i in range(70)])
-    assert len(fake_feishu.chats[big.removeprefix("feishu:")].members) == 71
+    big = s.group_create("大专班", OWNER, [f"ou_{i}" for i in range(70)])
+    assert len(fake_feishu.chats[big].members) == 71
 
 
 def test_every_call_goes_to_the_configured_host(fake_feishu):
@@ -183,7 +187,7 @@ def test_every_call_goes_to_the_configured_host(fake_feishu):
     s = _sender(fake_feishu)
     s.send_text(["feishu:ou_a"], "x")
     s.list_groups()
-    s.group_notice("feishu:oc_1", "最后通知")
+    s.group_notice("oc_1", "最后通知")
     paths = {c.path for c in fake_feishu.calls}
     assert "/auth/v3/tenant_access_token/internal" in paths and "/im/v1/messages" in paths
     assert s.client._config.domain == fake_feishu.domain  # the SDK builds every URL from it
