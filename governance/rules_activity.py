@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from governance import labels
 from governance.model import Finding, GroupFacts, Params
 from governance.rules_counts import COUNTS, counts_zombie
 
@@ -66,6 +65,8 @@ def activity_reason(group: GroupFacts) -> str:
     bot sees only partly is "not seen", not necessarily "silent"."""
     if group.activity_source is None:
         return "活动来源：未记录（机器人可能只看到部分消息）"
+    from governance import labels  # here: labels reads the rules registry, which imports this module
+
     return f"活动来源：{labels.label('activity_source', group.activity_source)}"
 
 

@@ -24,7 +24,6 @@ def _facts(**kw) -> GroupFacts:
 @pytest.mark.parametrize("code,line", [
     ("mentions", "活动来源：仅@机器人的消息"),
     ("full", "活动来源：全部消息"),
-    ("counts", "活动来源：仅每日消息数"),
     ("archive", "活动来源：会话存档导入"),
     ("none", "活动来源：无活动数据"),
     (None, "活动来源：未记录（机器人可能只看到部分消息）"),
@@ -33,6 +32,15 @@ def test_zombie_reasons_name_the_activity_source(code, line):
     f = zombie(_facts(activity_source=code), NOW)
     assert f is not None and line in f.reasons
     assert f.reasons.index(line) == len(f.reasons) - 1
+
+
+def test_a_counts_group_is_judged_by_its_counts_and_says_so():
+    """A group known only by daily counts (专属钉钉) goes to the counts rule (governance.rules_counts),
+    whose finding says it rests on counts; without imported days covering the window, no verdict."""
+    assert zombie(_facts(activity_source="counts"), NOW) is None
+    days = tuple((NOW.date() - timedelta(days=d), 0) for d in range(1, 31))
+    f = zombie(_facts(activity_source="counts", daily_counts=days, counts_since=NOW.date() - timedelta(days=60)), NOW)
+    assert f is not None and any(r.startswith("依据每日消息条数判断") for r in f.reasons)
 
 
 def test_protected_zombie_also_names_it():
