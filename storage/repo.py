@@ -26,7 +26,7 @@ WECOM_PLATFORMS = ("wecom", "aibot")
 UNSCOPED_PLATFORMS = WECOM_PLATFORMS + ("ledger", "local", "archive")
 # Platforms with their own adapter whose ids are scoped like a bridge's (``feishu:ou_…``): a bridge
 # may not speak for them, and their persons are reached on their own outbox channel.
-NATIVE_CHANNELS = {"feishu": "feishu"}
+NATIVE_CHANNELS = {"feishu": "feishu", "dingtalk": "dingtalk"}
 NOT_BRIDGED = UNSCOPED_PLATFORMS + tuple(NATIVE_CHANNELS)
 
 

@@ -1,5 +1,5 @@
 """专属钉钉: one day's per-group message counts and the groups' last-active times, keyed by the
-openConversationId the robot and the ledger use.
+stored group id (``dingtalk:<openConversationId>``, as the robot callback and 建群 store it).
 
 ``activeGroups`` (``GET /v1.0/exclusive/data/activeGroups``, model
 ``GetGroupActiveInfoResponseBodyData`` in ``alibabacloud-dingtalk``) gives, per active group and
@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from platforms.dingtalk.sender import from_millis
+from platforms.dingtalk.sender import PLATFORM, from_millis
+from storage.repo import scoped_id
 
 log = logging.getLogger("qunzhi.dingtalk.counts")
 
@@ -24,8 +25,8 @@ log = logging.getLogger("qunzhi.dingtalk.counts")
 @dataclass(frozen=True)
 class DayCounts:
     day: date
-    counts: dict[str, int]              # openConversationId → messages that day
-    last_active: dict[str, datetime]    # openConversationId → last-active time
+    counts: dict[str, int]              # stored group id → messages that day
+    last_active: dict[str, datetime]    # stored group id → last-active time
     unmatched: int                      # activeGroups rows no single group matched
 
 
@@ -42,10 +43,11 @@ def fetch_day(sender, day: date, *, infos: list[dict] | None = None) -> DayCount
         cid = item.get("openConversationId")
         if not cid:
             continue
-        by_key.setdefault(_key(item), []).append(str(cid))
+        gid = scoped_id(PLATFORM, str(cid))
+        by_key.setdefault(_key(item), []).append(gid)
         at = from_millis(item.get("groupLastActiveTime"))
         if at is not None:
-            last_active[str(cid)] = at
+            last_active[gid] = at
     counts: dict[str, int] = {}
     unmatched = 0
     for row in sender.active_groups(day):

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from governance.events import Event, Reply
 from platforms.common import PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, inbox
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Forbidden, Malformed, signature
+from storage.repo import scoped_id
 
 log = logging.getLogger("qunzhi.dingtalk")
 
@@ -211,6 +212,13 @@ def strip_mention(text: str) -> str:
 
 
 # --- JSON → Event ---------------------------------------------------------------------------------
+# DingTalk's ids are stored scoped (``dingtalk:<userid>``, ``dingtalk:<openConversationId>``,
+# ``storage.repo.scoped_id``) as the roster, 建群 and the lifecycle store them: a DingTalk userid
+# equal to a WeCom userid is never that WeCom person; the sender is given the raw ids back.
+def _group(conversation_id: str | None) -> str | None:
+    return scoped_id(PLATFORM, conversation_id) if conversation_id else None
+
+
 def to_event(data: dict[str, Any], now: datetime, *, tolerance: int) -> Event | None:
     """A robot message as a neutral event (None for what the bot ignores); ``Malformed`` for JSON
     that does not fit and for a ``createAt`` far from ``now``."""
@@ -224,9 +232,9 @@ def to_event(data: dict[str, Any], now: datetime, *, tolerance: int) -> Event | 
         log.info("ignoring dingtalk robot msgtype=%r", m.msgtype)
         return None
     text = (m.text.content if m.text else None) or ""
-    return Event(platform=PLATFORM, kind="message", sender_id=sender, at=at,
+    return Event(platform=PLATFORM, kind="message", sender_id=scoped_id(PLATFORM, sender), at=at,
                  text=strip_mention(text) if in_group else text.strip(),
-                 group_id=(m.conversationId or None) if in_group else None, msg_id=msgid,
+                 group_id=_group(m.conversationId) if in_group else None, msg_id=msgid,
                  mentioned_bot=in_group and m.isInAtList is not False,
                  group_name=(m.conversationTitle or None) if in_group else None,
                  data={"robot_code": m.robotCode})
@@ -245,7 +253,7 @@ def card_event(data: dict[str, Any], now: datetime) -> Event | None:
     params = (private.cardPrivateData.params if private.cardPrivateData else None) or {}
     event_key = str(actions[0]) if actions else str(params.get("key") or "")
     task_id = c.outTrackId.split("|", 1)[0]
-    return Event(platform=PLATFORM, kind="card_click", sender_id=c.userId, at=now,
+    return Event(platform=PLATFORM, kind="card_click", sender_id=scoped_id(PLATFORM, c.userId), at=now,
                  msg_id=f"card:{c.outTrackId}:{event_key}"[:MSG_ID_MAX],
                  data={"event_key": event_key, "task_id": task_id, "card_type": "button_interaction",
                        "response_code": CARD_PREFIX + c.outTrackId, "selected": [],
@@ -265,9 +273,10 @@ def group_event(data: dict[str, Any], now: datetime, *, tolerance: int) -> Event
             log.info("ignoring dingtalk event %r", e.EventType)
         return None
     at = check_event_time(_seconds(e.TimeStamp), now, tolerance, "TimeStamp")
-    members = tuple(e.UserId or ())
-    return Event(platform=PLATFORM, kind=kind, sender_id=e.Operator or (members[0] if members else ""), at=at,
-                 group_id=gid, group_name=e.Title if kind == "group_renamed" else None, member_ids=members,
+    members = tuple(scoped_id(PLATFORM, u) for u in e.UserId or ())
+    operator = scoped_id(PLATFORM, e.Operator) if e.Operator else None
+    return Event(platform=PLATFORM, kind=kind, sender_id=operator or (members[0] if members else ""), at=at,
+                 group_id=scoped_id(PLATFORM, gid), group_name=e.Title if kind == "group_renamed" else None, member_ids=members,
                  msg_id=f"evt:{e.EventType}:{gid}:{e.TimeStamp}:{','.join(members)}"[:MSG_ID_MAX])
 
 

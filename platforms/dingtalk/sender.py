@@ -51,6 +51,9 @@ import requests
 
 from platforms.base import GroupInfo, PermanentSendError, SendError, SendResult, TransientSendError
 from platforms.http import PooledHTTP, answered
+from storage.repo import raw_id
+
+PLATFORM = "dingtalk"
 
 log = logging.getLogger("qunzhi.senders.dingtalk")
 
@@ -180,7 +183,7 @@ class DingTalkSender:
     # --- messages to persons -------------------------------------------------------------------
     def _to_persons(self, user_ids: list[str], key: str, param: dict) -> SendResult:
         data = self._call("robot/oToMessages/batchSend", "POST", "/v1.0/robot/oToMessages/batchSend", json_body={
-            "robotCode": self.robot_code, "userIds": list(user_ids), "msgKey": key,
+            "robotCode": self.robot_code, "userIds": [raw_id(PLATFORM, u) for u in user_ids], "msgKey": key,
             "msgParam": json.dumps(param, ensure_ascii=False)})
         return self._ok(data, data.get("processQueryKey"))
 
@@ -198,7 +201,7 @@ class DingTalkSender:
         is ``<task_id>|<random>``: the click callback carries it back (``outTrackId``) and the
         update uses it; nothing in it links the card to the person."""
         results = []
-        for uid in user_ids:
+        for uid in (raw_id(PLATFORM, u) for u in user_ids):
             task = str(card.get("task_id") or "card")
             biz = f"{task}|{secrets.token_hex(8)}"
             data = self._call("robot/interactiveCards/send", "POST", "/v1.0/im/v1.0/robot/interactiveCards/send",

@@ -75,10 +75,10 @@ def test_group_mention_is_recorded_and_answered_in_the_body(client, clock, db):
     assert r.status_code == 200
     assert r.json()["msgtype"] == "text" and r.json()["text"]["content"]
     with db.session() as s:
-        g = s.get(Group, "cidGroupA==")
+        g = s.get(Group, "dingtalk:cidGroupA==")  # DingTalk's ids are stored scoped, as the roster's
         assert g is not None and g.platform == "dingtalk" and g.name == "秋粮收购专班"
         assert s.execute(select(Membership.person_id).where(Membership.group_id == g.id)).scalars().all() == [
-            "zhangsan"]
+            "dingtalk:zhangsan"]
         assert [m.dedupe_key for m in s.execute(select(Message)).scalars()] == ["dingtalk:msgA1"]
 
 
@@ -92,7 +92,7 @@ def test_direct_chat_is_answered(client, clock, db):
     else:
         with db.session() as s:
             assert {(o.channel, o.recipient) for o in s.execute(select(OutboxMessage)).scalars()} == {
-                ("dingtalk", "zhangsan")}
+                ("dingtalk", "dingtalk:zhangsan")}
     assert count(db, Message) == 0  # a direct chat is no group activity
     assert count(db, ProcessedEvent) == 1
 
@@ -135,7 +135,7 @@ def test_a_replayed_callback_stores_nothing_more(client, clock, db):
     assert again.json() == first.json()
     assert count(db, Message) == 1 and count(db, ProcessedEvent) == 1
     with db.session() as s:
-        assert s.get(Group, "cidGroupA==").message_count == 1
+        assert s.get(Group, "dingtalk:cidGroupA==").message_count == 1
 
 
 @pytest.mark.parametrize("bad", [{"text": ["list"]}, {"msgId": "x" * 500}, {"senderStaffId": 42},
@@ -190,8 +190,9 @@ def test_member_and_title_events_change_the_group(client, clock, db):
                     nonce="n2")
     assert r.status_code == 200
     with db.session() as s:
-        assert set(repo.member_ids(s, "cidGroupA==")) == {"zhangsan", "lisi", "wangwu"}
-        assert s.get(Group, "cidGroupA==").name == "秋粮收购专班（二期）"
+        assert set(repo.member_ids(s, "dingtalk:cidGroupA==")) == {"dingtalk:zhangsan", "dingtalk:lisi",
+                                                                   "dingtalk:wangwu"}
+        assert s.get(Group, "dingtalk:cidGroupA==").name == "秋粮收购专班（二期）"
 
 
 @pytest.mark.parametrize("how", ["forged", "other_corp", "stale"])
@@ -237,8 +238,8 @@ def test_a_pulse_card_tap_is_recorded_anonymously_and_the_card_updated_once(dt_c
     assert [b["id"] for b in fake_dingtalk.cards[biz]["data"]["contents"][1]["actions"]] == ["pulse:1", "pulse:2",
                                                                                           "pulse:3"]
     with db.session() as s:
-        repo.get_or_create_person(s, "lisi", clock()).unit = "城关镇"
-        s.add(PulseAsk(person_id="lisi", asked_at=clock() - timedelta(hours=1)))
+        repo.get_or_create_person(s, "dingtalk:lisi", clock()).unit = "城关镇"
+        s.add(PulseAsk(person_id="dingtalk:lisi", asked_at=clock() - timedelta(hours=1)))
     tap = {"outTrackId": biz, "userId": "lisi", "corpId": CORP_ID, "type": "actionCallback",
            "content": json.dumps({"cardPrivateData": {"actionIds": ["pulse:3"], "params": {}}})}
     for _ in range(2):  # a second tap on the same button stores nothing
@@ -283,10 +284,11 @@ def test_a_useless_vote_tap_is_anonymous(dt_client, clock, db):
 
     client, _ = dt_client
     with db.session() as s:
-        repo.ensure_group(s, group_id="cidU==", platform="dingtalk", at=clock() - timedelta(days=90), name="某某群")
-        repo.add_members(s, "cidU==", ["lisi", "wangwu"], clock() - timedelta(days=90))
-    tap = {"outTrackId": "useless:cidU==|r4nd0m", "userId": "lisi", "type": "actionCallback",
-           "content": json.dumps({"cardPrivateData": {"actionIds": ["useless:cidU=="], "params": {}}})}
+        repo.ensure_group(s, group_id="dingtalk:cidU==", platform="dingtalk", at=clock() - timedelta(days=90),
+                          name="某某群")
+        repo.add_members(s, "dingtalk:cidU==", ["dingtalk:lisi", "dingtalk:wangwu"], clock() - timedelta(days=90))
+    tap = {"outTrackId": "useless:dingtalk:cidU==|r4nd0m", "userId": "lisi", "type": "actionCallback",
+           "content": json.dumps({"cardPrivateData": {"actionIds": ["useless:dingtalk:cidU=="], "params": {}}})}
     assert post(client, clock, "/dingtalk/card", tap).status_code == 200
     assert post(client, clock, "/dingtalk/card", tap).status_code == 200  # the same tap again
     with db.session() as s:

@@ -33,7 +33,7 @@ def _groups(rt, clock, fake):
     with rt.db.session() as s:
         for cid, name in (("cidQuiet==", "春耕备耕群"), ("cidBusy==", "防汛值守群"), ("cidTwin1==", "同名群"),
                           ("cidTwin2==", "同名群")):
-            g = repo.ensure_group(s, group_id=cid, platform="dingtalk", at=created, name=name)
+            g = repo.ensure_group(s, group_id="dingtalk:" + cid, platform="dingtalk", at=created, name=name)
             g.created_at = created
             g.registered_at = created
             g.owner_id = "owner"
@@ -68,11 +68,11 @@ def test_the_import_stores_counts_and_coverage_and_marks_the_source(rt, clock, f
     assert (results[-1].stored, results[-1].unknown) == (2, 1)  # twin: ambiguous; other: not in the ledger
     with db.session() as s:
         rows = {(r.group_id, r.messages) for r in s.execute(select(GroupDailyCount)).scalars()}
-        assert rows == {("cidQuiet==", 2), ("cidBusy==", 40)}
+        assert rows == {("dingtalk:cidQuiet==", 2), ("dingtalk:cidBusy==", 40)}
         assert len(s.execute(select(CountDay)).scalars().all()) == 7
-        assert s.get(Group, "cidQuiet==").activity_source == "counts"
-        assert s.get(Group, "cidTwin1==").activity_source is None
-        assert s.get(Group, "cidBusy==").last_message_at is not None
+        assert s.get(Group, "dingtalk:cidQuiet==").activity_source == "counts"
+        assert s.get(Group, "dingtalk:cidTwin1==").activity_source is None
+        assert s.get(Group, "dingtalk:cidBusy==").last_message_at is not None
     # again the same day: replaced, not added; only yesterday is fetched again
     calls = len(fake_dingtalk.called("/v1.0/exclusive/data/activeGroups"))
     import_activity_counts(rt)
@@ -94,17 +94,17 @@ def test_counts_zombie_after_a_month_of_imports(rt, clock, fake_dingtalk, db):
     with db.session() as s:
         open_ = {f.group_ids[0]: f for f in s.execute(select(FindingRecord)).scalars()
                  if f.kind == "zombie" and f.status == "open"}
-    assert "cidBusy==" not in open_
-    assert "cidQuiet==" in open_
-    reasons = "".join(open_["cidQuiet=="].reasons)
+    assert "dingtalk:cidBusy==" not in open_
+    assert "dingtalk:cidQuiet==" in open_
+    reasons = "".join(open_["dingtalk:cidQuiet=="].reasons)
     assert "按日统计只有" in reasons and "无法区分“收到”" in reasons
     assert clock() - start >= timedelta(days=35)
     # the per-group refresh after a command sees the counts too: the finding stays, the busy group gets none
     from storage.lifecycle.findings import refresh_group_findings
 
     with db.session() as s:
-        found = refresh_group_findings(s, ["cidQuiet==", "cidBusy=="], clock(), rt.settings)
-    assert [(f.kind, f.group_ids) for f in found] == [("zombie", ["cidQuiet=="])]
+        found = refresh_group_findings(s, ["dingtalk:cidQuiet==", "dingtalk:cidBusy=="], clock(), rt.settings)
+    assert [(f.kind, f.group_ids) for f in found] == [("zombie", ["dingtalk:cidQuiet=="])]
 
 
 def test_not_enabled_does_nothing(db, clock, fake_dingtalk):
