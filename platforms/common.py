@@ -1,6 +1,7 @@
 """Helpers the platform adapters share: safe XML, times, and queueing replies in the outbox."""
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -180,3 +181,14 @@ async def dispatch(rt: Inbox, event: Event | None, channel: str):
     except DeadlineMissed:  # not stored yet: nothing may be acknowledged; late replies go via the outbox
         return Response(status_code=503)
     return replies or Response(status_code=200)
+
+
+def json_object(raw: bytes | str) -> dict[str, Any]:
+    """A callback body that must be one JSON object (``Malformed`` otherwise, a 400)."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise Malformed("body is not JSON") from None
+    if not isinstance(value, dict):
+        raise Malformed("body is not a JSON object")
+    return value

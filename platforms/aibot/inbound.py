@@ -44,7 +44,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from platforms.common import (PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies,
+from platforms.common import (json_object, PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies,
                               from_unix, inbox, query, raw_endpoint)
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Malformed, app_state_crypto
 from governance.events import Event
@@ -83,14 +83,6 @@ async def verify_url(request: Request) -> Response:
     return PlainTextResponse(echo)
 
 
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise Malformed("body is not JSON") from None
-    if not isinstance(value, dict):
-        raise Malformed("body is not a JSON object")
-    return value
 
 
 @router.post("/wecom/aibot/callback")
@@ -105,10 +97,10 @@ async def handle(app, q: dict[str, str], body: bytes) -> Response:
         return PlainTextResponse("未配置智能机器人", status_code=404)
     crypto = _crypto(app)
     try:
-        encrypt = _json_object(body).get("encrypt")
+        encrypt = json_object(body).get("encrypt")
         if not isinstance(encrypt, str):
             raise Malformed("no encrypt field")
-        data = _json_object(crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
+        data = json_object(crypto.verify_and_decrypt(q.get("msg_signature"), q.get("timestamp"), q.get("nonce"),
                                                       encrypt))
         event = to_event(data, rt.clock(), tolerance=rt.settings.wecom_timestamp_tolerance)
     except CallbackError as e:

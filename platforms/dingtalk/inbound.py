@@ -51,7 +51,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from governance.events import Event, Reply
-from platforms.common import PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, inbox
+from platforms.common import json_object, PlatformId, PlatformText, card_kind, check_event_time, dispatch, enqueue_replies, inbox
 from platforms.wecom.crypto import CallbackCrypto, CallbackError, Forbidden, Malformed, signature
 from storage.repo import scoped_id
 
@@ -189,14 +189,6 @@ def _validate(model, data: Any, what: str):
         raise Malformed(f"{what} field {where}: {first.get('msg')} ({e.error_count()} error(s))") from None
 
 
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise Malformed("body is not JSON") from None
-    if not isinstance(value, dict):
-        raise Malformed("body is not a JSON object")
-    return value
 
 
 def _seconds(ms: Any) -> int | None:
@@ -326,7 +318,7 @@ async def _signed(request: Request, parse: Callable, what: str) -> Response:
     try:
         verify_robot(request.headers.get("timestamp"), request.headers.get("sign"), d.app_secret, rt.clock(),
                      d.timestamp_tolerance)
-        out = await handle_robot(rt, _json_object(raw), parse=parse)
+        out = await handle_robot(rt, json_object(raw), parse=parse)
     except CallbackError as e:
         return _refuse(e, what)
     if isinstance(out, Response):
@@ -353,10 +345,10 @@ async def events_callback(request: Request) -> Response:
     crypto = _event_crypto(request.app)
     q = request.query_params
     try:
-        encrypt = _json_object(await request.body()).get("encrypt")
+        encrypt = json_object(await request.body()).get("encrypt")
         if not isinstance(encrypt, str):
             raise Malformed("no encrypt field")
-        data = _json_object(crypto.verify_and_decrypt(q.get("signature") or q.get("msg_signature"), q.get("timestamp"),
+        data = json_object(crypto.verify_and_decrypt(q.get("signature") or q.get("msg_signature"), q.get("timestamp"),
                                                       q.get("nonce"), encrypt))
         event = group_event(data, rt.clock(), tolerance=d.timestamp_tolerance)
     except CallbackError as e:

@@ -32,6 +32,7 @@ import threading
 from datetime import datetime
 from typing import Any, Callable
 
+from platforms.common import json_object
 from platforms.wecom.crypto import Forbidden, Malformed
 
 TIMESTAMP = "x-lark-request-timestamp"   # lark_oapi.core.const.LARK_REQUEST_TIMESTAMP, lower-cased
@@ -125,14 +126,6 @@ class FeishuCallback:
         return data
 
 
-def json_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise Malformed("body is not JSON") from None
-    if not isinstance(value, dict):
-        raise Malformed("body is not a JSON object")
-    return value
 
 
 def encrypt_for_tests(encrypt_key: str, plaintext: str, iv: bytes | None = None) -> str:
