@@ -3,7 +3,7 @@ platform steps: final notice, members removed, renamed ``[已解散]…``), then
 
 The fake platform is a long-lived HTTP server in the test process; the sweep subprocess reaches it
 through its settings (QUNZHI_FEISHU_DOMAIN, QUNZHI_DINGTALK_API_BASE/OAPI_BASE). The kill lands
-once the fake has recorded some member removals, so some groups are done, one may be between two
+once the fake has recorded some calls of one step (notice, removal or rename: each a case), so some groups are done, one may be between two
 steps, the rest untouched. Oracle: after the rerun every group is dissolved exactly once (one
 ``dissolve_intent``, one ``dissolve`` record, each step recorded once), the platform's chat is
 emptied down to its owner and renamed with the prefix once, the audit chain verifies, and a third
@@ -57,8 +57,14 @@ class Feishu:
     def add(self, chat: str, name: str, owner: str, members: list[str]) -> None:
         self.fake.add_chat(chat, name, owner, members, created_by_bot=True)
 
-    def removals(self) -> int:
-        return len([c for c in self.fake.calls_to("DELETE", "/im/v1/chats/") if c.path.endswith("/members")])
+    def taken(self, step: str) -> int:
+        """How many calls of a dissolution step the fake has recorded."""
+        if step == "notice":
+            return len([c for c in self.fake.calls_to("POST", "/im/v1/messages")
+                        if c.query.get("receive_id_type") == "chat_id"])
+        if step == "remove":
+            return len([c for c in self.fake.calls_to("DELETE", "/im/v1/chats/") if c.path.endswith("/members")])
+        return len(self.fake.calls_to("PUT", "/im/v1/chats/"))
 
     def chat(self, chat: str) -> tuple[str, set[str], bool]:
         c = self.fake.chats[chat]
@@ -91,8 +97,11 @@ class DingTalk:
     def add(self, chat: str, name: str, owner: str, members: list[str]) -> None:
         self.fake.add_group(chat, name, owner, set(members))
 
-    def removals(self) -> int:
-        return len(self.fake.called("/topapi/im/chat/scenegroup/member/delete"))
+    def taken(self, step: str) -> int:
+        """How many calls of a dissolution step the fake has recorded."""
+        return len(self.fake.called({"notice": "/v1.0/robot/groupMessages/send",
+                                     "remove": "/topapi/im/chat/scenegroup/member/delete",
+                                     "rename": "/topapi/im/chat/scenegroup/update"}[step]))
 
     def chat(self, chat: str) -> tuple[str, set[str], bool]:
         g = self.fake.groups[chat]
@@ -137,16 +146,16 @@ def _env(db, p) -> dict[str, str]:
     return env
 
 
-def _sweep(db, p, tmp_path, *, kill_after_removals: int | None = None) -> int:
+def _sweep(db, p, tmp_path, *, kill_after: tuple[str, int] | None = None) -> int:
     proc = subprocess.Popen(qunzhi_cmd() + ["sweep", "--apply", "--as-of", AS_OF], env=_env(db, p), cwd=str(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    if kill_after_removals is None:
+    if kill_after is None:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()[-3000:]
         return 0
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if p.removals() >= kill_after_removals:
+        if p.taken(kill_after[0]) >= kill_after[1]:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.001)
@@ -171,12 +180,16 @@ def _audit_count(db) -> int:
         return s.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
 
 
-def test_sigkill_mid_platform_steps_then_rerun_dissolves_each_group_once(db, platform, tmp_path):
+@pytest.mark.parametrize("kill_on", DISSOLVE_STEPS)
+def test_sigkill_mid_platform_steps_then_rerun_dissolves_each_group_once(db, platform, tmp_path, kill_on):
+    """``kill_on``: the kill lands once the fake has seen N/3 calls of that step (right after
+    a notice is the at-least-once case; after a removal or a rename, the step may be done on the
+    platform but not yet recorded)."""
     p = platform
     seeded = _seed(db, p)
     t0 = time.monotonic()
 
-    rc = _sweep(db, p, tmp_path, kill_after_removals=max(1, N // 3))
+    rc = _sweep(db, p, tmp_path, kill_after=(kill_on, max(1, N // 3)))
     assert rc == -signal.SIGKILL, f"the kill landed before the sweep finished (rc {rc})"
     mid = _groups(db)
     statuses = Counter(st for st, _, _ in mid.values())
