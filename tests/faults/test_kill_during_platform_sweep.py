@@ -7,9 +7,9 @@ once the fake has recorded N/3 calls of one step (notice, removal or rename: a c
 some groups are done, one may be between two steps, the rest untouched. Oracle: after the rerun
 every group is dissolved exactly once (one ``dissolve_intent``, one ``dissolve`` record, each step
 recorded once), the platform's chat is emptied down to its owner and renamed with the prefix once,
-the audit chain verifies, and a third run changes nothing. Only the final notice is at-least-once (lifecycle docstring): Feishu's
-message uuid makes it arrive once; on DingTalk at most the one group in flight may get it twice.
-QUNZHI_FAULT_GROUPS sets the number of groups (default 30)."""
+the audit chain verifies, and a third run changes nothing. Only the final notice is at-least-once
+(scheduler/lifecycle.py): Feishu's message uuid makes it arrive once; on DingTalk at most the one
+group in flight may get it twice. QUNZHI_FAULT_GROUPS sets the number of groups (default 30)."""
 from __future__ import annotations
 
 import os
