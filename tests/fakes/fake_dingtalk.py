@@ -12,7 +12,7 @@ and ``QUNZHI_DINGTALK_OAPI_BASE`` to ``fake.url``.
 * Pages: ``member/get`` by cursor (``size``), ``activeGroups`` by ``pageNumber``/``pageSize``,
   ``orgGroupInfos`` by ``pageStart``/``pageSize``.
 * Rate limits: ``throttle_next(n)`` answers the next n calls with DingTalk's limit (classic
-  errcode 90018, new API HTTP 429 ``Throttling.Api``); ``fail_next(n, status)`` HTTP errors.
+  errcode 90018, new API HTTP 429 ``Throttling.Api``); ``fail_next(n, status)`` HTTP errors; ``recover()`` drops what is still queued.
 * Stream gateway: ``POST /v1.0/gateway/connections/open`` (checks clientId/clientSecret) answers
   ``{"endpoint", "ticket"}`` for the websocket given by ``stream_endpoint``.
 
@@ -120,6 +120,11 @@ class FakeDingTalk:
     def fail_next(self, n: int = 1, status: int = 503) -> None:
         with self._lock:
             self._script.extend([("status", status)] * n)
+
+    def recover(self) -> None:
+        """The outage is over: scripted failures still queued are dropped."""
+        with self._lock:
+            self._script.clear()
 
     def expire_token(self) -> None:
         with self._lock:
