@@ -73,7 +73,7 @@ log = logging.getLogger("qunzhi.outbox")
 
 # WeCom limits (wecom.md; per-member figure from WeCom's "发送应用消息" page, unverified here).
 PER_RECIPIENT = {"user": (30, 60.0), "aibot": (20, 60.0), "bridge": (20, 60.0), "appchat": (20, 60.0),
-                 "feishu": (30, 60.0), "feishu_chat": (20, 60.0)}
+                 "feishu": (30, 60.0), "feishu_chat": (20, 60.0), "dingtalk": (20, 60.0)}
 IDEMPOTENT_CHANNELS = {"card_update", "bridge", "feishu_card"}
 # message/send (cards, text, markdown); Feishu's im/v1/messages with a content-derived uuid (1 hour)
 DUPLICATE_CHECKED_CHANNELS = {"user", "feishu", "feishu_chat"}

@@ -29,7 +29,17 @@ from platforms.base import Sender
 RESPONSE_URL_TTL = timedelta(hours=1)
 RESPONSE_URL_MARGIN = timedelta(minutes=5)
 BRIDGE_INSTRUCTIONS = ("dissolve", "cancel_dissolve")
-CHANNELS = ("user", "appchat", "card_update", "aibot", "bridge", "feishu", "feishu_chat", "feishu_card")
+
+
+def _registered_channels() -> tuple[str, ...]:
+    """Every outbox channel some registered platform's sender delivers (``Platform.channels``): a
+    new platform's channels join here without a second list to keep."""
+    from platforms.registry import all_platforms
+
+    return tuple(dict.fromkeys(c for p in all_platforms() for c in p.channels))
+
+
+CHANNELS = _registered_channels()
 
 
 def build_senders(settings) -> dict[str, Sender]:
