@@ -594,9 +594,9 @@ class _Plan:
                 diff["protect_requested_at"] = diff["protect_requested_by"] = None
             if r.owner_id and g.registered_at is None:
                 diff["registered_at"], diff["registered_by"] = now, actor
-            if linked:
-                pass
-            elif r.member_ids or r.unresolved:  # an empty member cell leaves the stored members alone
+            # a linked group's members are the platform's: the ledger's member cell does not overwrite them;
+            # an empty member cell leaves the stored members alone
+            if not linked and (r.member_ids or r.unresolved):
                 have = members_now.get(r.group_id, [])
                 if have != r.member_ids:  # both sorted: no sets unless something changed
                     gid, have_s, want_s = r.group_id, set(have), set(r.member_ids)

@@ -90,8 +90,8 @@ class FakeDingTalk:
             def do_PUT(self):  # noqa: N802
                 fake._handle(self, "PUT")
 
-            def log_message(self, *args):
-                pass
+            def log_message(self, *args):  # quiet: the tests read what the fake recorded
+                return None
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
