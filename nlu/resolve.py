@@ -262,6 +262,14 @@ def resolve(ref: str | None, candidates: Sequence[Candidate] | Iterable[Candidat
         if len(close) == 1:
             return Resolution("one", (close[0],), needs_confirmation=intent in CONSEQUENTIAL, ref=ref)
         return Resolution("several", tuple(close[:MAX_CHOICES]), ref=ref)
+    barred = [c for c in seen if not may_act(intent, c)]
+    if barred:
+        # nothing of theirs looks like it, but one group they see and may not act on clearly does
+        # (防汛群 for the 防汛抗旱群 they are a member of, asked to 保留): say who may, not "not found"
+        bkeys = [_key(c.name, c.unit) for c in barred]
+        near = sorted((s, i) for i in _shortlist(rk, bkeys) for s in [_score(rk, bkeys[i], ctx)[0]] if s >= THRESHOLD)
+        if near and (len(near) == 1 or near[-1][0] - near[-2][0] > TIE):
+            return Resolution("none", (), ref=ref, refused=barred[near[-1][1]])
     return Resolution("none", tuple(closest(ref, pool, rk)), ref=ref)
 
 

@@ -122,3 +122,17 @@ def test_fast_with_200_candidates():
             times.append(time.perf_counter() - t0)
     # generous bound for a shared CI machine; benchmarks/nlu.py measures the real figures
     assert statistics.median(times) < 0.005
+
+
+def test_a_loose_name_for_a_group_they_may_not_act_on_is_refused_not_not_found():
+    """防汛群 for the 防汛抗旱群 they are only a member of, asked to 保留: the reply says who may
+    act on that group; it never resolves to it, and an unclear look-alike is still "none"."""
+    own = Candidate("g1", "秋粮收购专班", "城关镇", OWN)
+    member = Candidate("g2", "防汛抗旱群", "城关镇", MEMBER)
+    r = resolve("防汛群", [own, member], intent="keep")
+    assert r.outcome == "none" and r.group is None and r.refused == member
+    assert "只有群主或管理员" in r.prompt()
+    assert resolve("防汛群", [own, member], intent="useless").group == member  # a member may vote
+    twin = Candidate("g3", "防汛抗旱指挥群", "城关镇", MEMBER)
+    r = resolve("防汛群", [own, member, twin], intent="keep")
+    assert r.outcome == "none" and r.refused is None
