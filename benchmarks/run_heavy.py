@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     if "faults" in only:
         summary += step_pytest(["tests/faults"], {"QUNZHI_FAULT_MESSAGES": "1000" if a.quick else "5000",
                                                  "QUNZHI_FAULT_GROUPS": "3000" if a.quick else "20000",
-                                                 "QUNZHI_FAULT_OUTBOX": "500" if a.quick else "2000"}, pg,
+                                                 "QUNZHI_FAULT_OUTBOX": "500" if a.quick else "2000",
+                                                 "QUNZHI_FAULT_PLATFORM_GROUPS": "100" if a.quick else "300",
+                                                 "QUNZHI_FAULT_ALL_STEPS": "1"}, pg,
                                "faults (tests/faults)")
     if "fuzz" in only:
         summary += step_pytest(["tests/fuzz", "tests/security"],
