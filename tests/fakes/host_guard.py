@@ -13,8 +13,7 @@ decorated with ``contextlib.contextmanager``) that starts the platform's fake se
 
 The test builds ``platform.sender(make_settings(**guard.settings))``, records every socket
 ``connect`` while ``exercise`` runs, and fails if any went elsewhere or none was made. A platform
-whose sender is not None under its hook's settings and that has no hook fails the test, unless
-listed in the test's ``HOOK_PENDING`` (platforms added in parallel, for the merger to empty).
+whose sender is not None under its hook's settings and that has no hook fails the test.
 """
 from __future__ import annotations
 
